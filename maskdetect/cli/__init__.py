@@ -1,0 +1,43 @@
+"""The ``maskdetect`` command line: a thin dispatcher onto the package's functions.
+
+Each submodule registers its commands with ``register(subparsers)`` and imports heavy libraries
+(TensorFlow, OpenCV) only inside the command it runs, so ``maskdetect --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from maskdetect.errors import MaskdetectError
+
+COMMAND_MODULES = ("data", "run", "predict")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskdetect", description="Face-mask detection on the TF2 OD API.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"maskdetect.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except MaskdetectError as exc:
+        print(f"maskdetect {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"maskdetect {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Label maps: the OD API's ``item { id name }`` text format, ids 1-based (0 is the background)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+from maskdetect.errors import DataError
+from maskdetect.fileio import atomic_write_text
+
+_ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
+_FIELD = re.compile(r"""(\w+)\s*:\s*(?:"([^"]*)"|'([^']*)'|([^\s}]+))""")
+
+
+def format_label_map(class_names: Sequence[str]) -> str:
+    """Text of a label map giving ``class_names[i]`` the id ``i + 1``."""
+    return "".join(f'item {{\n  id: {i}\n  name: "{name}"\n}}\n' for i, name in enumerate(class_names, 1))
+
+
+def write_label_map(path: str | Path, class_names: Sequence[str]) -> Path:
+    return atomic_write_text(path, format_label_map(class_names))
+
+
+def read_label_map(path: str | Path) -> list[str]:
+    """Class names ordered by id (``names[0]`` has id 1). Reads ours, Roboflow's and the OD API's files
+    (``name`` or ``display_name``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the label map ({exc.strerror}). Pass an existing .pbtxt file.") from exc
+    by_id: dict[int, str] = {}
+    for body in _ITEM.findall(text):
+        fields = {m[0]: m[1] or m[2] or m[3] for m in _FIELD.findall(body)}
+        if "id" not in fields or not ({"name", "display_name"} & fields.keys()):
+            raise DataError(f"{path}: an item lacks an id or a name: {body.strip()!r}. Each item needs both.")
+        item_id = int(fields["id"])
+        if item_id < 1:
+            raise DataError(f"{path}: id {item_id} is reserved for the background; ids start at 1.")
+        by_id[item_id] = fields.get("name") or fields["display_name"]
+    if not by_id:
+        raise DataError(f"{path}: no `item {{ id: N name: \"...\" }}` entries found; is this a label map?")
+    if sorted(by_id) != list(range(1, len(by_id) + 1)):
+        raise DataError(f"{path}: ids {sorted(by_id)} are not 1..{len(by_id)}; renumber them without gaps.")
+    return [by_id[i] for i in range(1, len(by_id) + 1)]
