@@ -1,0 +1,34 @@
+# make setup | make demo | make test | make bench
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -c "import maskdetect, object_detection.model_lib_v2"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/maskdetect demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf workspace/runs/demo .pytest_cache
