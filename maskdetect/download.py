@@ -1,0 +1,333 @@
+"""Downloading and unpacking: resumable, verified, atomic, and careful with secrets.
+
+``download(url, dest)`` streams into ``dest.partial`` (resumed with an HTTP ``Range`` request when a previous
+attempt was cut off, restarted when the server or the file changed), checks the size and an optional sha256,
+then renames to ``dest``. ``safe_extract(archive, dest_dir)`` unpacks .zip/.tar/.tar.gz archives and refuses any
+member that would land outside ``dest_dir`` (``..``, absolute paths, links, devices).
+
+Secrets: query parameters such as ``key=``/``api_key=``/``token=`` are replaced by ``***`` in every message,
+progress bar and log record (including those of ``urllib3``); other secrets can be added with
+:func:`register_secret`.
+
+Example:
+    >>> from maskdetect.download import download, safe_extract  # doctest: +SKIP
+    >>> tar = download("http://download.tensorflow.org/models/object_detection/tf2/20200711/x.tar.gz",
+    ...                "models/x.tar.gz")  # doctest: +SKIP
+    >>> safe_extract(tar, "models")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from maskdetect.errors import DownloadError
+
+log = logging.getLogger(__name__)
+
+SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token", "auth", "signature", "sig",
+                           "x-amz-signature", "x-amz-credential", "x-amz-security-token", "password"})
+CHUNK_BYTES = 1 << 16
+TIMEOUT_S = (10, 60)  # connect, read
+RETRIES = 3
+
+_secrets: set[str] = set()
+_SECRET_RE = re.compile(r"(?i)\b(" + "|".join(re.escape(p) for p in sorted(SECRET_PARAMS)) + r")=([^&\s'\"#]+)")
+
+
+# --------------------------------------------------------------------------- redaction
+def register_secret(value: str | None) -> None:
+    """Redact ``value`` from every message, log record and progress bar from now on."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+        _install_log_filter()
+
+
+def redact(text: str) -> str:
+    """``text`` with registered secrets and ``key=...``-style query values replaced by ``***``."""
+    text = _SECRET_RE.sub(lambda m: f"{m.group(1)}=***", str(text))
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def redact_url(url: str) -> str:
+    """The URL with secret query parameters (``key``, ``api_key``, ``token``, ...) and user info hidden."""
+    parts = urlsplit(url)
+    query = urlencode([(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, True)],
+                      safe="*")
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
+
+
+def _secrets_of(url: str) -> None:
+    parts = urlsplit(url)
+    for k, v in parse_qsl(parts.query, True):
+        if k.lower() in SECRET_PARAMS:
+            register_secret(v)
+    if parts.password:
+        register_secret(parts.password)
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is not ours to fix
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+_FILTERED_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3", "requests", "roboflow", __name__)
+
+
+def _install_log_filter() -> None:
+    for name in _FILTERED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+_install_log_filter()
+
+
+# --------------------------------------------------------------------------- download
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: str | Path, *, sha256: str | None = None, desc: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` and return ``dest``.
+
+    An existing ``dest`` is reused when it matches ``sha256`` (or when no checksum is given). An interrupted
+    download left in ``dest.partial`` is resumed with ``Range``; if the server ignores the range or the file
+    changed (``If-Range`` with the ETag/Last-Modified seen before), it restarts from zero. The file appears under
+    ``dest`` only once complete and verified.
+
+    Raises:
+        DownloadError: offline ("cannot reach HOST: ..."), HTTP errors, size or checksum mismatch. Messages
+            never contain the ``key=``/``token=`` query values.
+    """
+    dest = Path(dest)
+    _secrets_of(url)
+    shown = redact_url(url)
+    if dest.is_file():
+        if sha256 is None or sha256_file(dest) == sha256.lower():
+            log.info("%s: already downloaded", dest)
+            return dest
+        log.warning("%s: checksum differs from the expected one; downloading again", dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    last_error: DownloadError | None = None
+    for attempt in range(1, RETRIES + 1):
+        try:
+            _fetch(url, shown, partial, desc or dest.name)
+            break
+        except _Retryable as exc:
+            last_error = DownloadError(f"{shown}: {exc}. Run the command again to resume from "
+                                       f"{partial.stat().st_size if partial.exists() else 0} bytes.")
+            log.warning("download of %s interrupted (%s); retry %d/%d", shown, exc, attempt, RETRIES)
+            time.sleep(min(2 ** attempt * 0.25, 4))
+    else:
+        raise last_error  # type: ignore[misc]
+    if sha256 is not None:
+        got = sha256_file(partial)
+        if got != sha256.lower():
+            partial.unlink(missing_ok=True)
+            _meta_path(partial).unlink(missing_ok=True)
+            raise DownloadError(f"{shown}: sha256 {got} differs from the expected {sha256.lower()}; the partial file "
+                                f"was deleted. Check the URL and the checksum, then run again.")
+    os.replace(partial, dest)
+    _meta_path(partial).unlink(missing_ok=True)
+    return dest
+
+
+class _Retryable(Exception):
+    """A transient failure: connection dropped mid-way, short read."""
+
+
+def _meta_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".json")
+
+
+def _fetch(url: str, shown: str, partial: Path, desc: str) -> None:
+    import requests
+    from tqdm.auto import tqdm
+
+    meta_file = _meta_path(partial)
+    have = partial.stat().st_size if partial.exists() else 0
+    meta = _read_meta(meta_file) if have else {}
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        validator = meta.get("etag") or meta.get("last_modified")
+        if validator:
+            headers["If-Range"] = validator
+    host = urlsplit(url).hostname or "?"
+    error: Exception | None = None  # raised outside the except blocks so no traceback holds the raw URL
+    try:
+        response = requests.get(url, headers=headers, stream=True, timeout=TIMEOUT_S)
+    except requests.exceptions.ConnectionError as exc:
+        error = DownloadError(f"cannot reach {host}: {redact(_reason(exc))}. Check the network connection "
+                              f"(or proxy) and run again; {shown} was not downloaded.")
+    except requests.exceptions.Timeout as exc:
+        error = _Retryable(f"timed out ({redact(_reason(exc))})")
+    except requests.exceptions.RequestException as exc:
+        error = DownloadError(f"{shown}: {redact(_reason(exc))}")
+    if error is not None:
+        raise error
+    with response:
+        if response.status_code == 416 and have:  # our partial is not a prefix the server can continue
+            partial.unlink(missing_ok=True)
+            meta_file.unlink(missing_ok=True)
+            raise _Retryable("the server refused to resume; restarting")
+        if response.status_code >= 500:
+            raise _Retryable(f"HTTP {response.status_code} {response.reason}")
+        if response.status_code >= 400:
+            raise DownloadError(f"{shown}: HTTP {response.status_code} {response.reason}. Check that the link is "
+                                f"complete and still valid (export links expire).")
+        if response.status_code == 206 and _range_start(response) == have:
+            mode, start = "ab", have
+        else:
+            if have:
+                log.info("%s: server sent the whole file; restarting the download", shown)
+            mode, start = "wb", 0
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length and length.isdigit() else None
+        _write_meta(meta_file, response)
+        received = start
+        with open(partial, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
+                                            unit_divisor=1024, desc=redact(desc), leave=False,
+                                            disable=None) as bar:
+            try:
+                for chunk in response.iter_content(CHUNK_BYTES):
+                    f.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            except requests.exceptions.RequestException as exc:
+                error = _Retryable(f"connection lost after {received} bytes ({redact(_reason(exc))})")
+        if error is not None:
+            raise error
+    if total is not None and received != total:
+        if received > total:
+            partial.unlink(missing_ok=True)
+            meta_file.unlink(missing_ok=True)
+            raise DownloadError(f"{shown}: received {received} bytes, more than the announced {total}; the partial "
+                                f"file was deleted. Run again.")
+        raise _Retryable(f"connection lost after {received} of {total} bytes")
+
+
+def _reason(exc: BaseException) -> str:
+    # requests nests the useful part (e.g. "Name or service not known") inside its own wrapper messages.
+    inner = exc.args[0] if exc.args else exc
+    reason = getattr(inner, "reason", None)
+    return str(reason if reason is not None else inner)
+
+
+def _range_start(response) -> int | None:
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_meta(path: Path, response) -> None:
+    meta = {"etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified")}
+    path.write_text(json.dumps(meta))
+
+
+# --------------------------------------------------------------------------- extraction
+def safe_extract(archive: str | Path, dest_dir: str | Path) -> Path:
+    """Unpack a .zip, .tar, .tar.gz/.tgz (or .tar.bz2/.tar.xz) archive into ``dest_dir`` and return ``dest_dir``.
+
+    Every member is checked before anything is written: absolute paths, ``..`` components, symbolic and hard
+    links and special files are refused with a DownloadError naming the member. Members are unpacked into a
+    temporary folder inside ``dest_dir`` and moved into place only when the whole archive was read, replacing
+    top-level entries of the same name; other content of ``dest_dir`` is kept.
+    """
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    if not archive.is_file():
+        raise DownloadError(f"{archive}: no such archive. Download it first.")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", suffix=".partial", dir=dest_dir))
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, tmp)
+        else:
+            _extract_tar(archive, tmp)
+        for entry in sorted(tmp.iterdir()):
+            target = dest_dir / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            entry.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest_dir
+
+
+def _check_member_name(archive: Path, name: str) -> None:
+    norm = name.replace("\\", "/")
+    path = PurePosixPath(norm)
+    if not norm or norm.startswith("/") or re.match(r"^[A-Za-z]:", norm) or ".." in path.parts:
+        raise DownloadError(f"{archive}: member {name!r} would be written outside the target folder; "
+                            f"refusing to extract this archive. Get it from a trusted source.")
+
+
+def _extract_zip(archive: Path, dest: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for info in members:
+                _check_member_name(archive, info.filename)
+                mode = info.external_attr >> 16
+                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    raise DownloadError(f"{archive}: member {info.filename!r} is a link or special file; refusing "
+                                        f"to extract this archive. Get it from a trusted source.")
+            for info in members:
+                zf.extract(info, dest)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise DownloadError(f"{archive}: corrupt or truncated zip ({exc}). Delete it and download again.") from None
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            members = tf.getmembers()
+            for member in members:
+                _check_member_name(archive, member.name)
+                if not (member.isfile() or member.isdir()):
+                    raise DownloadError(f"{archive}: member {member.name!r} is a link or special file; refusing "
+                                        f"to extract this archive. Get it from a trusted source.")
+            tf.extractall(dest, members=members, filter="data")
+    except tarfile.ReadError as exc:
+        raise DownloadError(f"{archive}: not a zip or tar archive, or truncated ({exc}). Delete it and download "
+                            f"again.") from None
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DownloadError(f"{archive}: corrupt or truncated archive ({exc}). Delete it and download "
+                            f"again.") from None

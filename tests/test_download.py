@@ -1,0 +1,216 @@
+"""maskdetect.download: resume, integrity, redaction, offline errors, safe extraction (loopback server only)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import socket
+import tarfile
+import zipfile
+
+import pytest
+
+from data_fixtures import serve
+from maskdetect.download import download, redact, redact_url, safe_extract
+from maskdetect.errors import DownloadError
+
+BODY = os.urandom(300_000)
+SHA = hashlib.sha256(BODY).hexdigest()
+SECRET = "S3cr3tK3yValue"
+
+
+def test_download_whole_file(tmp_path):
+    with serve({"/f.bin": BODY}) as srv:
+        out = download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
+    assert out.read_bytes() == BODY
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_download_resumes_after_connection_drop(tmp_path):
+    with serve({"/f.bin": BODY}) as srv:
+        srv.cut_after = 100_000
+        out = download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
+        assert srv.requests[-1]["headers"].get("Range", "").startswith("bytes=")
+        assert int(srv.requests[-1]["headers"]["Range"][6:-1]) > 0
+    assert out.read_bytes() == BODY
+
+
+def test_download_resumes_partial_left_by_previous_run(tmp_path):
+    (tmp_path / "f.bin.partial").write_bytes(BODY[:12345])
+    with serve({"/f.bin": BODY}) as srv:
+        download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
+        assert srv.requests[0]["headers"]["Range"] == "bytes=12345-"
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_download_restarts_when_remote_file_changed(tmp_path):
+    (tmp_path / "f.bin.partial").write_bytes(b"x" * 5000)
+    (tmp_path / "f.bin.partial.json").write_text(json.dumps({"etag": '"old"'}))
+    with serve({"/f.bin": BODY}) as srv:
+        download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
+        assert srv.requests[0]["headers"]["If-Range"] == '"old"'
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_download_restarts_when_server_ignores_range(tmp_path):
+    (tmp_path / "f.bin.partial").write_bytes(b"x" * 5000)
+    with serve({"/f.bin": BODY}) as srv:
+        srv.ignore_range = True
+        download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_download_partial_longer_than_file_restarts(tmp_path):
+    (tmp_path / "f.bin.partial").write_bytes(b"x" * (len(BODY) + 10))
+    with serve({"/f.bin": BODY}) as srv:
+        download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_checksum_mismatch_is_an_error_and_leaves_nothing(tmp_path):
+    with serve({"/f.bin": BODY}) as srv:
+        with pytest.raises(DownloadError, match="sha256"):
+            download(srv.url("/f.bin"), tmp_path / "f.bin", sha256="0" * 64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_verified_file_is_reused(tmp_path):
+    (tmp_path / "f.bin").write_bytes(BODY)
+    with serve({"/f.bin": b"other"}) as srv:
+        assert download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA).read_bytes() == BODY
+        assert srv.requests == []
+
+
+def test_http_error_names_redacted_url(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with serve({}) as srv:
+        with pytest.raises(DownloadError) as err:
+            download(srv.url(f"/ds/abc?key={SECRET}"), tmp_path / "x.zip")
+    assert "404" in str(err.value) and "key=***" in str(err.value)
+    assert SECRET not in str(err.value) and SECRET not in caplog.text
+
+
+def test_offline_error_names_host_and_hides_key(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: nothing listens there
+    with pytest.raises(DownloadError, match="cannot reach 127.0.0.1") as err:
+        download(f"http://127.0.0.1:{port}/ds/abc?key={SECRET}&x=1", tmp_path / "x.zip")
+    assert SECRET not in str(err.value) and SECRET not in caplog.text
+    assert err.value.__cause__ is None and err.value.__context__ is None
+
+
+def test_urllib3_debug_logs_are_redacted(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with serve({"/ds/abc": BODY}) as srv:
+        download(srv.url(f"/ds/abc?key={SECRET}"), tmp_path / "x.bin")
+    assert "/ds/abc" in caplog.text  # urllib3 did log the request ...
+    assert SECRET not in caplog.text  # ... without the key
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://public.roboflow.com/ds/AbC?key=XyZ123", "https://public.roboflow.com/ds/AbC?key=***"),
+    ("https://u:pw1234@h/p?api_key=k1k1k1&a=b", "https://h/p?api_key=***&a=b"),
+    ("https://h/p", "https://h/p"),
+])
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_redact_text():
+    assert redact("GET /ds/x?key=abc123&y=2 HTTP/1.1") == "GET /ds/x?key=*** &y=2 HTTP/1.1".replace(" &", "&")
+
+
+# --------------------------------------------------------------------------- safe_extract
+def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (0o120777 << 16)
+            zf.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+def _tar(entries: dict[str, bytes], gz: bool = True, link: tuple[str, str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        if link:
+            info = tarfile.TarInfo(link[0])
+            info.type = link[2]
+            info.linkname = link[1]
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz"])
+def test_safe_extract_good_archive(tmp_path, kind):
+    entries = {"model/a.txt": b"a", "model/sub/b.bin": b"bb", "top.txt": b"t"}
+    data = _zip(entries) if kind == "zip" else _tar(entries, gz=kind == "tar.gz")
+    archive = tmp_path / f"x.{kind}"
+    archive.write_bytes(data)
+    out = tmp_path / "out"
+    (out / "keep").mkdir(parents=True)
+    (out / "model").mkdir()
+    (out / "model" / "stale.txt").write_text("old")
+    assert safe_extract(archive, out) == out
+    assert (out / "model" / "sub" / "b.bin").read_bytes() == b"bb"
+    assert (out / "top.txt").read_bytes() == b"t"
+    assert (out / "keep").is_dir() and not (out / "model" / "stale.txt").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/tmp/evil.txt", "C:/evil.txt", "..\\evil.txt"])
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_safe_extract_rejects_escapes(tmp_path, name, kind):
+    entries = {"ok.txt": b"ok", name: b"evil"}
+    archive = tmp_path / f"x.{kind}"
+    archive.write_bytes(_zip(entries) if kind == "zip" else _tar(entries))
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(DownloadError, match="outside the target folder"):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []  # nothing written, not even the good member
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_safe_extract_rejects_zip_symlink(tmp_path):
+    archive = tmp_path / "x.zip"
+    archive.write_bytes(_zip({"ok.txt": b"ok"}, symlink="link"))
+    with pytest.raises(DownloadError, match="link"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("linktype", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_safe_extract_rejects_tar_links(tmp_path, linktype):
+    archive = tmp_path / "x.tar.gz"
+    archive.write_bytes(_tar({"ok.txt": b"ok"}, link=("link", "/etc/passwd", linktype)))
+    with pytest.raises(DownloadError, match="link"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_safe_extract_truncated_archive(tmp_path, kind):
+    entries = {f"f{i}.bin": os.urandom(5000) for i in range(5)}
+    data = _zip(entries) if kind == "zip" else _tar(entries)
+    archive = tmp_path / f"x.{kind}"
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DownloadError, match="download again"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_safe_extract_missing_archive(tmp_path):
+    with pytest.raises(DownloadError, match="no such archive"):
+        safe_extract(tmp_path / "nope.zip", tmp_path / "out")
