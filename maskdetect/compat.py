@@ -192,10 +192,10 @@ def _tf_slim_control_flow_module() -> types.ModuleType:
     def __getattr__(name):  # resolved lazily so TensorFlow is not imported by `import maskdetect`
         from tensorflow.python.ops import cond, control_flow_case, control_flow_ops, while_loop
 
-        for source in (control_flow_case, cond, while_loop, control_flow_ops):
-            if hasattr(source, name):
-                return getattr(source, name)
-        raise AttributeError(name)
+        moved = {"case": control_flow_case.case, "cond": cond.cond, "while_loop": while_loop.while_loop}
+        if name in moved:
+            return moved[name]
+        return getattr(control_flow_ops, name)
 
     module.__getattr__ = __getattr__
     return module

@@ -1,0 +1,386 @@
+"""Build a run's ``pipeline.config`` from our templates, through the protobuf API only.
+
+Precedence (lowest first): the model's template in ``configs/`` < the model registry's settings < the
+arguments of :func:`configure` < ``--set dotted.key=value`` overrides.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from maskdetect.errors import ConfigError, DataError
+from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.labelmap import read_label_map
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+ZOO_BATCH_SIZE = 128  # the batch the zoo's learning rates were tuned for
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model we know how to configure and where its COCO checkpoint lives in the TF2 model zoo."""
+
+    template: str
+    image_size: int
+    zoo_archive: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "ssd_efficientdet_d0_512": ModelSpec("ssd_efficientdet_d0_512.config", 512, "efficientdet_d0_coco17_tpu-32"),
+    "efficientdet_d1_640": ModelSpec(
+        "ssd_efficientdet_d0_512.config", 640, "efficientdet_d1_coco17_tpu-32",
+        {
+            "model.ssd.feature_extractor.type": "ssd_efficientnet-b1_bifpn_keras",
+            "model.ssd.feature_extractor.bifpn.num_filters": 88,
+            "model.ssd.feature_extractor.bifpn.num_iterations": 4,
+            "model.ssd.box_predictor.weight_shared_convolutional_box_predictor.depth": 88,
+        },
+    ),
+    "ssd_mobilenet_v2_fpnlite_320": ModelSpec(
+        "ssd_mobilenet_v2_fpnlite.config", 320, "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8"),
+    "ssd_mobilenet_v2_fpnlite_640": ModelSpec(
+        "ssd_mobilenet_v2_fpnlite.config", 640, "ssd_mobilenet_v2_fpnlite_640x640_coco17_tpu-8"),
+}
+DEFAULT_MODEL = "ssd_efficientdet_d0_512"
+
+
+def load_pipeline(path: str | Path):
+    """Parse a ``pipeline.config`` into a ``TrainEvalPipelineConfig`` proto (clear error when malformed)."""
+    from google.protobuf import text_format
+    from object_detection.protos import pipeline_pb2
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline config ({exc.strerror}).") from exc
+    pipeline = pipeline_pb2.TrainEvalPipelineConfig()
+    try:
+        text_format.Merge(text, pipeline)
+    except text_format.ParseError as exc:
+        raise ConfigError(f"{path}: not a valid pipeline.config: {exc}") from exc
+    return pipeline
+
+
+def save_pipeline(pipeline, path: str | Path) -> Path:
+    from google.protobuf import text_format
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text_format.MessageToString(pipeline), encoding="utf-8")
+    return Path(path)
+
+
+# -- dotted overrides -------------------------------------------------------------------------------------
+def _parse_scalar(field_descriptor, raw: Any, key: str) -> Any:
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    if not isinstance(raw, str):
+        raw_text = raw
+    else:
+        raw_text = raw.strip()
+    kind = field_descriptor.type
+    try:
+        if kind == F.TYPE_BOOL:
+            if isinstance(raw_text, bool):
+                return raw_text
+            lowered = str(raw_text).lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError
+            return lowered in ("true", "1")
+        if kind in (F.TYPE_INT32, F.TYPE_INT64, F.TYPE_UINT32, F.TYPE_UINT64, F.TYPE_SINT32, F.TYPE_SINT64,
+                    F.TYPE_FIXED32, F.TYPE_FIXED64, F.TYPE_SFIXED32, F.TYPE_SFIXED64):
+            value = float(raw_text)
+            if value != int(value):
+                raise ValueError
+            return int(value)
+        if kind in (F.TYPE_FLOAT, F.TYPE_DOUBLE):
+            value = float(raw_text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if kind == F.TYPE_STRING:
+            return str(raw_text)
+        if kind == F.TYPE_ENUM:
+            names = [v.name for v in field_descriptor.enum_type.values]
+            if str(raw_text) not in names:
+                raise ConfigError(f"--set {key}: {raw_text!r} is not one of {', '.join(names)}")
+            return field_descriptor.enum_type.values_by_name[str(raw_text)].number
+    except (ValueError, TypeError):
+        type_name = {F.TYPE_BOOL: "true/false", F.TYPE_FLOAT: "a number", F.TYPE_DOUBLE: "a number",
+                     F.TYPE_STRING: "text"}.get(kind, "an integer")
+        raise ConfigError(f"--set {key}: {raw_text!r} is not {type_name}") from None
+    raise ConfigError(f"--set {key}: {field_descriptor.full_name} is a message; set one of its fields instead")
+
+
+def set_value(pipeline, key: str, value: Any) -> None:
+    """Set ``a.b.c`` (repeated messages indexed as ``a.0.b``; repeated scalars take a list or a
+    comma-separated string) on `pipeline`, checked against the proto schema."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    parts = key.split(".")
+    message = pipeline
+    i = 0
+    while i < len(parts):
+        name = parts[i]
+        descriptor = message.DESCRIPTOR
+        field_descriptor = descriptor.fields_by_name.get(name)
+        if field_descriptor is None:
+            choices = list(descriptor.fields_by_name)
+            close = difflib.get_close_matches(name, choices, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else f" Fields here: {', '.join(choices)}."
+            raise ConfigError(f"--set {key}: {descriptor.full_name} has no field {name!r}.{hint}")
+        last = i == len(parts) - 1
+        repeated = field_descriptor.label == F.LABEL_REPEATED
+        is_message = field_descriptor.type == F.TYPE_MESSAGE
+        if is_message:
+            if last:
+                raise ConfigError(f"--set {key}: {name} is a message ({field_descriptor.message_type.name}); "
+                                  "set one of its fields, e.g. " f"{key}.<field>=value")
+            container = getattr(message, name)
+            if repeated:
+                if i + 1 >= len(parts) or not parts[i + 1].isdigit():
+                    index = 0
+                else:
+                    index = int(parts[i + 1])
+                    i += 1
+                while len(container) <= index:
+                    container.add()
+                message = container[index]
+            else:
+                message = container
+            i += 1
+            continue
+        if not last:
+            raise ConfigError(f"--set {key}: {name} is a value, not a message; nothing can follow it")
+        if repeated:
+            items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v]
+            container = getattr(message, name)
+            del container[:]
+            container.extend(_parse_scalar(field_descriptor, item, key) for item in items)
+        else:
+            setattr(message, name, _parse_scalar(field_descriptor, value, key))
+        return
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["a.b=1", ...]`` -> ``{"a.b": "1"}`` with a clear error for a missing ``=``."""
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. train_config.batch_size=4")
+        result[key.strip()] = value
+    return result
+
+
+# -- configure --------------------------------------------------------------------------------------------
+def _max_level(model_config) -> int:
+    ssd = model_config.ssd
+    extractor = ssd.feature_extractor
+    if extractor.HasField("bifpn"):
+        return extractor.bifpn.max_level
+    if extractor.HasField("fpn"):
+        return extractor.fpn.max_level
+    return 0
+
+
+def image_size_of(pipeline) -> int:
+    resizer = pipeline.model.ssd.image_resizer
+    if resizer.HasField("fixed_shape_resizer"):
+        return resizer.fixed_shape_resizer.height
+    return resizer.keep_aspect_ratio_resizer.max_dimension
+
+
+def set_image_size(pipeline, size: int) -> None:
+    """Set the model's input size, and the crop-and-pad augmentation that produces it."""
+    resizer = pipeline.model.ssd.image_resizer
+    if resizer.HasField("fixed_shape_resizer"):
+        resizer.fixed_shape_resizer.height = size
+        resizer.fixed_shape_resizer.width = size
+    else:
+        resizer.keep_aspect_ratio_resizer.min_dimension = size
+        resizer.keep_aspect_ratio_resizer.max_dimension = size
+    for option in pipeline.train_config.data_augmentation_options:
+        if option.HasField("random_scale_crop_and_pad_to_square"):
+            option.random_scale_crop_and_pad_to_square.output_size = size
+
+
+def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
+    """Catch the mistakes that otherwise fail deep inside TensorFlow (DESIGN.md breakage 8 among them)."""
+    size = image_size_of(pipeline)
+    max_level = _max_level(pipeline.model)
+    if max_level and size % (2 ** max_level):
+        ok = [s for s in range(128, 1025, 2 ** max_level)][:8]
+        raise ConfigError(
+            f"{where}: input size {size} is not divisible by 2**max_level = {2 ** max_level} (feature pyramid "
+            f"levels up to {max_level}); the BiFPN/FPN would fail with a shape mismatch. Use a size in "
+            f"{ok}, or lower the pyramid's max_level.")
+    if pipeline.model.ssd.num_classes < 1:
+        raise ConfigError(f"{where}: model.ssd.num_classes must be at least 1")
+    if pipeline.train_config.batch_size < 1:
+        raise ConfigError(f"{where}: train_config.batch_size must be at least 1")
+    schedule = pipeline.train_config.optimizer.momentum_optimizer.learning_rate.cosine_decay_learning_rate
+    if schedule.warmup_steps > schedule.total_steps:
+        raise ConfigError(f"{where}: warmup_steps {schedule.warmup_steps} exceed total_steps {schedule.total_steps}")
+
+
+def scaled_schedule(batch_size: int, num_steps: int, base_at_zoo_batch: float = 0.08) -> dict[str, float]:
+    """Cosine schedule for `batch_size`: the zoo's base rate scaled linearly from batch 128, with a warmup of
+    10% of the steps (at most the zoo's 2,500) starting at a tenth of the base."""
+    base = base_at_zoo_batch * batch_size / ZOO_BATCH_SIZE
+    warmup = min(2500, max(1, num_steps // 10)) if num_steps > 1 else 0
+    return {"learning_rate_base": base, "total_steps": num_steps, "warmup_learning_rate": base / 10,
+            "warmup_steps": warmup}
+
+
+@dataclass
+class RunPaths:
+    """Where everything of one run lives (see DESIGN.md §3)."""
+
+    run_dir: Path
+
+    @property
+    def pipeline_config(self) -> Path:
+        return self.run_dir / "pipeline.config"
+
+    @property
+    def label_map(self) -> Path:
+        return self.run_dir / "label_map.pbtxt"
+
+    @property
+    def data_manifest(self) -> Path:
+        return self.run_dir / "data_manifest.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def train_log(self) -> Path:
+        return self.run_dir / "train_log.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.run_dir / "metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.run_dir / "plots"
+
+    @property
+    def exports(self) -> Path:
+        return self.run_dir / "export"
+
+
+def _data_files(data_dir: Path, split: str) -> list[Path]:
+    return sorted(data_dir.glob(f"{split}-*.tfrecord")) or sorted(data_dir.glob(f"{split}*.tfrecord"))
+
+
+def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MODEL, *,
+              image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
+              learning_rate: float | None = None, checkpoint: str | Path | None = None,
+              eval_split: str = "val", overrides: dict[str, Any] | Sequence[str] | None = None) -> RunPaths:
+    """Write ``out_dir/pipeline.config`` (+ label map and data manifest) for training `model` on `data_dir`.
+
+    Args:
+        data_dir: output of ``maskdetect data convert``: ``train-*.tfrecord``, ``val-*.tfrecord``,
+            ``label_map.pbtxt``, ``manifest.json``.
+        out_dir: the run directory (created).
+        model: a key of :data:`MODELS`.
+        image_size: input size (default: the model's); must divide by 2**max_level of the pyramid.
+        batch_size, num_steps: training length; the cosine schedule is scaled to both.
+        learning_rate: base rate after warmup (default: the zoo's 0.08 scaled linearly from batch 128).
+        checkpoint: a checkpoint prefix (``.../ckpt-0``) to fine-tune from as "detection"; None trains from
+            scratch (say so explicitly: :func:`maskdetect.zoo.fetch_checkpoint` gets the COCO one).
+        eval_split: the split evaluated beside training and by ``evaluate`` by default.
+        overrides: ``{"dotted.key": value}`` or ``["dotted.key=value"]`` applied last, checked against the schema.
+
+    Example:
+        >>> configure("workspace/data/sample", "workspace/runs/demo", image_size=256, batch_size=2,
+        ...           num_steps=300)  # doctest: +SKIP
+    """
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    spec = MODELS[model]
+    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir).resolve()
+    label_map = data_dir / "label_map.pbtxt"
+    if not label_map.exists():
+        raise DataError(f"{data_dir}: no label_map.pbtxt; run `maskdetect data convert` to make this folder")
+    class_names = read_label_map(label_map)
+    train_files = _data_files(data_dir, "train")
+    eval_files = _data_files(data_dir, eval_split)
+    if not train_files:
+        raise DataError(f"{data_dir}: no train-*.tfrecord files; run `maskdetect data convert` with a train split")
+    if not eval_files:
+        logger.warning("%s: no %s-*.tfrecord files; evaluation will use the training files", data_dir, eval_split)
+        eval_files = train_files
+
+    pipeline = load_pipeline(CONFIG_DIR / spec.template)
+    for key, value in spec.overrides.items():
+        set_value(pipeline, key, value)
+    ssd = pipeline.model.ssd
+    ssd.num_classes = len(class_names)
+    set_image_size(pipeline, image_size or spec.image_size)
+
+    train = pipeline.train_config
+    train.batch_size = batch_size
+    train.num_steps = num_steps
+    train.use_bfloat16 = False  # bfloat16 is for TPUs; it slows or breaks CPU and GPU training
+    train.sync_replicas = False
+    schedule = scaled_schedule(batch_size, num_steps)
+    if learning_rate is not None:
+        schedule.update(learning_rate_base=learning_rate, warmup_learning_rate=learning_rate / 10)
+    cosine = train.optimizer.momentum_optimizer.learning_rate.cosine_decay_learning_rate
+    for key, value in schedule.items():
+        setattr(cosine, key, value)
+    if checkpoint is not None:
+        train.fine_tune_checkpoint = str(Path(checkpoint).resolve())
+        train.fine_tune_checkpoint_type = "detection"
+        train.fine_tune_checkpoint_version = 2  # V2
+    else:
+        train.ClearField("fine_tune_checkpoint")
+        train.ClearField("fine_tune_checkpoint_type")
+
+    paths = RunPaths(out_dir)
+    run_label_map = str(paths.label_map)
+    reader = pipeline.train_input_reader
+    reader.label_map_path = run_label_map
+    del reader.tf_record_input_reader.input_path[:]
+    reader.tf_record_input_reader.input_path.extend(str(p) for p in train_files)
+    evaluation = pipeline.eval_input_reader[0]
+    evaluation.label_map_path = run_label_map
+    del evaluation.tf_record_input_reader.input_path[:]
+    evaluation.tf_record_input_reader.input_path.extend(str(p) for p in eval_files)
+    pipeline.eval_config.metrics_set[:] = ["coco_detection_metrics"]
+    pipeline.eval_config.include_metrics_per_category = True
+
+    if overrides:
+        items = parse_overrides(overrides) if not isinstance(overrides, dict) else overrides
+        for key, value in items.items():
+            set_value(pipeline, key, value)
+    check_pipeline(pipeline, where=str(paths.pipeline_config))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(paths.label_map) as tmp:
+        shutil.copyfile(label_map, tmp)
+    manifest = data_dir / "manifest.json"
+    data_info = {"data_dir": str(data_dir), "train_files": [str(p) for p in train_files],
+                 "eval_files": [str(p) for p in eval_files], "class_names": class_names}
+    if manifest.exists():
+        data_info["manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
+    atomic_write_json(paths.data_manifest, data_info)
+    save_pipeline(pipeline, paths.pipeline_config)
+    logger.info("configured %s (%d classes, input %d, batch %d, %d steps) in %s", model, len(class_names),
+                image_size_of(pipeline), batch_size, num_steps, out_dir)
+    return paths
