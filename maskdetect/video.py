@@ -1,0 +1,495 @@
+"""Video in and out through ffmpeg (the static binary of ``imageio-ffmpeg``; no system install needed).
+
+* :func:`probe_video` reads a file's metadata with PyAV: exact frame rate as a `Fraction` (``30000/1001``),
+  size as displayed (rotation applied, as ffmpeg applies it when decoding), codec, pixel format, audio.
+* :class:`VideoReader` decodes frames to RGB ``uint8`` arrays through an ffmpeg pipe, every frame once, in
+  order (``-fps_mode passthrough``: no duplicated or dropped frames).
+* :class:`VideoWriter` encodes RGB frames to H.264 (libx264), yuv420p, ``+faststart``, at an exact rational
+  rate, each frame written once; it can carry the audio of a source file over. It writes to a temporary name
+  beside the output and renames on success, so a failed, interrupted or killed run never leaves a partial
+  file under the final name.
+
+Odd frame sizes: yuv420p needs even width and height. The writer **pads** one black column on the right
+and/or one black row at the bottom (no resampling, so boxes stay pixel-exact); the output size is
+``even_size(width, height)``: ``(w + w % 2, h + h % 2)``.
+
+Example:
+    >>> info = probe_video("in.mp4")                                       # doctest: +SKIP
+    >>> with VideoReader("in.mp4") as frames, VideoWriter("out.mp4", info.fps, info.size_wh,
+    ...                                                   audio_from="in.mp4") as sink:  # doctest: +SKIP
+    ...     for frame in frames:
+    ...         sink.write(frame)
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from maskdetect.errors import VideoError
+
+logger = logging.getLogger(__name__)
+
+#: Container format by output suffix (anything else is written as MP4).
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+#: Audio codecs that can be stream-copied into MP4/MOV; anything else is re-encoded to AAC.
+_COPYABLE_AUDIO = {"aac", "mp3", "alac"}
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pass|pwd|token|key|auth|secret|signature)=)[^&\s]+")
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary shipped by ``imageio-ffmpeg``."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def redact(text: str) -> str:
+    """Hide credentials in URLs: ``rtsp://user:pass@host/x?token=t`` -> ``rtsp://***@host/x?token=***``."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}***@", str(text))
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The size the writer produces for a ``width x height`` input (yuv420p needs even sides; it pads)."""
+    return width + width % 2, height + height % 2
+
+
+def parse_rate(value: str | float | int | Fraction) -> Fraction:
+    """A frame rate as an exact `Fraction`: ``"30000/1001"``, ``"29.97"`` (-> 30000/1001), ``25``, ...
+
+    Decimal rates that are the usual NTSC roundings (23.976, 29.97, 59.94, 119.88) map to their ``N*1000/1001``.
+    """
+    if isinstance(value, Fraction):
+        rate = value
+    elif isinstance(value, str) and "/" in value:
+        num, den = value.split("/", 1)
+        rate = Fraction(int(num), int(den))
+    else:
+        rate = Fraction(str(value)).limit_denominator(1001)
+        for base in (24, 30, 60, 120):
+            if abs(float(rate) - base * 1000 / 1001) < 0.006:
+                rate = Fraction(base * 1000, 1001)
+    if rate <= 0:
+        raise VideoError(f"frame rate {value!r} must be positive")
+    return rate
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Metadata of a video file.
+
+    Attributes:
+        width, height: frame size as decoded by ffmpeg (display rotation applied).
+        fps: exact average frame rate (``Fraction(30000, 1001)`` for 29.97).
+        frame_count: frames according to the container (may be 0 when unknown; :func:`count_frames` decodes).
+        duration_s: video stream duration in seconds (None if unknown).
+        codec: video codec name (``"h264"``), pix_fmt: pixel format (``"yuv420p"``).
+        audio_codec: codec of the first audio stream, or None when there is no audio.
+        rotation: display rotation in degrees (counter-clockwise), 0 for none.
+    """
+
+    width: int
+    height: int
+    fps: Fraction
+    frame_count: int
+    duration_s: float | None
+    codec: str
+    pix_fmt: str | None
+    audio_codec: str | None = None
+    rotation: int = 0
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
+
+    @property
+    def expected_frames(self) -> int | None:
+        """Best estimate of the number of frames (container count, else duration x fps)."""
+        if self.frame_count > 0:
+            return self.frame_count
+        if self.duration_s:
+            return int(round(self.duration_s * self.fps))
+        return None
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read the metadata of a video file with PyAV (decodes one frame to learn the display rotation).
+
+    Raises:
+        VideoError: the file is missing, not a video, or has no video stream.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such video file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: has no video stream")
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if not rate:
+                raise VideoError(f"{path}: the frame rate is unknown; re-mux the file with a frame rate")
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1_000_000
+            rotation = 0
+            try:
+                first = next(container.decode(stream))
+                rotation = int(round(first.rotation or 0)) % 360
+            except (StopIteration, av.FFmpegError):
+                pass
+            audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+            width, height = ctx.width, ctx.height
+            if rotation in (90, 270):
+                width, height = height, width
+            return VideoInfo(width=width, height=height, fps=Fraction(rate), frame_count=int(stream.frames or 0),
+                             duration_s=duration, codec=ctx.name, pix_fmt=ctx.pix_fmt, audio_codec=audio,
+                             rotation=rotation)
+    except av.FFmpegError as exc:
+        raise VideoError(f"{path}: cannot read it as a video ({exc})") from exc
+
+
+def count_frames(path: str | Path) -> int:
+    """Number of video frames, by decoding every one (exact, unlike container metadata)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            return sum(1 for _ in container.decode(stream))
+    except (av.FFmpegError, IndexError) as exc:
+        raise VideoError(f"{path}: cannot decode ({exc})") from exc
+
+
+class _StderrTail:
+    """Drain a process's stderr in a thread (so it never blocks), keeping the last lines for error messages."""
+
+    def __init__(self, stream, lines: int = 25) -> None:
+        self._lines: collections.deque[str] = collections.deque(maxlen=lines)
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True, name="ffmpeg-stderr")
+        self._thread.start()
+
+    def _drain(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self._lines.append(raw.decode("utf-8", "replace").rstrip())
+        stream.close()
+
+    def text(self, timeout: float = 2.0) -> str:
+        self._thread.join(timeout)
+        return redact("\n".join(line for line in self._lines if line))
+
+
+def _popen(args: list[str], **kwargs) -> subprocess.Popen:
+    logger.debug("running %s", redact(" ".join(args)))
+    try:
+        # A new session: Ctrl-C in a terminal reaches Python only, which then finalises or removes the output
+        # itself (ffmpeg would otherwise stop on its own SIGINT mid-write).
+        return subprocess.Popen(args, start_new_session=True, **kwargs)
+    except OSError as exc:
+        raise VideoError(f"cannot start ffmpeg ({exc}); is imageio-ffmpeg installed?") from exc
+
+
+class VideoReader:
+    """Decode a video file (or any URL ffmpeg reads) to RGB ``uint8`` frames of shape ``(H, W, 3)``.
+
+    Iterate it once; use it as a context manager so ffmpeg is stopped if you stop early.
+
+    Args:
+        source: file path or URL.
+        size_wh: frame size; probed from the file when None (required for URLs).
+        max_frames: stop after this many frames.
+
+    Raises:
+        VideoError: ffmpeg failed (its message, credentials redacted) or the file is not a video.
+    """
+
+    def __init__(self, source: str | Path, *, size_wh: tuple[int, int] | None = None,
+                 max_frames: int | None = None) -> None:
+        self.source = str(source)
+        if size_wh is None:
+            self.info: VideoInfo | None = probe_video(source)
+            size_wh = self.info.size_wh
+        else:
+            self.info = None
+        self.size_wh = (int(size_wh[0]), int(size_wh[1]))
+        self.max_frames = max_frames
+        self._proc: subprocess.Popen | None = None
+        self._stderr: _StderrTail | None = None
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        width, height = self.size_wh
+        frame_bytes = width * height * 3
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", self.source,
+                "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+        if self.max_frames is not None:
+            args += ["-frames:v", str(int(self.max_frames))]
+        args.append("pipe:1")
+        self._proc = _popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            bufsize=frame_bytes)
+        self._stderr = _StderrTail(self._proc.stderr)
+        count = 0
+        try:
+            while self.max_frames is None or count < self.max_frames:
+                data = self._read_exact(frame_bytes)
+                if data is None:
+                    break
+                count += 1
+                yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+            else:
+                return
+            code = self._proc.wait()
+            if code != 0:
+                raise VideoError(f"ffmpeg could not decode {redact(self.source)} (exit code {code}):\n"
+                                 f"{self._stderr.text()}")
+        finally:
+            self.close()
+
+    def _read_exact(self, size: int) -> bytes | None:
+        assert self._proc is not None and self._proc.stdout is not None
+        chunks, remaining = [], size
+        while remaining:
+            chunk = self._proc.stdout.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        if remaining == size:
+            return None
+        if remaining:
+            raise VideoError(f"{redact(self.source)}: truncated frame from ffmpeg ({size - remaining} of {size} bytes)")
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stdout:
+            proc.stdout.close()
+        proc.wait()
+
+
+def read_frames(source: str | Path, *, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Generator of RGB frames of a video file (see :class:`VideoReader`)."""
+    with VideoReader(source, max_frames=max_frames) as reader:
+        yield from reader
+
+
+class VideoWriter:
+    """Encode RGB ``uint8`` frames to an H.264/yuv420p file, each frame once, at an exact rate.
+
+    Args:
+        path: output file (``.mp4`` by default; ``.mov``/``.mkv`` also work).
+        fps: frame rate, exact (``Fraction(30000, 1001)``, ``"30000/1001"``, ``25``).
+        size_wh: size of the frames you will write; the file is ``even_size(*size_wh)`` (padded).
+        audio_from: a file whose first audio stream is carried over (copied if AAC/MP3, else encoded to AAC).
+            Ignored when it has no audio.
+        audio_duration_s: cut the audio to this length (e.g. the duration of the frames you write).
+        crf, preset: libx264 quality and speed.
+        threads: libx264 threads (0 = ffmpeg's choice).
+
+    On leaving the ``with`` block normally the file is finalised and renamed to `path`; on an exception
+    (including ``KeyboardInterrupt``) ffmpeg is killed and the temporary file removed.
+
+    Raises:
+        VideoError: ffmpeg failed; the message holds ffmpeg's last lines (credentials redacted).
+    """
+
+    def __init__(self, path: str | Path, fps: str | float | Fraction, size_wh: tuple[int, int], *,
+                 audio_from: str | Path | None = None, audio_duration_s: float | None = None,
+                 crf: int = 23, preset: str = "veryfast", threads: int = 0) -> None:
+        self.path = Path(path)
+        self.fps = parse_rate(fps)
+        self.size_wh = (int(size_wh[0]), int(size_wh[1]))
+        if min(self.size_wh) < 1:
+            raise VideoError(f"frame size {self.size_wh} must be positive")
+        self.output_size_wh = even_size(*self.size_wh)
+        self.audio_from = audio_from
+        self.audio_duration_s = audio_duration_s
+        self.crf, self.preset, self.threads = crf, preset, threads
+        self.frames_written = 0
+        self._proc: subprocess.Popen | None = None
+        self._stderr: _StderrTail | None = None
+        self._tmp: Path | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def __enter__(self) -> "VideoWriter":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        if self._proc is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(name)
+        try:
+            self._proc = _popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        except BaseException:
+            self._cleanup()
+            raise
+        self._stderr = _StderrTail(self._proc.stderr)
+
+    def _command(self) -> list[str]:
+        width, height = self.size_wh
+        fmt = _FORMATS.get(self.path.suffix.lower(), "mp4")
+        rate = f"{self.fps.numerator}/{self.fps.denominator}"
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", rate, "-i", "pipe:0"]
+        audio_codec = self._source_audio_codec()
+        if audio_codec:
+            if self.audio_duration_s is not None:
+                args += ["-t", f"{float(self.audio_duration_s):.6f}"]
+            args += ["-vn", "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0"]
+            args += ["-c:a", "copy"] if audio_codec in _COPYABLE_AUDIO and fmt != "matroska" else \
+                ["-c:a", "aac", "-b:a", "128k"]
+        if (width, height) != self.output_size_wh:
+            args += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:black"]
+        args += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+                 "-fps_mode", "passthrough"]
+        if self.threads:
+            args += ["-threads", str(self.threads)]
+        if fmt in ("mp4", "mov"):
+            args += ["-movflags", "+faststart"]
+        args += ["-f", fmt, str(self._tmp)]
+        return args
+
+    def _source_audio_codec(self) -> str | None:
+        if self.audio_from is None:
+            return None
+        try:
+            return probe_video(self.audio_from).audio_codec
+        except VideoError:
+            logger.warning("%s: cannot read its audio; writing video only", redact(str(self.audio_from)))
+            return None
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one RGB ``uint8`` frame of shape ``(height, width, 3)``."""
+        if self._proc is None:
+            if self._tmp is not None:
+                raise VideoError(f"{self.path}: the writer is closed")
+            self.open()
+        width, height = self.size_wh
+        frame = np.asarray(frame)
+        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+            raise VideoError(f"frame of shape {frame.shape} {frame.dtype}; this writer takes ({height}, {width}, 3)"
+                             " uint8 RGB frames")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).data)
+        except (BrokenPipeError, OSError) as exc:
+            code = self._proc.wait()
+            raise VideoError(f"ffmpeg stopped while writing {self.path} (exit code {code}):\n"
+                             f"{self._stderr.text()}") from exc
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it to its final name. Returns the path."""
+        if self._proc is None:
+            if self._tmp is None:
+                self.open()  # no frame written: let ffmpeg fail with its own message
+            else:
+                return self.path
+        proc = self._proc
+        try:
+            try:
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            code = proc.wait()
+            if code != 0:
+                raise VideoError(f"ffmpeg failed writing {self.path} (exit code {code}):\n{self._stderr.text()}")
+            if self.frames_written == 0:
+                raise VideoError(f"{self.path}: no frame was written")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp made it private; give it the usual permissions
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._cleanup()
+            raise
+        self._proc = None
+        logger.debug("wrote %s (%d frames)", self.path, self.frames_written)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete the temporary file; nothing is left under the final name."""
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            proc.wait()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+
+def make_test_clip(path: str | Path, *, size_wh: tuple[int, int] = (321, 241), fps: str = "30000/1001",
+                   frames: int = 30, audio: bool = True, codec: str = "libx264") -> Path:
+    """A clip from ffmpeg's ``testsrc2`` (moving pattern, never blank) with an optional 440 Hz ``sine`` track.
+
+    Used by the tests and the benchmark; odd sizes are encoded with a codec that allows them (mpeg4 in .avi/
+    .mkv or x264 yuv444p) so the *input* keeps its odd size.
+    """
+    path = Path(path)
+    width, height = size_wh
+    rate = parse_rate(fps)
+    duration = frames / rate
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={width + width % 2}x{height + height % 2}"
+                                 f":rate={rate.numerator}/{rate.denominator}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={float(duration):.6f}"]
+    args += ["-vf", f"format=yuv444p,crop={width}:{height}:0:0", "-frames:v", str(frames), "-c:v", codec]
+    if codec == "libx264":
+        args += ["-pix_fmt", "yuv444p" if width % 2 or height % 2 else "yuv420p", "-preset", "ultrafast"]
+    if audio:
+        args += ["-c:a", "aac"]
+    args.append(str(path))
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise VideoError(f"ffmpeg could not make {path}:\n{result.stderr[-2000:]}")
+    return path
