@@ -51,7 +51,7 @@ def register_secret(value: str | None) -> None:
     """Redact ``value`` from every message, log record and progress bar from now on."""
     if value and len(value) >= 4:
         _secrets.add(value)
-        _install_log_filter()
+    _install_log_filter()
 
 
 def redact(text: str) -> str:
@@ -97,7 +97,11 @@ _FILTERED_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3", 
 
 
 def _install_log_filter() -> None:
-    for name in _FILTERED_LOGGERS:
+    """Add the redacting filter to the loggers of the HTTP stacks (filters do not propagate to child loggers, so
+    every existing ``urllib3.*``/``requests.*``/``roboflow.*`` logger gets it too; call again after imports)."""
+    names = set(_FILTERED_LOGGERS) | {n for n in list(logging.root.manager.loggerDict)
+                                      if n.split(".")[0] in ("urllib3", "requests", "roboflow", "maskdetect")}
+    for name in names:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
@@ -173,6 +177,7 @@ def _fetch(url: str, shown: str, partial: Path, desc: str) -> None:
     import requests
     from tqdm.auto import tqdm
 
+    _install_log_filter()  # urllib3's loggers exist now
     meta_file = _meta_path(partial)
     have = partial.stat().st_size if partial.exists() else 0
     meta = _read_meta(meta_file) if have else {}
