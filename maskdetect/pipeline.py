@@ -363,7 +363,6 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     del evaluation.tf_record_input_reader.input_path[:]
     evaluation.tf_record_input_reader.input_path.extend(str(p) for p in eval_files)
     pipeline.eval_config.metrics_set[:] = ["coco_detection_metrics"]
-    pipeline.eval_config.include_metrics_per_category = True
 
     if overrides:
         items = parse_overrides(overrides) if not isinstance(overrides, dict) else overrides

@@ -1,0 +1,280 @@
+"""Evaluate a run's checkpoint, or its exported SavedModel, on a split: COCO metrics, per-class AP@0.5 and
+mAP@0.5 (the OD API's own evaluators), precision-recall curves and a confusion matrix (PNG), metrics JSON.
+
+Both paths feed the same decoded images through the same metric code, so the checkpoint's figures and the
+export's figures differ only by what export changes (they must agree within 0.5 AP).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from maskdetect.detections import box_iou
+from maskdetect.errors import ConfigError, DataError
+from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.labelmap import read_label_map
+from maskdetect.pipeline import RunPaths, load_pipeline
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageResult:
+    """Ground truth and detections of one image, boxes in pixels ``[ymin, xmin, ymax, xmax]``,
+    classes 1-based label-map ids."""
+
+    image_id: str
+    gt_boxes: np.ndarray
+    gt_classes: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+
+def _split_files(run: RunPaths, split: str) -> list[str]:
+    pipeline = load_pipeline(run.pipeline_config)
+    data = json.loads(run.data_manifest.read_text(encoding="utf-8")) if run.data_manifest.exists() else {}
+    if data.get("data_dir"):
+        directory = Path(data["data_dir"])
+        files = sorted(directory.glob(f"{split}-*.tfrecord"))
+        if files:
+            return [str(f) for f in files]
+        raise DataError(f"{directory}: no {split}-*.tfrecord files; choose another --split (train, val, test)")
+    return list(pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
+
+
+def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(image id, RGB uint8 image, pixel gt boxes, 1-based gt classes) for every record, decoded by the
+    OD API's own TfExampleDecoder (as training sees them)."""
+    import tensorflow as tf
+    from object_detection.core import standard_fields as fields
+    from object_detection.data_decoders.tf_example_decoder import TfExampleDecoder
+
+    decoder = TfExampleDecoder()
+    decode = tf.function(decoder.decode)
+    for index, record in enumerate(tf.data.TFRecordDataset(files)):
+        tensors = decode(record)
+        image = tensors[fields.InputDataFields.image].numpy()
+        height, width = image.shape[:2]
+        boxes = tensors[fields.InputDataFields.groundtruth_boxes].numpy() * [height, width, height, width]
+        classes = tensors[fields.InputDataFields.groundtruth_classes].numpy().astype(np.int64)
+        source = tensors[fields.InputDataFields.source_id].numpy().decode() or str(index)
+        yield f"{index:05d}:{source}", image, boxes.astype(np.float32), classes
+
+
+def checkpoint_detector(run: RunPaths, checkpoint: str | None = None) -> tuple[Callable, str]:
+    """A function image -> (normalised boxes, scores, 1-based classes) from the run's newest checkpoint."""
+    import tensorflow as tf
+    from object_detection.builders import model_builder
+    from object_detection.utils import config_util
+
+    configs = config_util.get_configs_from_pipeline_file(str(run.pipeline_config))
+    model = model_builder.build(model_config=configs["model"], is_training=False)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(str(run.checkpoints))
+    if not checkpoint:
+        raise ConfigError(f"{run.run_dir}: no checkpoint in {run.checkpoints}; run `maskdetect train` first")
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)])
+    def detect(image):
+        preprocessed, shapes = model.preprocess(tf.cast(image, tf.float32))
+        return model.postprocess(model.predict(preprocessed, shapes), shapes)
+
+    def run_one(image: np.ndarray):
+        out = detect(image[None])
+        n = int(out["num_detections"][0])
+        return (out["detection_boxes"][0, :n].numpy(), out["detection_scores"][0, :n].numpy(),
+                out["detection_classes"][0, :n].numpy().astype(np.int64) + 1)
+
+    return run_one, checkpoint
+
+
+def saved_model_detector(saved_model_dir: str | Path) -> Callable:
+    import tensorflow as tf
+
+    saved_model_dir = Path(saved_model_dir)
+    if not (saved_model_dir / "saved_model.pb").exists():
+        raise ConfigError(f"{saved_model_dir}: no saved_model.pb; run `maskdetect export RUN_DIR` first")
+    detect = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+
+    def run_one(image: np.ndarray):
+        out = detect(input_tensor=tf.constant(image[None]))
+        n = int(out["num_detections"][0])
+        return (out["detection_boxes"][0, :n].numpy(), out["detection_scores"][0, :n].numpy(),
+                np.rint(out["detection_classes"][0, :n].numpy()).astype(np.int64))
+
+    return run_one
+
+
+def collect(detector: Callable, files: list[str], progress: bool = True) -> list[ImageResult]:
+    from tqdm.auto import tqdm
+
+    results = []
+    for image_id, image, gt_boxes, gt_classes in tqdm(iter_examples(files), desc="evaluate", unit="img",
+                                                      disable=not progress):
+        height, width = image.shape[:2]
+        boxes, scores, classes = detector(image)
+        results.append(ImageResult(image_id, gt_boxes, gt_classes,
+                                   (boxes * [height, width, height, width]).astype(np.float32), scores, classes))
+    if not results:
+        raise DataError(f"{files}: no records to evaluate")
+    return results
+
+
+def compute_metrics(results: list[ImageResult], class_names: list[str], iou_threshold: float = 0.5):
+    """COCO metrics and per-class AP@``iou_threshold`` from the OD API's evaluators, plus the PR curves."""
+    from object_detection.core import standard_fields as fields
+    from object_detection.metrics import coco_evaluation
+    from object_detection.utils import object_detection_evaluation
+
+    categories = [{"id": i, "name": name} for i, name in enumerate(class_names, 1)]
+    coco = coco_evaluation.CocoDetectionEvaluator(categories)  # per-class AP: PASCAL below
+    pascal = object_detection_evaluation.ObjectDetectionEvaluator(
+        categories, matching_iou_threshold=iou_threshold, evaluate_precision_recall=True,
+        metric_prefix="PascalBoxes")
+    gt_key, det_key = fields.InputDataFields, fields.DetectionResultFields
+    for r in results:
+        for evaluator in (coco, pascal):
+            evaluator.add_single_ground_truth_image_info(r.image_id, {
+                gt_key.groundtruth_boxes: r.gt_boxes, gt_key.groundtruth_classes: r.gt_classes,
+                gt_key.groundtruth_difficult: np.zeros(len(r.gt_classes), bool)})
+            evaluator.add_single_detected_image_info(r.image_id, {
+                det_key.detection_boxes: r.boxes, det_key.detection_scores: r.scores,
+                det_key.detection_classes: r.classes})
+    coco_metrics = {k: float(v) for k, v in coco.evaluate().items()}
+    pascal_metrics = pascal.evaluate()
+    per_class = {}
+    curves = {}
+    evaluation = pascal._evaluation  # the OD API keeps the curves here
+    for index, name in enumerate(class_names):
+        ap = float(pascal_metrics.get(f"PascalBoxes_PerformanceByCategory/AP@{iou_threshold}IOU/{name}", math.nan))
+        per_class[name] = None if math.isnan(ap) else ap
+        precision, recall = evaluation.precisions_per_class[index], evaluation.recalls_per_class[index]
+        if isinstance(precision, np.ndarray):
+            curves[name] = (recall, precision)
+    found = [v for v in per_class.values() if v is not None]
+    gt_counts = {name: int(sum((r.gt_classes == i).sum() for r in results)) for i, name in enumerate(class_names, 1)}
+    return {
+        "mAP@0.5": float(np.mean(found)) if found else None,
+        "AP@0.5": per_class,
+        "coco": coco_metrics,
+        "num_images": len(results),
+        "num_groundtruth": gt_counts,
+    }, curves
+
+
+def confusion_matrix(results: list[ImageResult], num_classes: int, *, score_threshold: float = 0.5,
+                     iou_threshold: float = 0.5) -> np.ndarray:
+    """Rows: true class (last row: background, i.e. false positives). Columns: predicted class (last column:
+    missed). Detections at or above `score_threshold` are matched greedily to ground truth by IoU."""
+    matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
+    for r in results:
+        keep = r.scores >= score_threshold
+        boxes, classes = r.boxes[keep], r.classes[keep]
+        order = np.argsort(-r.scores[keep])
+        matched_gt = np.zeros(len(r.gt_classes), bool)
+        ious = box_iou(boxes[:, [1, 0, 3, 2]], r.gt_boxes[:, [1, 0, 3, 2]]) if len(r.gt_boxes) else None
+        for d in order:
+            best = -1
+            if ious is not None:
+                candidates = np.where(~matched_gt & (ious[d] >= iou_threshold))[0]
+                if len(candidates):
+                    best = candidates[np.argmax(ious[d, candidates])]
+            if best >= 0:
+                matched_gt[best] = True
+                matrix[r.gt_classes[best] - 1, classes[d] - 1] += 1
+            else:
+                matrix[num_classes, classes[d] - 1] += 1
+        for g in np.where(~matched_gt)[0]:
+            matrix[r.gt_classes[g] - 1, num_classes] += 1
+    return matrix
+
+
+def plot_pr_curves(curves: dict, metrics: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, (recall, precision) in curves.items():
+        ap = metrics["AP@0.5"].get(name)
+        ax.plot(recall, precision, label=f"{name} (AP@0.5 {ap:.3f})" if ap is not None else name)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title=f"Precision-recall at IoU 0.5 — mAP@0.5 {metrics['mAP@0.5'] or 0:.3f}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(class_names) + ["background"]
+    cols = list(class_names) + ["missed"]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (score ≥ 0.5, IoU ≥ 0.5)")
+    limit = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > limit else "black")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def evaluate(run_dir: str | Path, *, split: str = "val", export: bool = False, checkpoint: str | None = None,
+             progress: bool = True) -> dict:
+    """Evaluate the run's newest checkpoint (or, with `export`, its exported SavedModel) on `split`.
+
+    Writes ``metrics-<split>[-export].json`` in the run directory and ``plots/<split>[-export]/`` with
+    ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics.
+    """
+    import maskdetect  # noqa: F401
+
+    run = RunPaths(Path(run_dir).resolve())
+    if not run.pipeline_config.exists():
+        raise ConfigError(f"{run.run_dir}: no pipeline.config; is this a run directory?")
+    class_names = read_label_map(run.label_map)
+    files = _split_files(run, split)
+    started = time.monotonic()
+    if export:
+        source = run.exports / "saved_model"
+        detector = saved_model_detector(source)
+        source = str(source)
+    else:
+        detector, source = checkpoint_detector(run, checkpoint)
+    results = collect(detector, files, progress)
+    metrics, curves = compute_metrics(results, class_names)
+    matrix = confusion_matrix(results, len(class_names))
+    tag = f"{split}-export" if export else split
+    plots = run.plots / tag
+    metrics.update({
+        "split": split, "evaluated": "saved_model" if export else "checkpoint", "source": source,
+        "confusion_matrix": {"rows_true": class_names + ["background"], "cols_predicted": class_names + ["missed"],
+                             "counts": matrix.tolist()},
+        "plots": {"pr_curves": str(plot_pr_curves(curves, metrics, plots / "pr_curves.png")),
+                  "confusion_matrix": str(plot_confusion(matrix, class_names, plots / "confusion_matrix.png"))},
+        "seconds": round(time.monotonic() - started, 2),
+    })
+    path = atomic_write_json(run.run_dir / f"metrics-{tag}.json", metrics)
+    metrics["path"] = str(path)
+    logger.info("mAP@0.5 %s, AP@0.5 %s (%s)", metrics["mAP@0.5"], metrics["AP@0.5"], path)
+    return metrics

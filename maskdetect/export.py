@@ -1,0 +1,164 @@
+"""Export a run: a SavedModel through ``exporter_lib_v2`` (label map and model card beside it), or a TFLite
+model through the OD API's TFLite graph export and the TFLite converter.
+
+Layout: ``RUN_DIR/export/saved_model/``, ``RUN_DIR/export/label_map.pbtxt``, ``RUN_DIR/export/model_card.json``,
+``RUN_DIR/export/pipeline.config``, ``RUN_DIR/export/checkpoint/``; TFLite: ``RUN_DIR/export/model.tflite`` and
+``RUN_DIR/export/tflite_input.json`` (how to feed it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from maskdetect.errors import ConfigError
+from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.labelmap import read_label_map
+from maskdetect.pipeline import RunPaths, image_size_of, load_pipeline
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("saved_model", "tflite")
+
+
+def _checkpoint_dir(run: RunPaths) -> Path:
+    import tensorflow as tf
+
+    if not tf.train.latest_checkpoint(str(run.checkpoints)):
+        raise ConfigError(f"{run.run_dir}: no checkpoint in {run.checkpoints}; run `maskdetect train` first")
+    return run.checkpoints
+
+
+def _versions() -> dict:
+    import numpy
+    import tensorflow as tf
+
+    import maskdetect
+
+    return {"maskdetect": maskdetect.__version__, "tensorflow": tf.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def write_model_card(run: RunPaths, destination: Path, *, fmt: str, seconds: float) -> Path:
+    """``model_card.json``: classes, input size, training data manifest, metrics, versions."""
+    import tensorflow as tf
+
+    pipeline = load_pipeline(run.pipeline_config)
+    data = json.loads(run.data_manifest.read_text(encoding="utf-8")) if run.data_manifest.exists() else {}
+    metrics = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(run.run_dir.glob("metrics-*.json"))}
+    card = {
+        "format": fmt,
+        "classes": read_label_map(run.label_map),
+        "input_size": image_size_of(pipeline),
+        "resizer": pipeline.model.ssd.image_resizer.WhichOneof("image_resizer_oneof"),
+        "feature_extractor": pipeline.model.ssd.feature_extractor.type,
+        "checkpoint": tf.train.latest_checkpoint(str(run.checkpoints)),
+        "trained_steps": pipeline.train_config.num_steps,
+        "fine_tuned_from": pipeline.train_config.fine_tune_checkpoint or None,
+        "training_data": data.get("manifest", data),
+        "metrics": {name: {k: m.get(k) for k in ("mAP@0.5", "AP@0.5", "split", "evaluated", "num_images")}
+                    for name, m in metrics.items()},
+        "versions": _versions(),
+        "export_seconds": round(seconds, 1),
+    }
+    return atomic_write_json(destination, card)
+
+
+def export_saved_model(run_dir: str | Path) -> Path:
+    """Export the newest checkpoint as ``RUN_DIR/export/saved_model`` and return that path."""
+    import maskdetect  # noqa: F401
+    from object_detection import exporter_lib_v2
+
+    run = RunPaths(Path(run_dir).resolve())
+    checkpoints = _checkpoint_dir(run)
+    pipeline = load_pipeline(run.pipeline_config)
+    started = time.monotonic()
+    run.exports.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".saved_model.", dir=run.exports))
+    try:
+        exporter_lib_v2.export_inference_graph("image_tensor", pipeline, str(checkpoints), str(staging))
+        for name in ("saved_model", "checkpoint", "pipeline.config"):
+            with atomic_path(run.exports / name, is_dir=(staging / name).is_dir()) as tmp:
+                if (staging / name).is_dir():
+                    tmp.rmdir()
+                shutil.move(str(staging / name), str(tmp))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    with atomic_path(run.exports / "label_map.pbtxt") as tmp:
+        shutil.copyfile(run.label_map, tmp)
+    write_model_card(run, run.exports / "model_card.json", fmt="saved_model", seconds=time.monotonic() - started)
+    logger.info("exported SavedModel to %s in %.0f s", run.exports / "saved_model", time.monotonic() - started)
+    return run.exports / "saved_model"
+
+
+def tflite_pipeline(pipeline):
+    """The pipeline with a fixed-shape resizer, which the TFLite export requires (DESIGN.md breakage 9).
+
+    A keep-aspect-ratio resizer that pads to a square becomes a fixed square of the same size; the
+    predictor then letterboxes frames itself (``tflite_input.json`` says so), so both see the same input."""
+    pipeline = copy.deepcopy(pipeline)
+    resizer = pipeline.model.ssd.image_resizer
+    letterbox = False
+    if not resizer.HasField("fixed_shape_resizer"):
+        keep = resizer.keep_aspect_ratio_resizer
+        if not keep.pad_to_max_dimension or keep.min_dimension != keep.max_dimension:
+            raise ConfigError("TFLite export needs a square input: use keep_aspect_ratio_resizer with "
+                              "pad_to_max_dimension and min_dimension == max_dimension, or fixed_shape_resizer")
+        size = keep.max_dimension
+        resizer.fixed_shape_resizer.height = size
+        resizer.fixed_shape_resizer.width = size
+        letterbox = True
+    return pipeline, letterbox
+
+
+def export_tflite(run_dir: str | Path, *, max_detections: int = 100) -> Path:
+    """Export ``RUN_DIR/export/model.tflite`` (float32) and ``tflite_input.json``; return the model path."""
+    import maskdetect  # noqa: F401
+    import numpy as np
+    import tensorflow as tf
+    from object_detection import export_tflite_graph_lib_tf2
+    from object_detection.builders import model_builder
+
+    run = RunPaths(Path(run_dir).resolve())
+    checkpoints = _checkpoint_dir(run)
+    pipeline, letterbox = tflite_pipeline(load_pipeline(run.pipeline_config))
+    size = image_size_of(pipeline)
+    started = time.monotonic()
+    run.exports.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tflite.", dir=run.exports) as staging:
+        export_tflite_graph_lib_tf2.export_tflite_model(pipeline, str(checkpoints), staging, max_detections,
+                                                        use_regular_nms=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
+        converter.optimizations = []
+        model_bytes = converter.convert()
+    with atomic_path(run.exports / "model.tflite") as tmp:
+        tmp.write_bytes(model_bytes)
+    # The TFLite graph starts after the model's preprocess: record the per-channel affine normalisation.
+    model = model_builder.build(model_config=pipeline.model, is_training=False)
+    probe = tf.constant(np.stack([np.zeros((1, 1, 3)), np.full((1, 1, 3), 255.0)]), tf.float32)
+    normalised = model.feature_extractor.preprocess(probe).numpy().reshape(2, 3)
+    scale = (normalised[1] - normalised[0]) / 255.0
+    info = {"input_size": size, "letterbox": letterbox, "scale": scale.tolist(), "offset": normalised[0].tolist(),
+            "layout": "RGB float32 [1,S,S,3] = pixel * scale + offset; letterbox: resize the longer side to S "
+                      "keeping the aspect, pad bottom/right with 0 (after normalising); boxes are then relative "
+                      "to the padded square; classes are 0-based"}
+    atomic_write_json(run.exports / "tflite_input.json", info)
+    with atomic_path(run.exports / "label_map.pbtxt") as tmp:
+        shutil.copyfile(run.label_map, tmp)
+    logger.info("exported TFLite model to %s (%.1f MB) in %.0f s", run.exports / "model.tflite",
+                len(model_bytes) / 1e6, time.monotonic() - started)
+    return run.exports / "model.tflite"
+
+
+def export(run_dir: str | Path, fmt: str = "saved_model") -> Path:
+    if fmt == "saved_model":
+        return export_saved_model(run_dir)
+    if fmt == "tflite":
+        return export_tflite(run_dir)
+    raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
