@@ -92,3 +92,112 @@ def serve(files: dict[str, bytes]) -> Iterator[FileServer]:
         server.httpd.shutdown()
         server.httpd.server_close()
         thread.join(5)
+
+
+# --------------------------------------------------------------------------- small datasets built from sample/
+def voc_boxes(xml: Path) -> tuple[str, int, int, list[tuple[str, float, float, float, float]]]:
+    """``(image filename, width, height, [(name, x1, y1, x2, y2), ...])`` of a VOC file."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(xml).getroot()
+    boxes = [(o.findtext("name"), *(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")))
+             for o in root.iter("object")]
+    return root.findtext("filename"), int(root.findtext("size/width")), int(root.findtext("size/height")), boxes
+
+
+def copy_voc(dst: Path, stems: list[str]) -> Path:
+    """A VOC dataset (annotations/ + images/) with the given sample stems."""
+    import shutil
+
+    (dst / "annotations").mkdir(parents=True)
+    (dst / "images").mkdir()
+    for stem in stems:
+        shutil.copy(SAMPLE / "annotations" / f"{stem}.xml", dst / "annotations")
+        shutil.copy(SAMPLE / "images" / f"{stem}.jpg", dst / "images")
+    return dst
+
+
+def write_voc_xml(path: Path, filename: str, wh: tuple[int, int], boxes) -> None:
+    objects = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax>"
+        f"</bndbox></object>" for n, a, b, c, d in boxes)
+    path.write_text(f"<annotation><filename>{filename}</filename><size><width>{wh[0]}</width>"
+                    f"<height>{wh[1]}</height><depth>3</depth></size>{objects}</annotation>")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def voc_to_kitti(voc: Path, dst: Path) -> Path:
+    import shutil
+
+    (dst / "label_2").mkdir(parents=True)
+    (dst / "image_2").mkdir()
+    for xml in sorted((voc / "annotations").glob("*.xml")):
+        filename, _, _, boxes = voc_boxes(xml)
+        shutil.copy(voc / "images" / filename, dst / "image_2" / filename)
+        lines = [f"{n} 0.00 0 0.00 {_num(a)} {_num(b)} {_num(c)} {_num(d)} 0 0 0 0 0 0 0" for n, a, b, c, d in boxes]
+        (dst / "label_2" / f"{xml.stem}.txt").write_text("\n".join(lines) + "\n")
+    return dst
+
+
+def voc_to_coco(voc: Path, dst: Path, classes=("with_mask", "without_mask", "mask_weared_incorrect")) -> Path:
+    import json
+    import shutil
+
+    (dst / "images").mkdir(parents=True)
+    images, annotations = [], []
+    for i, xml in enumerate(sorted((voc / "annotations").glob("*.xml"))):
+        filename, w, h, boxes = voc_boxes(xml)
+        shutil.copy(voc / "images" / filename, dst / "images" / filename)
+        images.append({"id": i + 10, "file_name": filename, "width": w, "height": h})
+        for n, a, b, c, d in boxes:
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 10, "category_id": classes.index(n) + 1,
+                                "bbox": [a, b, c - a, d - b], "area": (c - a) * (d - b), "iscrowd": 0})
+    cats = [{"id": k + 1, "name": n, "supercategory": "face"} for k, n in enumerate(classes)]
+    (dst / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                      "categories": cats}))
+    return dst
+
+
+def voc_to_yolo(voc: Path, dst: Path, classes=("with_mask", "without_mask", "mask_weared_incorrect")) -> Path:
+    import shutil
+
+    (dst / "images").mkdir(parents=True)
+    (dst / "labels").mkdir()
+    (dst / "classes.txt").write_text("\n".join(classes) + "\n")
+    for xml in sorted((voc / "annotations").glob("*.xml")):
+        filename, w, h, boxes = voc_boxes(xml)
+        shutil.copy(voc / "images" / filename, dst / "images" / filename)
+        lines = [f"{classes.index(n)} {repr((a + c) / 2 / w)} {repr((b + d) / 2 / h)} {repr((c - a) / w)} "
+                 f"{repr((d - b) / h)}" for n, a, b, c, d in boxes]
+        (dst / "labels" / f"{Path(filename).stem}.txt").write_text("\n".join(lines) + "\n")
+    return dst
+
+
+def read_records(folder: Path, pattern: str = "*.tfrecord") -> list[bytes]:
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in Path(folder).glob(pattern))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files)] if files else []
+
+
+def parse(record: bytes) -> dict:
+    """Decode with plain ``tf.io.parse_single_example`` (an independent reader, not ours)."""
+    import tensorflow as tf
+
+    spec = {k: tf.io.VarLenFeature(tf.float32) for k in
+            ("image/object/bbox/xmin", "image/object/bbox/xmax", "image/object/bbox/ymin", "image/object/bbox/ymax")}
+    spec.update({
+        "image/encoded": tf.io.FixedLenFeature([], tf.string), "image/format": tf.io.FixedLenFeature([], tf.string),
+        "image/height": tf.io.FixedLenFeature([], tf.int64), "image/width": tf.io.FixedLenFeature([], tf.int64),
+        "image/filename": tf.io.FixedLenFeature([], tf.string),
+        "image/source_id": tf.io.FixedLenFeature([], tf.string),
+        "image/object/class/text": tf.io.VarLenFeature(tf.string),
+        "image/object/class/label": tf.io.VarLenFeature(tf.int64)})
+    ex = tf.io.parse_single_example(record, spec)
+    out = {k: (tf.sparse.to_dense(v).numpy() if isinstance(v, tf.SparseTensor) else v.numpy()) for k, v in ex.items()}
+    image = tf.io.decode_jpeg(out["image/encoded"]).numpy()
+    out["image"] = image
+    return out

@@ -16,7 +16,8 @@ from maskdetect.data.records import Item, Sample, Skip
 
 JPEG_QUALITY = 95
 OUTSIDE_TOLERANCE_PX = 2.0  # boxes past the edge by more than this are an error under strict=True
-DEFAULT_BLUR_THRESHOLD = 20.0  # variance of the Laplacian of a face crop; see README/bench for how it was chosen
+BLUR_SIDE_PX = 64
+DEFAULT_BLUR_THRESHOLD = 100.0  # variance of the Laplacian of a face crop; see README/bench for how it was chosen
 
 
 @dataclass
@@ -80,13 +81,22 @@ def _to_rgb(im):
 
 
 def laplacian_variance(gray: np.ndarray, xyxy: tuple[float, float, float, float]) -> float:
-    """Blur score of a face: variance of the Laplacian of its crop (lower is blurrier; 0 for an empty crop)."""
+    """Blur score of a face: variance of the Laplacian of its crop (lower is blurrier; 0 for an empty crop).
+
+    Crops longer than ``BLUR_SIDE_PX`` are first shrunk to that size, so a large, sharp but smooth face is not
+    mistaken for a blurred one (the raw variance falls with the crop's scale).
+    """
     import cv2
 
     x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
     crop = gray[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)]
     if crop.size == 0:
         return 0.0
+    longest = max(crop.shape)
+    if longest > BLUR_SIDE_PX:  # large faces are judged at the scale of a typical face, not their own
+        scale = BLUR_SIDE_PX / longest
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
     return float(cv2.Laplacian(np.ascontiguousarray(crop), cv2.CV_64F).var())
 
 
@@ -99,11 +109,11 @@ def load_item(item: Item, class_map: dict[str, str], classes: frozenset[str] | N
     except OSError as exc:
         out.skip = Skip(item.key, f"cannot read image {item.image} ({exc.strerror or exc})", "Check the file.")
         return out
-    where = item.key if isinstance(item.image, bytes) else f"{item.key} (image {item.image})"
+    what = "image" if isinstance(item.image, bytes) else f"image {item.image}"
     try:
         jpeg, width, height, converted, gray = decode_image(data)
     except ValueError as exc:
-        out.skip = Skip(where, f"corrupt or truncated image ({exc})", "Replace the image or delete its annotation.")
+        out.skip = Skip(item.key, f"corrupt or truncated {what} ({exc})", "Replace the image or delete its annotation.")
         return out
     if item.declared_wh and item.declared_wh != (width, height):
         out.warnings.append(f"{item.key}: annotation says {item.declared_wh[0]}x{item.declared_wh[1]}, image is "
