@@ -278,3 +278,27 @@ def evaluate(run_dir: str | Path, *, split: str = "val", export: bool = False, c
     metrics["path"] = str(path)
     logger.info("mAP@0.5 %s, AP@0.5 %s (%s)", metrics["mAP@0.5"], metrics["AP@0.5"], path)
     return metrics
+
+
+def watch(run_dir: str | Path, *, split: str = "val", timeout_s: float = 3600.0) -> Iterator[dict]:
+    """Evaluate every new checkpoint as training (in another process) writes it; stop after the checkpoint of
+    the config's last step, or when no new checkpoint came for `timeout_s`. Also logs TensorBoard scalars."""
+    import tensorflow as tf
+
+    run = RunPaths(Path(run_dir).resolve())
+    last_step = load_pipeline(run.pipeline_config).train_config.num_steps
+    writer = tf.summary.create_file_writer(str(run.run_dir / "tensorboard" / f"eval_{split}"))
+    for checkpoint in tf.train.checkpoints_iterator(str(run.checkpoints), timeout=timeout_s):
+        step = int(checkpoint.rsplit("-", 1)[-1])
+        metrics = evaluate(run_dir, split=split, checkpoint=checkpoint, progress=False)
+        metrics["step"] = step
+        with writer.as_default():
+            if metrics["mAP@0.5"] is not None:
+                tf.summary.scalar("mAP@0.5", metrics["mAP@0.5"], step=step)
+            for name, ap in metrics["AP@0.5"].items():
+                if ap is not None:
+                    tf.summary.scalar(f"AP@0.5/{name}", ap, step=step)
+        writer.flush()
+        yield metrics
+        if step >= last_step:
+            return

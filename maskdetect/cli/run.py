@@ -1,5 +1,138 @@
-"""CLI commands: placeholder registered so the parser builds; filled in by its owner."""
+"""``maskdetect configure | train | evaluate | export | zoo | demo``: thin faces over the training workflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from maskdetect.pipeline import DEFAULT_MODEL, MODELS
 
 
 def register(subparsers) -> None:
-    pass
+    cf = subparsers.add_parser(
+        "configure", help="write a run directory's pipeline.config",
+        description="Build RUN_DIR/pipeline.config from our template for MODEL through the protobuf API. Without "
+                    "--checkpoint or --from-scratch, the model zoo's COCO checkpoint is downloaded (cached).")
+    cf.add_argument("--data", required=True, help="a folder made by `maskdetect data convert`")
+    cf.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help=f"default {DEFAULT_MODEL}")
+    cf.add_argument("--out", required=True, help="the run directory")
+    cf.add_argument("--image-size", type=int, help="input size (default: the model's own)")
+    cf.add_argument("--batch-size", type=int, default=8, help="default 8")
+    cf.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    cf.add_argument("--learning-rate", type=float,
+                    help="cosine base rate (default: the zoo's 0.08 scaled linearly from batch 128)")
+    source = cf.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="fine-tune from this checkpoint prefix (.../ckpt-0) as 'detection'")
+    source.add_argument("--from-scratch", action="store_true", help="train without a pretrained checkpoint")
+    cf.add_argument("--eval-split", default="val", help="split evaluated by default (default val)")
+    cf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any pipeline field, e.g. --set train_config.max_number_of_boxes=150 (repeatable)")
+    cf.set_defaults(func=_configure)
+
+    tr = subparsers.add_parser("train", help="train a configured run (resumes from its newest checkpoint)")
+    tr.add_argument("run_dir")
+    tr.add_argument("--steps", type=int, help="train up to this step (default: the config's num_steps)")
+    tr.add_argument("--strategy", default="default", choices=("default", "mirrored", "tpu"))
+    tr.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    tr.add_argument("--steps-per-iteration", type=int, default=10,
+                    help="steps per compiled call (progress/NaN check granularity; default 10)")
+    tr.set_defaults(func=_train)
+
+    ev = subparsers.add_parser("evaluate", help="COCO metrics, per-class AP@0.5, PR curves, confusion matrix")
+    ev.add_argument("run_dir")
+    ev.add_argument("--split", default="val", help="default val")
+    ev.add_argument("--export", action="store_true", help="evaluate the exported SavedModel instead")
+    ev.add_argument("--watch", action="store_true",
+                    help="evaluate each new checkpoint while training runs beside, until the last step")
+    ev.set_defaults(func=_evaluate)
+
+    ex = subparsers.add_parser("export", help="export a SavedModel (default) or a TFLite model")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", default="saved_model", choices=("saved_model", "tflite"))
+    ex.set_defaults(func=_export)
+
+    zo = subparsers.add_parser("zoo", help="download a COCO checkpoint from the TF2 model zoo (cached)")
+    zo.add_argument("model", choices=sorted(MODELS))
+    zo.add_argument("--base-url", help="mirror of the zoo (default: the official address)")
+    zo.set_defaults(func=_zoo)
+
+    de = subparsers.add_parser("demo", help="the whole workflow on the bundled sample, end to end")
+    de.add_argument("--out", default="workspace/runs/demo", help="run directory (default workspace/runs/demo)")
+    de.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    de.set_defaults(func=_demo)
+
+
+def _quiet_tensorflow() -> None:
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import maskdetect  # noqa: F401
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _configure(args: argparse.Namespace) -> int:
+    from maskdetect.pipeline import configure
+    from maskdetect.zoo import fetch_checkpoint
+
+    checkpoint = args.checkpoint
+    if not checkpoint and not args.from_scratch:
+        checkpoint = fetch_checkpoint(args.model)
+    paths = configure(args.data, args.out, args.model, image_size=args.image_size, batch_size=args.batch_size,
+                      num_steps=args.steps, learning_rate=args.learning_rate, checkpoint=checkpoint,
+                      eval_split=args.eval_split, overrides=args.set)
+    print(paths.pipeline_config)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from maskdetect.train import train
+
+    result = train(args.run_dir, num_steps=args.steps, strategy=args.strategy,
+                   steps_per_iteration=args.steps_per_iteration, checkpoint_every=args.checkpoint_every)
+    print(json.dumps(result.__dict__, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from maskdetect.evaluate import evaluate, watch
+
+    if args.watch:
+        for metrics in watch(args.run_dir, split=args.split):
+            print(json.dumps({"step": metrics["step"], "mAP@0.5": metrics["mAP@0.5"], "AP@0.5": metrics["AP@0.5"]}))
+        return 0
+    metrics = evaluate(args.run_dir, split=args.split, export=args.export)
+    print(json.dumps({k: metrics[k] for k in ("mAP@0.5", "AP@0.5", "num_images", "path")}, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from maskdetect.export import export
+
+    print(export(args.run_dir, args.format))
+    return 0
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from maskdetect.zoo import fetch_checkpoint
+
+    print(fetch_checkpoint(args.model, base_url=args.base_url))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from maskdetect.demo import run_demo
+
+    outputs = run_demo(args.out, steps=args.steps)
+    width = max(map(len, outputs))
+    print("\nmaskdetect demo finished. Outputs:")
+    for name, value in outputs.items():
+        print(f"  {name:<{width}}  {value}")
+    return 0
