@@ -80,31 +80,28 @@ def _secrets_of(url: str) -> None:
         register_secret(parts.password)
 
 
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is not ours to fix
-            return True
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
+_previous_factory = logging.getLogRecordFactory()
 
 
-_FILTER = _RedactingFilter()
-_FILTERED_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3", "requests", "roboflow", __name__)
+def _redacting_factory(*args, **kwargs) -> logging.LogRecord:
+    record = _previous_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed record is not ours to fix
+        return record
+    clean = redact(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    return record
 
 
 def _install_log_filter() -> None:
-    """Add the redacting filter to the loggers of the HTTP stacks (filters do not propagate to child loggers, so
-    every existing ``urllib3.*``/``requests.*``/``roboflow.*`` logger gets it too; call again after imports)."""
-    names = set(_FILTERED_LOGGERS) | {n for n in list(logging.root.manager.loggerDict)
-                                      if n.split(".")[0] in ("urllib3", "requests", "roboflow", "maskdetect")}
-    for name in names:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+    """Redact every log record when it is created, whichever logger makes it (urllib3, requests, roboflow, ...):
+    logger filters would miss child loggers created later, handler filters the handlers added later."""
+    global _previous_factory
+    if logging.getLogRecordFactory() is not _redacting_factory:
+        _previous_factory = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(_redacting_factory)
 
 
 _install_log_filter()
