@@ -1,0 +1,74 @@
+"""Shared fixtures. The TensorFlow ones train, export and run the real OD API, tiny (input 128, a few steps),
+once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import maskdetect  # noqa: F401  (the OD API compatibility layer goes first)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample" / "face-mask"
+TINY_SIZE = 128  # the smallest input SSD EfficientDet-D0 accepts (divisible by 2**7)
+TINY_STEPS = 6
+
+
+def run_cli(*args: str, timeout: float = 900, **kwargs):
+    """Run ``python -m maskdetect ARGS`` in a fresh process (fresh TensorFlow state)."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
+    return subprocess.run([sys.executable, "-m", "maskdetect", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO, **kwargs)
+
+
+@dataclass
+class TinyExport:
+    run_dir: Path
+    saved_model: Path
+    tflite: Path | None
+    label_map: Path
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    """The bundled sample converted to TFRecords (train 80%, val 20%)."""
+    from maskdetect.data import convert
+
+    out = tmp_path_factory.mktemp("data") / "sample"
+    convert("voc", SAMPLE, out, split=(0.8, 0.2, 0.0), seed=0)
+    return out
+
+
+def tiny_configure(data: Path, run_dir: Path, *, steps: int = TINY_STEPS, **kwargs):
+    from maskdetect.pipeline import configure
+
+    kwargs.setdefault("learning_rate", 0.01)
+    return configure(data, run_dir, image_size=TINY_SIZE, batch_size=2, num_steps=steps, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(sample_data, tmp_path_factory):
+    """A run directory trained for a few steps from scratch, in this process."""
+    from maskdetect.train import train
+
+    paths = tiny_configure(sample_data, tmp_path_factory.mktemp("runs") / "tiny")
+    result = train(paths.run_dir, steps_per_iteration=3, progress=False)
+    return paths, result
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run) -> TinyExport:
+    """The tiny run exported as a SavedModel and as TFLite (``.tflite`` with ``tflite_input.json``)."""
+    from maskdetect.export import export_saved_model, export_tflite
+
+    paths, _ = tiny_run
+    saved_model = export_saved_model(paths.run_dir)
+    tflite = export_tflite(paths.run_dir)
+    return TinyExport(run_dir=paths.run_dir, saved_model=saved_model, tflite=tflite,
+                      label_map=paths.exports / "label_map.pbtxt")
