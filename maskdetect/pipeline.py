@@ -123,6 +123,12 @@ def _parse_scalar(field_descriptor, raw: Any, key: str) -> Any:
     raise ConfigError(f"--set {key}: {field_descriptor.full_name} is a message; set one of its fields instead")
 
 
+def _is_repeated(field_descriptor) -> bool:
+    if hasattr(field_descriptor, "is_repeated"):  # protobuf >= 5
+        return bool(field_descriptor.is_repeated)
+    return field_descriptor.label == field_descriptor.LABEL_REPEATED
+
+
 def set_value(pipeline, key: str, value: Any) -> None:
     """Set ``a.b.c`` (repeated messages indexed as ``a.0.b``; repeated scalars take a list or a
     comma-separated string) on `pipeline`, checked against the proto schema."""
@@ -141,7 +147,7 @@ def set_value(pipeline, key: str, value: Any) -> None:
             hint = f" Did you mean {', '.join(close)}?" if close else f" Fields here: {', '.join(choices)}."
             raise ConfigError(f"--set {key}: {descriptor.full_name} has no field {name!r}.{hint}")
         last = i == len(parts) - 1
-        repeated = field_descriptor.label == F.LABEL_REPEATED
+        repeated = _is_repeated(field_descriptor)
         is_message = field_descriptor.type == F.TYPE_MESSAGE
         if is_message:
             if last:
@@ -185,14 +191,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
 
 # -- configure --------------------------------------------------------------------------------------------
-def _max_level(model_config) -> int:
-    ssd = model_config.ssd
-    extractor = ssd.feature_extractor
-    if extractor.HasField("bifpn"):
-        return extractor.bifpn.max_level
-    if extractor.HasField("fpn"):
-        return extractor.fpn.max_level
-    return 0
+def _bifpn_max_level(model_config) -> int:
+    """The BiFPN's top level (0 without a BiFPN). Its top-down path needs every level's size to halve
+    exactly; the plain FPN of the MobileNet models crops instead, so 320 works there."""
+    extractor = model_config.ssd.feature_extractor
+    return extractor.bifpn.max_level if extractor.HasField("bifpn") else 0
 
 
 def image_size_of(pipeline) -> int:
@@ -219,12 +222,12 @@ def set_image_size(pipeline, size: int) -> None:
 def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
     """Catch the mistakes that otherwise fail deep inside TensorFlow (DESIGN.md breakage 8 among them)."""
     size = image_size_of(pipeline)
-    max_level = _max_level(pipeline.model)
+    max_level = _bifpn_max_level(pipeline.model)
     if max_level and size % (2 ** max_level):
         ok = [s for s in range(128, 1025, 2 ** max_level)][:8]
         raise ConfigError(
-            f"{where}: input size {size} is not divisible by 2**max_level = {2 ** max_level} (feature pyramid "
-            f"levels up to {max_level}); the BiFPN/FPN would fail with a shape mismatch. Use a size in "
+            f"{where}: input size {size} is not divisible by 2**max_level = {2 ** max_level} (BiFPN "
+            f"levels up to {max_level}); the BiFPN would fail with a shape mismatch. Use a size in "
             f"{ok}, or lower the pyramid's max_level.")
     if pipeline.model.ssd.num_classes < 1:
         raise ConfigError(f"{where}: model.ssd.num_classes must be at least 1")
