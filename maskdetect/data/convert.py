@@ -153,12 +153,22 @@ def convert(format: str, source: str | Path, out: str | Path, *,
         spool_path.unlink(missing_ok=True)
         manifest.out = str(out)
         atomic_write_json(tmp / "manifest.json", manifest.to_dict())
+        _default_permissions(tmp)
     manifest.images_per_s = round(manifest.counts["total"]["images"] / (time.perf_counter() - started), 1)
     log.info("wrote %s: %s images (%s), %d skipped, %d boxes dropped, %.1f images/s", out,
              manifest.counts["total"]["images"],
              ", ".join(f"{s} {manifest.counts[s]['images']}" for s in SPLITS if s in manifest.counts),
              len(manifest.skipped), len(manifest.dropped_boxes), manifest.images_per_s)
     return manifest
+
+
+def _default_permissions(folder: Path) -> None:
+    """Temporary files are created private (0600/0700); give the finished output the usual umask permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def _check_out(out: Path) -> None:
