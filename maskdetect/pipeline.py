@@ -223,12 +223,12 @@ def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
     """Catch the mistakes that otherwise fail deep inside TensorFlow (DESIGN.md breakage 8 among them)."""
     size = image_size_of(pipeline)
     max_level = _bifpn_max_level(pipeline.model)
-    if max_level and size % (2 ** max_level):
-        ok = [s for s in range(128, 1025, 2 ** max_level)][:8]
+    if max_level and (size % (2 ** max_level) or size < 129):
+        ok = list(range(256, 1025, 2 ** max_level))[:7]
         raise ConfigError(
-            f"{where}: input size {size} is not divisible by 2**max_level = {2 ** max_level} (BiFPN "
-            f"levels up to {max_level}); the BiFPN would fail with a shape mismatch. Use a size in "
-            f"{ok}, or lower the pyramid's max_level.")
+            f"{where}: input size {size} does not suit the BiFPN (levels up to {max_level}): it must be divisible "
+            f"by 2**max_level = {2 ** max_level} (else a shape mismatch) and at least 129 (EfficientNet's "
+            f"minimum). Use a size in {ok}, or lower the pyramid's max_level.")
     if pipeline.model.ssd.num_classes < 1:
         raise ConfigError(f"{where}: model.ssd.num_classes must be at least 1")
     if pipeline.train_config.batch_size < 1:

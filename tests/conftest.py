@@ -1,4 +1,4 @@
-"""Shared fixtures. The TensorFlow ones train, export and run the real OD API, tiny (input 128, a few steps),
+"""Shared fixtures. The TensorFlow ones train, export and run the real OD API, tiny (input 256, a few steps),
 once per test session."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import maskdetect  # noqa: F401  (the OD API compatibility layer goes first)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample" / "face-mask"
-TINY_SIZE = 128  # the smallest input SSD EfficientDet-D0 accepts (divisible by 2**7)
+TINY_SIZE = 256  # the smallest input SSD EfficientDet-D0 accepts (>= 129 and divisible by 2**7)
 TINY_STEPS = 6
 
 

@@ -113,7 +113,7 @@ def test_bifpn_input_size_checked(sample_data, tmp_path):
     """Breakage 8: an input size the BiFPN cannot take is refused up front with the sizes that work."""
     from maskdetect.pipeline import configure
 
-    with pytest.raises(ConfigError, match=r"320 is not divisible by 2\*\*max_level = 128.*256"):
+    with pytest.raises(ConfigError, match=r"input size 320 does not suit the BiFPN.*divisible by 2\*\*max_level = 128.*\[256, 384"):
         configure(sample_data, tmp_path / "run", image_size=320)
     configure(sample_data, tmp_path / "run", image_size=256)  # fine
 

@@ -1,0 +1,161 @@
+"""The training workflow on the real OD API, tiny: train, resume after kill -9, NaN guard, mirrored on two
+logical CPUs, fine-tuning as "detection", evaluation of checkpoint vs export, SavedModel vs TFLite."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SAMPLE, TINY_SIZE, run_cli, tiny_configure
+from maskdetect.errors import TrainingError
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_run_trains_and_logs(tiny_run):
+    paths, result = tiny_run
+    assert result.final_step == 6 and result.start_step == 0
+    assert np.isfinite(result.first_loss) and np.isfinite(result.last_loss)
+    assert result.checkpoint.endswith("ckpt-6")
+    log = [json.loads(line) for line in paths.train_log.read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [3, 6]
+    assert {"Loss/total_loss", "Loss/classification_loss", "learning_rate"} <= log[0].keys()
+    assert list((paths.run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))
+
+
+def test_resume_after_kill_9(sample_data, tmp_path):
+    """Kill -9 mid-run, start again: it continues from the last checkpoint and ends at the same final step."""
+    paths = tiny_configure(sample_data, tmp_path / "run", steps=12)
+    cmd = [sys.executable, "-m", "maskdetect", "train", str(paths.run_dir), "--steps-per-iteration", "2",
+           "--checkpoint-every", "2"]
+    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not list(paths.checkpoints.glob("ckpt-4.index")):
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    from maskdetect.train import latest_checkpoint
+
+    killed_at = int(latest_checkpoint(paths.run_dir).rsplit("-", 1)[1])
+    assert 4 <= killed_at < 12
+    done = run_cli("train", str(paths.run_dir), "--steps-per-iteration", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    assert result["start_step"] == killed_at and result["final_step"] == 12
+    assert latest_checkpoint(paths.run_dir).endswith("ckpt-12")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):
+    from maskdetect.train import latest_checkpoint, train
+
+    paths = tiny_configure(sample_data, tmp_path / "run", steps=40, learning_rate=1e12,
+                           overrides=["train_config.optimizer.momentum_optimizer.learning_rate."
+                                      "cosine_decay_learning_rate.warmup_steps=0"])
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf).*last good checkpoint"):
+        train(paths.run_dir, steps_per_iteration=1, checkpoint_every=1, progress=False)
+    log = [json.loads(line) for line in paths.train_log.read_text().splitlines()]
+    last_good = log[-1]["step"] if log else 0
+    assert latest_checkpoint(paths.run_dir).endswith(f"ckpt-{last_good}")
+
+
+def test_mirrored_strategy_on_two_logical_cpus(sample_data, tmp_path):
+    paths = tiny_configure(sample_data, tmp_path / "run", steps=2)
+    done = run_cli("train", str(paths.run_dir), "--strategy", "mirrored", "--steps-per-iteration", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout[done.stdout.index("{"):])["final_step"] == 2
+
+
+def test_fine_tune_restores_backbone_not_class_head(tiny_run, tmp_path):
+    """A run with a different num_classes fine-tuned from the tiny run's checkpoint as "detection": the
+    backbone and feature pyramid are restored, the class head is not."""
+    import tensorflow as tf
+
+    from maskdetect.data import convert
+    from maskdetect.train import train
+
+    source_paths, source_result = tiny_run
+    two_class = convert("voc", SAMPLE, tmp_path / "data2", split=(0.8, 0.2, 0.0), seed=1,
+                        class_map=["mask_weared_incorrect=without_mask"])
+    assert len(two_class.classes) == 2
+    paths = tiny_configure(tmp_path / "data2", tmp_path / "run", steps=1, checkpoint=source_result.checkpoint,
+                           learning_rate=1e-9)
+    train(paths.run_dir, steps_per_iteration=1, progress=False)
+    before = dict(tf.train.list_variables(source_result.checkpoint))
+    reader_a = tf.train.load_checkpoint(source_result.checkpoint)
+    reader_b = tf.train.load_checkpoint(str(paths.checkpoints / "ckpt-0"))  # saved before any step
+    restored = bifpn = diverged = 0
+    for name, shape in before.items():
+        if not name.startswith("model/") or "OPTIMIZER_SLOT" in name:
+            continue
+        try:
+            b = reader_b.get_tensor(name)
+        except tf.errors.NotFoundError:
+            continue
+        a = reader_a.get_tensor(name)
+        if "_feature_extractor" in name:  # EfficientNet backbone and BiFPN
+            np.testing.assert_array_equal(a, b, err_msg=name)
+            restored += 1
+            bifpn += "bifpn" in name.lower()
+        elif "_class_predictor_layers" in name or "ClassPredictionTower" in name:
+            assert a.shape != b.shape or not np.array_equal(a, b), f"{name} was restored"
+            diverged += 1
+    assert restored > 100 and bifpn > 10, (restored, bifpn)
+    assert diverged >= 6  # the class head (tower + 2-class predictor) starts fresh
+
+
+def test_evaluate_checkpoint_and_export_agree(tiny_export):
+    from maskdetect.evaluate import evaluate
+
+    ckpt = evaluate(tiny_export.run_dir, progress=False)
+    exported = evaluate(tiny_export.run_dir, export=True, progress=False)
+    assert ckpt["evaluated"] == "checkpoint" and exported["evaluated"] == "saved_model"
+    assert ckpt["num_images"] == exported["num_images"] > 0
+    for name in ("with_mask", "without_mask", "mask_weared_incorrect"):
+        a, b = ckpt["AP@0.5"][name], exported["AP@0.5"][name]
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert abs(a - b) <= 0.005
+    assert abs(ckpt["coco"]["DetectionBoxes_Precision/mAP"] - exported["coco"]["DetectionBoxes_Precision/mAP"]) <= 0.005
+    for metrics in (ckpt, exported):
+        for png in metrics["plots"].values():
+            assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert json.loads(open(metrics["path"]).read())["split"] == "val"
+        counts = np.array(metrics["confusion_matrix"]["counts"])
+        assert counts[:3].sum() == sum(metrics["num_groundtruth"].values())
+
+
+def test_export_has_model_card_and_loads(tiny_export):
+    import tensorflow as tf
+
+    card = json.loads((tiny_export.saved_model.parent / "model_card.json").read_text())
+    assert card["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
+    assert card["input_size"] == TINY_SIZE and card["versions"]["tensorflow"].startswith("2.21")
+    assert card["training_data"]["counts"]["train"]["images"] > 0
+    model = tf.saved_model.load(str(tiny_export.saved_model))
+    out = model.signatures["serving_default"](input_tensor=tf.zeros([1, 90, 160, 3], tf.uint8))
+    assert out["detection_boxes"].shape[-1] == 4 and int(out["num_detections"][0]) <= 100
+
+
+def test_saved_model_and_tflite_agree(tiny_export):
+    """Same top detections (IoU >= 0.9, same class) from both exports on sample images."""
+    from maskdetect.detections import box_iou
+    from maskdetect.predictor import Predictor, read_image
+
+    saved = Predictor(tiny_export.saved_model, threshold=0.0, cross_class_nms=False)
+    lite = Predictor(tiny_export.tflite, threshold=0.0, cross_class_nms=False)
+    for path in sorted((SAMPLE / "images").glob("*.jpg"))[:3]:
+        image = read_image(path)
+        a, b = saved.predict(image), lite.predict(image)
+        top_a, top_b = a[np.argsort(-a.confidence)[:5]], b[np.argsort(-b.confidence)[:5]]
+        assert len(top_a) == len(top_b) == 5
+        ious = box_iou(top_a.xyxy, top_b.xyxy)
+        for i in range(5):
+            j = int(np.argmax(ious[i]))
+            assert ious[i, j] >= 0.9 and top_a.class_id[i] == top_b.class_id[j], (path.name, i)
