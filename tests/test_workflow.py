@@ -72,19 +72,25 @@ def test_mirrored_strategy_on_two_logical_cpus(sample_data, tmp_path):
     assert json.loads(done.stdout[done.stdout.index("{"):])["final_step"] == 2
 
 
-def test_fine_tune_restores_backbone_not_class_head(tiny_run, tmp_path):
-    """A run with a different num_classes fine-tuned from the tiny run's checkpoint as "detection": the
-    backbone and feature pyramid are restored, the class head is not."""
+def test_fine_tune_from_zoo_archive_restores_backbone_not_class_head(tiny_run, tmp_path):
+    """The tiny run's checkpoint, packed in the model zoo's layout and served over loopback, is fetched and
+    fine-tuned as "detection" by a run with a different num_classes: the backbone and BiFPN are restored,
+    the class head is not."""
     import tensorflow as tf
 
+    from data_fixtures import serve
     from maskdetect.data import convert
     from maskdetect.train import train
+    from maskdetect.zoo import fetch_checkpoint
+    from test_zoo import NAME, zoo_archive
 
     source_paths, source_result = tiny_run
+    with serve({f"/{NAME}.tar.gz": zoo_archive(source_result.checkpoint, source_paths.pipeline_config)}) as server:
+        checkpoint = fetch_checkpoint("ssd_efficientdet_d0_512", cache_dir=tmp_path / "zoo", base_url=server.url(""))
     two_class = convert("voc", SAMPLE, tmp_path / "data2", split=(0.8, 0.2, 0.0), seed=1,
                         class_map=["mask_weared_incorrect=without_mask"])
     assert len(two_class.classes) == 2
-    paths = tiny_configure(tmp_path / "data2", tmp_path / "run", steps=1, checkpoint=source_result.checkpoint,
+    paths = tiny_configure(tmp_path / "data2", tmp_path / "run", steps=1, checkpoint=checkpoint,
                            learning_rate=1e-9)
     train(paths.run_dir, steps_per_iteration=1, progress=False)
     before = dict(tf.train.list_variables(source_result.checkpoint))
