@@ -1,0 +1,439 @@
+"""Google Colab helpers: install the pinned environment, copy a run to Drive, capture the browser's webcam.
+
+The install step runs BEFORE the package's requirements are installed, so this module imports only the
+standard library at module level (NumPy/PIL are imported inside the webcam functions), and it can be run
+as a plain script from a fresh clone::
+
+    python REPO/maskdetect/colab.py install --repo REPO       # prints whether the runtime must restart
+
+or, from a notebook cell, loaded by path so that it can see what the running kernel has imported::
+
+    import runpy
+    bootstrap = runpy.run_path(f"{REPO}/maskdetect/colab.py")
+    result = bootstrap["install"](REPO)                          # result["restart"] is True or False
+
+`install` compares the installed versions with ``requirements.txt`` (installed with dependencies, constrained to
+the same pins) and ``requirements-nodeps.txt`` (the OD API and tf-models-official, installed ``--no-deps``: see
+../shared/DESIGN.md §1), installs only what differs, then ``pip install --no-deps -e REPO``. It says plainly
+whether the runtime must be restarted: a package the kernel has already imported changed under it, or
+TensorFlow was imported before ``TF_USE_LEGACY_KERAS=1`` was set (the Keras switch only works before
+TensorFlow's first import).
+
+:data:`REPO_URL` is the one place where the project's repository is named (a placeholder until it is
+published); the notebooks' "Open in Colab" links are built from it by :func:`colab_url`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]  # run as a script: the package's own modules must not shadow the standard library
+
+import argparse  # noqa: E402
+import base64  # noqa: E402
+import importlib.metadata  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Iterator, Sequence  # noqa: E402
+
+# The project's repository: replace OWNER/REPO once it is published (the only place it is written).
+REPO_URL = "https://github.com/OWNER/REPO"
+DRIVE_MOUNT = "/content/drive"
+DRIVE_RUNS = "MyDrive/maskdetect/runs"
+REQUIREMENTS = "requirements.txt"
+REQUIREMENTS_NODEPS = "requirements-nodeps.txt"
+KERAS_SWITCH = ("TF_USE_LEGACY_KERAS", "1")
+
+# Distribution name -> top-level module, where they differ (to tell whether the kernel has imported it).
+_MODULE_OF = {"tensorflow": "tensorflow", "tf-keras": "tf_keras", "tf-slim": "tf_slim", "protobuf": "google.protobuf",
+              "pyyaml": "yaml", "pillow": "PIL", "opencv-python-headless": "cv2", "imageio-ffmpeg": "imageio_ffmpeg",
+              "av": "av", "gin-config": "gin", "tf-models-research-object-detection": "object_detection",
+              "tf-models-official": "official", "scipy": "scipy", "numpy": "numpy", "pandas": "pandas",
+              "matplotlib": "matplotlib", "pycocotools": "pycocotools", "tensorboard": "tensorboard"}
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_SECRET_QUERY = re.compile(r"(?i)\b(key|api_key|token|access_token|password|secret)=([^&\s'\"]+)")
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ
+
+
+def colab_url(notebook: str, repo_url: str = REPO_URL, branch: str = "main") -> str:
+    """The "Open in Colab" link of ``notebooks/<notebook>`` in `repo_url` (a GitHub repository).
+
+    Example:
+        >>> colab_url("01-train-on-colab.ipynb", "https://github.com/me/maskdetect")
+        'https://colab.research.google.com/github/me/maskdetect/blob/main/notebooks/01-train-on-colab.ipynb'
+    """
+    match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", repo_url)
+    if not match:
+        raise ValueError(f"{redact(repo_url)}: not a https://github.com/OWNER/REPO URL")
+    owner, name = match.groups()
+    return f"https://colab.research.google.com/github/{owner}/{name}/blob/{branch}/notebooks/{notebook}"
+
+
+def redact(text: str) -> str:
+    """Hide credentials in URLs (``https://user:token@``, ``?key=...``) before anything is printed."""
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", str(text))
+    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)
+
+
+# --- install -------------------------------------------------------------------------------------------------
+def normalize(name: str) -> str:
+    """PEP 503 name: ``PyYAML`` -> ``pyyaml``, ``tf_keras`` -> ``tf-keras``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pins(path: str | Path) -> dict[str, str]:
+    """``{normalized name: version}`` of the ``name==version`` lines of a requirements file.
+
+    Raises:
+        ValueError: a requirement that is not pinned with ``==`` (this project pins everything).
+    """
+    pins: dict[str, str] = {}
+    for number, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;]+)", line)
+        if not match:
+            raise ValueError(f"{path}:{number}: {line!r} is not pinned as name==version")
+        pins[normalize(match.group(1))] = match.group(2)
+    return pins
+
+
+def installed_versions() -> dict[str, str]:
+    """``{normalized name: version}`` of every distribution visible to this Python."""
+    versions: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            versions.setdefault(normalize(name), dist.version)
+    return versions
+
+
+def _same_version(installed: str | None, wanted: str) -> bool:
+    # PEP 440: "==2.21.0" is satisfied by a local build such as "2.21.0+cu121"
+    return installed is not None and installed.split("+", 1)[0] == wanted
+
+
+def plan_install(repo: str | Path, installed: dict[str, str] | None = None) -> dict[str, dict[str, tuple]]:
+    """What :func:`install` would change: ``{"deps"|"nodeps": {name: (installed or None, wanted)}}``."""
+    repo = Path(repo)
+    installed = installed_versions() if installed is None else installed
+    plan: dict[str, dict[str, tuple]] = {}
+    for key, filename in (("deps", REQUIREMENTS), ("nodeps", REQUIREMENTS_NODEPS)):
+        pins = read_pins(repo / filename)
+        plan[key] = {name: (installed.get(name), version) for name, version in pins.items()
+                     if not _same_version(installed.get(name), version)}
+    return plan
+
+
+def _editable_install_of(repo: Path) -> bool:
+    """True if ``maskdetect`` is already installed in editable mode from `repo`."""
+    try:
+        direct = importlib.metadata.distribution("maskdetect").read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if not direct:
+        return False
+    info = json.loads(direct)
+    url = info.get("url", "")
+    return bool(info.get("dir_info", {}).get("editable")) and url.startswith("file://") and \
+        Path(url[len("file://"):]).resolve() == repo.resolve()
+
+
+def _pip(args: Sequence[str], python: str) -> None:
+    command = [python, "-m", "pip", "install", "--quiet", "--progress-bar", "off", *args]
+    print("$ pip install " + redact(" ".join(args)), flush=True)
+    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = redact(process.stdout.strip())
+    if output:
+        print(output, flush=True)
+    if process.returncode:
+        raise RuntimeError(f"pip install failed (exit {process.returncode}); see its output above")
+
+
+def _loaded(names: Sequence[str], modules: Sequence[str]) -> list[str]:
+    loaded = set(modules)
+    return [name for name in names if _MODULE_OF.get(name, name.replace("-", "_")) in loaded]
+
+
+def install(repo: str | Path, *, python: str | None = None, dry_run: bool = False,
+            kernel_modules: Sequence[str] | None = None, in_kernel: bool = True) -> dict[str, Any]:
+    """Install the pinned requirements that differ, then the package itself (editable) from `repo`.
+
+    Args:
+        repo: the cloned repository (holds ``requirements.txt``, ``requirements-nodeps.txt``, ``pyproject.toml``).
+        python: the interpreter to install into (default: this one, i.e. the notebook's kernel).
+        dry_run: only print and return the plan.
+        kernel_modules: modules the running kernel has imported (default: ``sys.modules`` of this process,
+            which IS the kernel when this is called from a notebook cell).
+        in_kernel: False when run as a script (``!python colab.py install``): the kernel's modules cannot be
+            seen from there, so the message names what changed and leaves the decision to the user.
+
+    Returns:
+        ``{"changed": {name: [old, new]}, "restart": bool, "reason": str}``; ``restart`` is True when a package the
+        kernel has imported was changed under it, or TensorFlow was imported before the Keras switch was set.
+    """
+    repo = Path(repo).resolve()
+    python = python or sys.executable
+    modules = list(sys.modules) if kernel_modules is None else list(kernel_modules)
+    keras_switch_late = "tensorflow" in modules and os.environ.get(KERAS_SWITCH[0]) != KERAS_SWITCH[1]
+    os.environ[KERAS_SWITCH[0]] = KERAS_SWITCH[1]  # for TensorFlow imported later in this kernel
+
+    plan = plan_install(repo)
+    changed = {name: [old, new] for part in plan.values() for name, (old, new) in part.items()}
+    for name, (old, new) in sorted(changed.items()):
+        print(f"  {name}: {old or 'not installed'} -> {new}", flush=True)
+    if not changed:
+        print("All pinned requirements are already installed.", flush=True)
+    if not dry_run:
+        if plan["deps"]:
+            _pip(["-c", str(repo / REQUIREMENTS), *(f"{n}=={v}" for n, (_, v) in plan["deps"].items())], python)
+        if plan["nodeps"]:
+            _pip(["--no-deps", *(f"{n}=={v}" for n, (_, v) in plan["nodeps"].items())], python)
+        if _editable_install_of(repo) and python == sys.executable:
+            print(f"maskdetect is already installed from {repo}.", flush=True)
+        else:
+            _pip(["--no-deps", "-e", str(repo)], python)
+
+    stale = _loaded(sorted(changed), modules)
+    reasons = []
+    if stale:
+        reasons.append(f"this kernel had already imported {', '.join(stale)}, which changed under it")
+    if keras_switch_late:
+        reasons.append(f"TensorFlow was imported before {KERAS_SWITCH[0]}={KERAS_SWITCH[1]} was set")
+    restart = bool(reasons)
+    if restart:
+        print("RESTART NEEDED: " + "; ".join(reasons) + ". Restart the runtime (Colab: Runtime > Restart session), "
+              "then run the notebook again from the top: this step will find nothing left to install.", flush=True)
+    elif changed and not in_kernel:
+        print("Installed. If a Python kernel had already imported any of the packages above, restart it before "
+              "using maskdetect (Colab: Runtime > Restart session).", flush=True)
+    else:
+        print("No restart needed: continue with the next cell.", flush=True)
+    return {"changed": changed, "restart": restart, "reason": "; ".join(reasons)}
+
+
+def restart_runtime() -> None:
+    """Restart the Jupyter/Colab kernel (after :func:`install` said so); the user then runs the notebook again."""
+    print("Restarting the runtime now. When it is back, run the notebook again from the top.", flush=True)
+    from IPython import get_ipython  # type: ignore[import-not-found]
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        raise RuntimeError("not in a Jupyter kernel: restart Python yourself")
+    shell.kernel.do_shutdown(restart=True)
+
+
+def clone(repo_url: str, dest: str | Path, *, branch: str | None = None) -> Path:
+    """``git clone --depth 1`` `repo_url` into `dest` unless `dest` already holds a clone; return `dest`."""
+    dest = Path(dest)
+    if (dest / ".git").exists() or (dest / "pyproject.toml").exists():
+        print(f"{dest}: already there; not cloning again.", flush=True)
+        return dest
+    command = ["git", "clone", "--depth", "1", *(["--branch", branch] if branch else []), repo_url, str(dest)]
+    print("$ " + redact(" ".join(command)), flush=True)
+    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if process.returncode:
+        raise RuntimeError(f"git clone failed: {redact(process.stdout.strip())}")
+    return dest
+
+
+# --- Google Drive --------------------------------------------------------------------------------------------
+def mount_drive(mount_point: str | Path = DRIVE_MOUNT) -> Path:
+    """Mount Google Drive at `mount_point` (Colab asks the user to allow it) and return the mount point."""
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(str(mount_point))
+    return Path(mount_point)
+
+
+def copy_to_drive(run_dir: str | Path, dest: str = DRIVE_RUNS, *, mount_point: str | Path = DRIVE_MOUNT) -> Path:
+    """Copy the run directory to ``<Drive>/<dest>/<run name>`` (Drive mounted first) and return the copy.
+
+    An earlier copy of the same run is updated in place (files are overwritten, none deleted).
+
+    Raises:
+        RuntimeError: not on Colab (no ``google.colab``).
+    """
+    try:
+        import google.colab  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("copy_to_drive needs Google Colab; off Colab copy the run directory yourself") from exc
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    target = mount_drive(mount_point) / dest / run_dir.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(run_dir, target, dirs_exist_ok=True)
+    print(f"copied {run_dir} -> {target}", flush=True)
+    return target
+
+
+# --- browser webcam (Colab) ----------------------------------------------------------------------------------
+# The page keeps one <video> fed by getUserMedia and an <img> that shows the annotated frame the kernel sent
+# back; each call of maskdetectFrame(overlay) returns the newest camera frame as a JPEG data URL, or "" once
+# the user pressed Stop (then the camera is released).
+WEBCAM_JS = r"""
+var maskdetectCam = null;
+async function maskdetectStart(width, quality) {
+  if (maskdetectCam) { return true; }
+  const box = document.createElement('div');
+  const stop = document.createElement('button');
+  stop.textContent = 'Stop';
+  const status = document.createElement('span');
+  status.textContent = ' starting the camera...';
+  const video = document.createElement('video');
+  video.style.display = 'none';
+  video.setAttribute('playsinline', '');
+  const shown = document.createElement('img');
+  shown.style.maxWidth = width + 'px';
+  box.appendChild(stop); box.appendChild(status); box.appendChild(document.createElement('br'));
+  box.appendChild(shown); box.appendChild(video);
+  document.body.appendChild(box);
+  const stream = await navigator.mediaDevices.getUserMedia({video: {width: {ideal: width}}, audio: false});
+  video.srcObject = stream;
+  await video.play();
+  google.colab.output.setIframeHeight(document.documentElement.scrollHeight, true);
+  const canvas = document.createElement('canvas');
+  maskdetectCam = {box, video, shown, canvas, status, stream, quality, stopped: false};
+  stop.onclick = () => { maskdetectCam.stopped = true; };
+  status.textContent = ' camera on: press Stop to end';
+  return true;
+}
+async function maskdetectFrame(overlay) {
+  const cam = maskdetectCam;
+  if (!cam) { return ''; }
+  if (overlay) { cam.shown.src = overlay; }
+  if (cam.stopped) {
+    cam.stream.getTracks().forEach(t => t.stop());
+    cam.status.textContent = ' camera off';
+    maskdetectCam = null;
+    return '';
+  }
+  const w = cam.video.videoWidth, h = cam.video.videoHeight;
+  cam.canvas.width = w; cam.canvas.height = h;
+  cam.canvas.getContext('2d').drawImage(cam.video, 0, 0, w, h);
+  return cam.canvas.toDataURL('image/jpeg', cam.quality);
+}
+"""
+
+
+def decode_data_url(data_url: str):
+    """An RGB uint8 array from a ``data:image/...;base64,...`` URL."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    header, _, payload = data_url.partition(",")
+    if not header.startswith("data:image/") or ";base64" not in header:
+        raise ValueError("not a base64 image data URL")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB"))
+
+
+def encode_data_url(image, quality: int = 80) -> str:
+    """A JPEG data URL of an RGB uint8 array (to show it in the page)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class BrowserWebcam:
+    """The webcam of the browser running Colab, frame by frame (JavaScript ``getUserMedia``).
+
+    The kernel has no camera of its own on Colab: each :meth:`frames` step asks the page for its newest frame
+    (a JPEG over ``google.colab.output.eval_js``), so frames are never queued (newest-frame semantics, at the
+    round trip's rate). :meth:`show` sends an annotated frame back; the page shows it with the next request.
+    The user ends the capture with the Stop button (or `max_frames` is reached).
+
+    Example:
+        >>> cam = BrowserWebcam(width=640)                       # doctest: +SKIP
+        >>> for frame in cam.frames(max_frames=300):             # doctest: +SKIP
+        ...     cam.show(annotator.annotate(frame, predictor.predict(frame)))
+    """
+
+    def __init__(self, width: int = 640, quality: float = 0.8) -> None:
+        self.width = width
+        self.quality = quality
+        self._overlay = ""
+        self._started = False
+
+    def _eval(self, expression: str):
+        from google.colab import output  # type: ignore[import-not-found]
+
+        return output.eval_js(expression)
+
+    def start(self) -> None:
+        from IPython.display import Javascript, display
+
+        display(Javascript(WEBCAM_JS))
+        self._started = bool(self._eval(f"maskdetectStart({int(self.width)}, {float(self.quality)})"))
+
+    def read(self):
+        """The newest frame (RGB uint8), or None once the user pressed Stop."""
+        if not self._started:
+            self.start()
+        data_url = self._eval(f"maskdetectFrame({json.dumps(self._overlay)})")
+        self._overlay = ""
+        if not data_url:
+            self._started = False
+            return None
+        return decode_data_url(data_url)
+
+    def show(self, image) -> None:
+        """Show `image` (RGB uint8) in the page at the next :meth:`read`."""
+        self._overlay = encode_data_url(image)
+
+    def frames(self, max_frames: int | None = None) -> Iterator[Any]:
+        """Yield frames until Stop is pressed or `max_frames` were read (the camera is then released)."""
+        count = 0
+        try:
+            while max_frames is None or count < max_frames:
+                frame = self.read()
+                if frame is None:
+                    return
+                count += 1
+                yield frame
+        finally:
+            if self._started:
+                self._eval("(maskdetectCam && (maskdetectCam.stopped = true), maskdetectFrame(''))")
+                self._started = False
+
+
+# --- command line --------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python maskdetect/colab.py", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    inst = commands.add_parser("install", help="install the pinned requirements that differ, then the package")
+    inst.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
+                      help="the cloned repository (default: the one holding this file)")
+    inst.add_argument("--dry-run", action="store_true", help="only print what would change")
+    commands.add_parser("colab-url", help="print the Open-in-Colab links of the notebooks")
+    args = parser.parse_args(argv)
+    if args.command == "install":
+        try:
+            result = install(args.repo, dry_run=args.dry_run, kernel_modules=(), in_kernel=False)
+        except (RuntimeError, ValueError, OSError) as exc:
+            print(f"error: {redact(str(exc))}", file=sys.stderr)
+            return 1
+        return 0
+    for notebook in ("01-train-on-colab.ipynb", "02-video-and-webcam.ipynb"):
+        print(colab_url(notebook))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
