@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyprojec
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt -r requirements-dev.txt
 	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
-	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet --no-deps -e .
 	$(PY) -c "import maskdetect, object_detection.model_lib_v2"
 	touch $(STAMP)
 
