@@ -413,6 +413,53 @@ class BrowserWebcam:
                 self._started = False
 
 
+def run_browser_webcam(predictor, *, monitor=None, record_path: str | Path | None = None, record_fps: float = 10.0,
+                       max_frames: int | None = None, width: int = 640, camera: BrowserWebcam | None = None
+                       ) -> dict[str, Any]:
+    """Detect live in the browser's webcam on Colab: each frame is detected, tracked/alerted by `monitor`,
+    drawn with the FPS and alert banner, shown in the page and (with `record_path`) recorded as H.264.
+
+    The browser delivers frames at the round trip's pace, not at a fixed rate, so the recording is written at
+    the nominal `record_fps`. Ends when the user presses Stop or after `max_frames`.
+
+    Returns:
+        ``{"frames", "fps", "seconds", "record_path", "summary"}`` (``summary``: what ``monitor.close`` wrote).
+    """
+    import time
+
+    from maskdetect.annotate import FrameAnnotator
+    from maskdetect.video import VideoWriter
+
+    camera = camera or BrowserWebcam(width=width)
+    annotator = FrameAnnotator(predictor.class_names)
+    writer = None
+    frames, started, fps = 0, time.perf_counter(), 0.0
+    try:
+        for index, frame in enumerate(camera.frames(max_frames=max_frames)):
+            detections = predictor.predict(frame)
+            banner = None
+            if monitor is not None:
+                detections = monitor.update(detections, index, time.perf_counter() - started, frame=frame)
+                banner = monitor.banner(index)
+            frames += 1
+            fps = frames / max(time.perf_counter() - started, 1e-6)
+            shown = annotator.annotate(frame, detections, banner=" | ".join(filter(None, [f"{fps:.1f} FPS", banner])))
+            camera.show(shown)
+            if record_path is not None:
+                if writer is None:
+                    writer = VideoWriter(record_path, record_fps, (shown.shape[1], shown.shape[0]))
+                    writer.open()
+                writer.write(shown)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    recorded = writer.close() if writer is not None else None
+    summary = monitor.close(recorded or record_path or "webcam.mp4") if monitor is not None else None
+    return {"frames": frames, "fps": round(fps, 2), "seconds": round(time.perf_counter() - started, 2),
+            "record_path": str(recorded) if recorded else None, "summary": summary}
+
+
 # --- command line --------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python maskdetect/colab.py", description=__doc__.split("\n\n")[0])

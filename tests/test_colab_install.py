@@ -238,3 +238,41 @@ def test_install_in_a_fresh_venv_with_another_tensorflow(tmp_path):
     again, timings["install step again"] = run(python, str(COLAB_SCRIPT), "install", "--repo", str(REPO))
     assert "All pinned requirements are already installed." in again.stdout
     print("fresh-venv install timings (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
+
+
+def test_run_browser_webcam_detects_tracks_records_and_shows(fake_colab, monkeypatch, tmp_path):
+    """The Colab live loop with a stub detector (no TensorFlow): FPS and alert banner drawn, frames sent back to
+    the page, an H.264 recording and the monitor's summary written."""
+    import maskdetect
+    from maskdetect.detections import Detections
+    from maskdetect.monitor import Monitor
+    from maskdetect.video import probe_video
+
+    monkeypatch.setattr("IPython.display.display", lambda obj: None)
+    frame = colab.encode_data_url(np.full((120, 160, 3), 90, np.uint8), quality=95)
+    shown = []
+
+    def eval_js(expression):
+        if expression.startswith("maskdetectStart"):
+            return True
+        if expression.startswith("maskdetectFrame(\"data:"):
+            shown.append(expression)
+        return frame
+
+    fake_colab.output.eval_js = eval_js
+
+    class Unmasked:  # one face without a mask in every frame
+        class_names = list(maskdetect.CLASSES)
+
+        def predict(self, image):
+            return Detections(xyxy=[[40, 30, 100, 100]], confidence=[0.9], class_id=[1])
+
+    monitor = Monitor(maskdetect.CLASSES, fps=10, alert_seconds=0.0, alert_cooldown_s=0, min_track_frames=1)
+    result = colab.run_browser_webcam(Unmasked(), monitor=monitor, record_path=tmp_path / "webcam.mp4",
+                                      max_frames=12)
+    assert result["frames"] == 12 and result["fps"] > 0
+    assert len(shown) == 11  # every annotated frame but the last goes back with the next request
+    info = probe_video(tmp_path / "webcam.mp4")
+    assert info.size_wh == (160, 120) and info.codec == "h264"
+    assert result["summary"]["alerts"]["raised"] >= 1
+    assert (tmp_path / "webcam.summary.json").exists() and (tmp_path / "webcam.compliance.png").exists()
