@@ -41,8 +41,9 @@ import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Iterator, Sequence  # noqa: E402
 
-# The project's repository: replace OWNER/REPO once it is published (the only place it is written).
-REPO_URL = "https://github.com/OWNER/REPO"
+# The project's repository, a placeholder until it is published: replace OWNER here, then in the copies that
+# tests/test_notebooks.py checks against this one (the notebooks' REPO_URL and badges, the README's links).
+REPO_URL = "https://github.com/OWNER/maskdetect"
 DRIVE_MOUNT = "/content/drive"
 DRIVE_RUNS = "MyDrive/maskdetect/runs"
 REQUIREMENTS = "requirements.txt"

@@ -104,7 +104,7 @@ def test_secrets_in_urls_are_never_printed(capsys):
 
 
 def test_colab_links_are_built_from_the_one_repo_url():
-    assert colab.REPO_URL == "https://github.com/OWNER/REPO"  # placeholder until the repository is published
+    assert colab.REPO_URL == "https://github.com/OWNER/maskdetect"  # placeholder until the repository is published
     assert colab.colab_url("02-video-and-webcam.ipynb", "https://github.com/acme/maskdetect.git") == (
         "https://colab.research.google.com/github/acme/maskdetect/blob/main/notebooks/02-video-and-webcam.ipynb")
     with pytest.raises(ValueError):

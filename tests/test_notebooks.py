@@ -142,13 +142,17 @@ def test_notebooks_are_thin(path):
         assert "%cd" not in cell.source
 
 
-def test_repo_url_is_written_in_one_place_and_the_notebook_matches():
+def test_repo_url_is_written_in_one_place_and_the_copies_match():
+    """maskdetect.colab.REPO_URL is the source; the notebooks' badges and clone URL and the README copy it."""
     from maskdetect.colab import REPO_URL, colab_url
 
-    notebook = nbformat.read(NOTEBOOK_01, as_version=4)
-    parameters = notebook.cells[[c.cell_type for c in notebook.cells].index("code")].source
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for path in (NOTEBOOK_01, NOTEBOOK_02):
+        notebook = nbformat.read(path, as_version=4)
+        assert colab_url(path.name) in notebook.cells[0].source
+        assert colab_url(path.name) in readme
+    parameters = nbformat.read(NOTEBOOK_01, as_version=4).cells[1].source
     assert f'REPO_URL = "{REPO_URL}"' in parameters
-    assert colab_url(NOTEBOOK_01.name) in notebook.cells[0].source
 
 
 def test_inject_puts_each_override_after_the_cell_that_defines_it():
