@@ -34,6 +34,7 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import importlib.metadata  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
@@ -204,6 +205,10 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
             print(f"maskdetect is already installed from {repo}.", flush=True)
         else:
             _pip(["--no-deps", "-e", str(repo)], python)
+        if in_kernel:  # a running kernel does not read the .pth of a new editable install: import from the clone
+            importlib.invalidate_caches()
+            if importlib.util.find_spec("maskdetect") is None:
+                sys.path.insert(0, str(repo))
 
     stale = _loaded(sorted(changed), modules)
     reasons = []

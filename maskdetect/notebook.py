@@ -1,7 +1,7 @@
 """Inline display for Jupyter and Colab: pictures, videos, tables. The notebooks call these; nothing else does.
 
-Every function returns the object it displays (an ``IPython.display`` object or a pandas DataFrame), so a
-headless run can check what would have been shown.
+The ``show_*`` functions display and return None (so a cell ending with one shows it once); a headless run
+finds what they showed in the cell outputs (HTML images, embedded MP4, tables).
 
 Example:
     >>> from maskdetect import notebook
@@ -21,11 +21,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 
-def _display(obj: Any) -> Any:
+def _display(obj: Any) -> None:
     from IPython.display import display
 
     display(obj)
-    return obj
 
 
 def _image_src(image: str | Path | np.ndarray) -> str:
@@ -42,16 +41,16 @@ def _image_src(image: str | Path | np.ndarray) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def show_image(image: str | Path | np.ndarray, *, width: int | None = None) -> Any:
+def show_image(image: str | Path | np.ndarray, *, width: int | None = None) -> None:
     """Show one image file (PNG/JPEG) or RGB uint8 array inline."""
     from IPython.display import HTML
 
     style = f' style="max-width:{int(width)}px"' if width else ' style="max-width:100%"'
-    return _display(HTML(f'<img src="{_image_src(image)}"{style}/>'))
+    _display(HTML(f'<img src="{_image_src(image)}"{style}/>'))
 
 
 def show_images(images: Sequence[str | Path | np.ndarray], *, titles: Sequence[str] | None = None,
-                columns: int = 3, width: int = 320) -> Any:
+                columns: int = 3, width: int = 320) -> None:
     """Show images side by side in a grid, each with an optional title (default: the file name)."""
     from IPython.display import HTML
 
@@ -62,20 +61,20 @@ def show_images(images: Sequence[str | Path | np.ndarray], *, titles: Sequence[s
                      f'<img src="{_image_src(image)}" style="width:100%"/>'
                      f'<figcaption style="font-size:small">{html.escape(str(title))}</figcaption></figure>')
     rows = ["".join(cells[i:i + columns]) for i in range(0, len(cells), columns)]
-    return _display(HTML("<div>" + "<br/>".join(rows) + "</div>"))
+    _display(HTML("<div>" + "<br/>".join(rows) + "</div>"))
 
 
-def show_video(path: str | Path, *, width: int = 640) -> Any:
+def show_video(path: str | Path, *, width: int = 640) -> None:
     """Embed an H.264 MP4 (what :mod:`maskdetect.video` writes) so it plays inline, also in a saved notebook."""
     from IPython.display import Video
 
-    return _display(Video(str(path), embed=True, mimetype="video/mp4", width=width,
+    _display(Video(str(path), embed=True, mimetype="video/mp4", width=width,
                           html_attributes="controls loop muted playsinline"))
 
 
 def show_table(rows: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], *, index: str | None = None,
-               digits: int = 3) -> Any:
-    """Show a table: a list of row dicts, or ``{row name: {column: value}}``; returns the DataFrame."""
+               digits: int = 3) -> None:
+    """Show a table: a list of row dicts, or ``{row name: {column: value}}``."""
     import pandas as pd
 
     if isinstance(rows, Mapping):
@@ -86,24 +85,24 @@ def show_table(rows: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any
         frame = pd.DataFrame(list(rows))
         if index and index in frame.columns:
             frame = frame.set_index(index)
-    return _display(frame.round(digits))
+    _display(frame.round(digits))
 
 
-def ap_table(metrics: Mapping[str, Any]) -> Any:
+def ap_table(metrics: Mapping[str, Any]) -> None:
     """Per-class AP@0.5 and ground-truth counts of :func:`maskdetect.evaluate.evaluate`, with the mean."""
     counts = metrics.get("num_groundtruth", {})
     rows = [{"class": name, "AP@0.5": ap, "boxes": counts.get(name)} for name, ap in metrics["AP@0.5"].items()]
     rows.append({"class": "mean (mAP@0.5)", "AP@0.5": metrics.get("mAP@0.5"), "boxes": sum(counts.values())})
-    return show_table(rows, index="class")
+    show_table(rows, index="class")
 
 
-def data_table(report_or_counts: Mapping[str, Any]) -> Any:
+def data_table(report_or_counts: Mapping[str, Any]) -> None:
     """Images and boxes per split and class: of :func:`maskdetect.data.inspect`'s report, or of the ``counts`` of
     :func:`maskdetect.data.convert`'s manifest."""
     splits = report_or_counts.get("splits", report_or_counts)
     rows = {split: {"images": entry["images"], "boxes": entry["boxes"], **entry.get("classes", {})}
             for split, entry in splits.items()}
-    return show_table(rows, index="split")
+    show_table(rows, index="split")
 
 
 def split_images(run_dir: str | Path, splits: str | Sequence[str] = ("test", "val"), *, limit: int = 6) -> list:

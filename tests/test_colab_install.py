@@ -224,12 +224,13 @@ def test_install_in_a_fresh_venv_with_another_tensorflow(tmp_path):
     _, timings["preinstall tensorflow 2.20.0"] = run(python, "-m", "pip", "install", "--quiet", "tensorflow==2.20.0")
     kernel = (f"import tensorflow as tf, runpy, json; print('before', tf.__version__); "
               f"result = runpy.run_path({str(COLAB_SCRIPT)!r})['install']({str(REPO)!r}); "
-              "print('RESULT', json.dumps(result))")
+              "print('RESULT', json.dumps(result)); import maskdetect; print('IMPORTED', maskdetect.__file__)")
     installed, timings["install step"] = run(python, "-c", kernel)
     assert "before 2.20.0" in installed.stdout
     result = json.loads(installed.stdout.split("RESULT ", 1)[1])
     assert result["changed"]["tensorflow"] == ["2.20.0", "2.21.0"]
     assert result["restart"] and "RESTART NEEDED" in installed.stdout
+    assert f"IMPORTED {REPO / 'maskdetect' / '__init__.py'}" in installed.stdout  # in the same kernel, from the clone
     after, timings["import after restart"] = run(
         python, "-c", "import maskdetect, object_detection.model_lib_v2, tensorflow as tf, tf_keras; "
                       "print(tf.__version__, maskdetect.__file__)", timeout=600)
