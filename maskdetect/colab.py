@@ -181,8 +181,9 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
             seen from there, so the message names what changed and leaves the decision to the user.
 
     Returns:
-        ``{"changed": {name: [old, new]}, "restart": bool, "reason": str}``; ``restart`` is True when a package the
-        kernel has imported was changed under it, or TensorFlow was imported before the Keras switch was set.
+        ``{"changed": {name: [old, new]}, "restart": bool, "reason": str}``: ``changed`` is every distribution pip
+        changed (dependencies included; the plan in a dry run); ``restart`` is True when a package the kernel has
+        imported was changed under it, or TensorFlow was imported before the Keras switch was set.
     """
     repo = Path(repo).resolve()
     python = python or sys.executable
@@ -190,7 +191,8 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
     keras_switch_late = "tensorflow" in modules and os.environ.get(KERAS_SWITCH[0]) != KERAS_SWITCH[1]
     os.environ[KERAS_SWITCH[0]] = KERAS_SWITCH[1]  # for TensorFlow imported later in this kernel
 
-    plan = plan_install(repo)
+    before = installed_versions()
+    plan = plan_install(repo, before)
     changed = {name: [old, new] for part in plan.values() for name, (old, new) in part.items()}
     for name, (old, new) in sorted(changed.items()):
         print(f"  {name}: {old or 'not installed'} -> {new}", flush=True)
@@ -205,10 +207,12 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
             print(f"maskdetect is already installed from {repo}.", flush=True)
         else:
             _pip(["--no-deps", "-e", str(repo)], python)
-        if in_kernel:  # a running kernel does not read the .pth of a new editable install: import from the clone
-            importlib.invalidate_caches()
-            if importlib.util.find_spec("maskdetect") is None:
-                sys.path.insert(0, str(repo))
+        importlib.invalidate_caches()
+        if in_kernel and importlib.util.find_spec("maskdetect") is None:
+            sys.path.insert(0, str(repo))  # a running kernel does not read the .pth of a new editable install
+        after = installed_versions()  # what pip really changed, unpinned dependencies included
+        changed = {name: [before.get(name), after.get(name)] for name in sorted(set(before) | set(after))
+                   if before.get(name) != after.get(name) and name != "maskdetect"}
 
     stale = _loaded(sorted(changed), modules)
     reasons = []

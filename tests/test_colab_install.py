@@ -227,7 +227,7 @@ def test_install_in_a_fresh_venv_with_another_tensorflow(tmp_path):
               "print('RESULT', json.dumps(result)); import maskdetect; print('IMPORTED', maskdetect.__file__)")
     installed, timings["install step"] = run(python, "-c", kernel)
     assert "before 2.20.0" in installed.stdout
-    result = json.loads(installed.stdout.split("RESULT ", 1)[1])
+    result = json.loads(installed.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert result["changed"]["tensorflow"] == ["2.20.0", "2.21.0"]
     assert result["restart"] and "RESTART NEEDED" in installed.stdout
     assert f"IMPORTED {REPO / 'maskdetect' / '__init__.py'}" in installed.stdout  # in the same kernel, from the clone
