@@ -5,7 +5,7 @@ Frames are RGB ``uint8`` arrays ``(H, W, 3)`` (what :class:`maskdetect.predictor
 :mod:`maskdetect.video` use). Colours are RGB too.
 
 Label text is ``"#<track id> <class> <score>"`` (``"#7 without_mask 0.91"``); the ``#id`` part only once the
-detections are tracked. When a tracker has put ``data["smoothed_class_id"]`` on the detections, that class
+detections are tracked (and not for ``tracker_id == -1``, a face the tracker has not confirmed yet). When a tracker has put ``data["smoothed_class_id"]`` on the detections, that class
 (stable over frames) is the one shown and coloured.
 
 Example:
@@ -104,7 +104,7 @@ class LabelAnnotator:
         class_id = int(display_class_ids(detections)[i])
         name = self.class_names[class_id] if 0 <= class_id < len(self.class_names) else str(class_id)
         parts = []
-        if detections.tracker_id is not None:
+        if detections.tracker_id is not None and detections.tracker_id[i] >= 0:  # -1: not yet confirmed
             parts.append(f"#{int(detections.tracker_id[i])}")
         parts.append(name)
         if self.show_score:

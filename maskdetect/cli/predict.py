@@ -1,5 +1,113 @@
-"""CLI commands: placeholder registered so the parser builds; filled in by its owner."""
+"""``maskdetect predict``: a thin face over :func:`maskdetect.predictor.predict_source`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DISPLAY_CHOICES = ("auto", "window", "notebook", "none")
+
+
+def _class_threshold(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=SCORE, e.g. without_mask=0.3") from None
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1]")
+    return value
 
 
 def register(subparsers) -> None:
-    pass
+    from maskdetect.predictor import DEFAULT_NMS_IOU, DEFAULT_THRESHOLD
+
+    p = subparsers.add_parser(
+        "predict", help="detect masks in an image, a folder, a video, a webcam or a stream",
+        description="Run an exported model (SavedModel dir or .tflite) on SRC and write the annotated result. "
+                    "Images/folders: annotated images to --out (a folder, or an image path for one image). "
+                    "Video files: an H.264 video with the source's exact frame rate and audio. Webcams "
+                    "(an index such as 0) and rtsp:// or http:// streams: shown live when possible, recorded to "
+                    "--out if given; stop with Ctrl-C (the recording is kept).")
+    p.add_argument("--model", required=True, metavar="EXPORT",
+                   help="exported SavedModel directory (or its export dir) or a .tflite file; class names come "
+                        "from label_map.pbtxt beside it")
+    p.add_argument("--source", required=True, metavar="SRC",
+                   help="image, folder of images, video file, webcam index, or rtsp:// / http:// URL")
+    p.add_argument("--out", type=Path, metavar="PATH", help="annotated image(s), video or recording")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help='write detections as [{"image"|"frame", "bbox_xyxy", "label", "score", ...}]')
+    p.add_argument("--threshold", type=_unit_float, default=DEFAULT_THRESHOLD, metavar="T",
+                   help=f"minimum score (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--class-threshold", type=_class_threshold, action="append", default=[], metavar="NAME=T",
+                   help="per-class minimum score overriding --threshold, e.g. without_mask=0.3 (repeatable)")
+    p.add_argument("--no-cross-class-nms", dest="cross_class_nms", action="store_false",
+                   help="keep overlapping boxes of different classes (default: one box per face)")
+    p.add_argument("--nms-iou", type=_unit_float, default=DEFAULT_NMS_IOU, metavar="IOU",
+                   help=f"IoU above which boxes are the same face (default {DEFAULT_NMS_IOU})")
+    p.add_argument("--max-frames", type=int, metavar="N", help="videos/streams: stop after N frames")
+    video = p.add_argument_group("video files")
+    video.add_argument("--no-audio", dest="keep_audio", action="store_false", help="drop the audio track")
+    video.add_argument("--crf", type=int, default=23, help="H.264 quality, lower is better (default 23)")
+    video.add_argument("--preset", default="veryfast", help="x264 speed preset (default veryfast)")
+    live = p.add_argument_group("webcams and streams")
+    live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    live.add_argument("--display", choices=DISPLAY_CHOICES, default="auto",
+                      help="window (GUI OpenCV), notebook, none, or auto (default)")
+    live.add_argument("--record-fps", metavar="RATE", help="recording frame rate, e.g. 30 or 30000/1001 "
+                      "(default: the source's)")
+    try:
+        from maskdetect.monitor import add_monitor_arguments
+    except ImportError:  # the monitor is optional
+        pass
+    else:
+        add_monitor_arguments(p)
+    p.set_defaults(func=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from maskdetect.errors import ConfigError
+    from maskdetect.predictor import Predictor, predict_source, source_kind
+    from maskdetect.video import probe_video, redact
+
+    kind = source_kind(args.source)
+    if kind in ("image", "folder", "video") and args.out is None and args.json is None:
+        raise ConfigError("nothing to write: pass --out (annotated output) and/or --json (detections)")
+    predictor = Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
+                          cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou)
+
+    monitor = None
+    if kind != "image" and kind != "folder":
+        try:
+            from maskdetect.monitor import monitor_from_args
+        except ImportError:
+            monitor_from_args = None
+        if monitor_from_args is not None:
+            fps = float(probe_video(args.source).fps) if kind == "video" else 30.0
+            anchor = args.out if args.out is not None else args.json
+            if anchor is None and getattr(args, "track", False):
+                raise ConfigError("--track writes a summary beside the output: pass --out and/or --json")
+            if anchor is not None:
+                source_name = Path(args.source).stem if kind == "video" else f"{kind}"
+                monitor = monitor_from_args(args, anchor, predictor.class_names, fps, source=source_name)
+
+    options = {}
+    if kind == "video":
+        options = dict(keep_audio=args.keep_audio, crf=args.crf, preset=args.preset)
+    elif kind in ("webcam", "stream"):
+        options = dict(duration_s=args.duration, display=args.display, record_fps=args.record_fps)
+    summary = predict_source(predictor, args.source, args.out, json_path=args.json, monitor=monitor,
+                             max_frames=args.max_frames if kind not in ("image", "folder") else None, **options)
+    written = [str(p) for p in (summary.out_path, summary.json_path) if p is not None]
+    print(f"{redact(str(args.source))}: {summary.frames} {'image(s)' if kind in ('image', 'folder') else 'frames'}, "
+          f"{summary.detections} detection(s), {summary.fps:.1f}/s" + (f" -> {', '.join(written)}" if written else ""))
+    return 0
