@@ -107,6 +107,9 @@ class Predictor:
     Attributes:
         backend: ``"saved_model"`` or ``"tflite"``.
         input_size: square input side of the TFLite model (None for SavedModel, which resizes itself).
+        letterbox: TFLite only: frames are letterboxed, not stretched (``tflite_input.json`` beside the model,
+            written by ``maskdetect.export``, gives this and the input normalisation; without it, pixels are
+            scaled to [-1, 1] and stretched to the square input).
         speed: :class:`Speed` of the last :meth:`predict`.
 
     Example:
@@ -190,6 +193,25 @@ class Predictor:
         self._outputs = tflite_output_indices(interpreter.get_output_details())
         self.input_size = int(shape[1])
         self._outputs_checked = False
+        self._scale = np.full(3, 2.0 / 255.0, np.float32)
+        self._offset = np.full(3, -1.0, np.float32)
+        self.letterbox = False
+        spec_path = self.model_path.with_name("tflite_input.json")
+        if spec_path.is_file():  # written by maskdetect.export: the model's own normalisation and resizing
+            import json
+
+            try:
+                spec = json.loads(spec_path.read_text(encoding="utf-8"))
+                self._scale = np.asarray(spec["scale"], np.float32).reshape(3)
+                self._offset = np.asarray(spec["offset"], np.float32).reshape(3)
+                self.letterbox = bool(spec.get("letterbox", False))
+                if int(spec.get("input_size", self.input_size)) != self.input_size:
+                    raise ValueError(f"input_size {spec['input_size']} but the model takes {self.input_size}")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{spec_path}: malformed ({exc}); re-export the TFLite model") from exc
+        else:
+            logger.info("no tflite_input.json beside %s: feeding pixels scaled to [-1, 1], resized to %dx%d",
+                        self.model_path, self.input_size, self.input_size)
 
     def _check_tflite_outputs(self, classes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """On the first call, make sure the ``[1, N]`` outputs were told apart right: class ids are whole
@@ -240,8 +262,17 @@ class Predictor:
             import cv2
 
             size = self.input_size
-            resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-            blob = (resized.astype(np.float32) * (2.0 / 255.0) - 1.0)[None]
+            if self.letterbox:  # longer side to `size`, pad bottom/right with 0 after normalising
+                ratio = size / max(width, height)
+                new_wh = (max(1, min(size, round(width * ratio))), max(1, min(size, round(height * ratio))))
+                resized = cv2.resize(image, new_wh, interpolation=cv2.INTER_LINEAR)
+                blob = np.zeros((1, size, size, 3), np.float32)
+                blob[0, :new_wh[1], :new_wh[0]] = resized.astype(np.float32) * self._scale + self._offset
+                box_frame_wh = (size / ratio, size / ratio)  # the padded square, in source pixels
+            else:
+                resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+                blob = (resized.astype(np.float32) * self._scale + self._offset)[None]
+                box_frame_wh = (width, height)
             t1 = time.perf_counter()
             with self._lock:  # one interpreter, one call at a time
                 self._interpreter.set_tensor(self._input["index"], blob)
@@ -252,7 +283,10 @@ class Predictor:
                 if not self._outputs_checked:
                     classes, scores = self._check_tflite_outputs(classes, scores)
             t2 = time.perf_counter()
-            detections = Detections.from_tflite(boxes, classes, scores, count, (width, height))
+            detections = Detections.from_tflite(boxes, classes, scores, count, box_frame_wh)
+            if self.letterbox and len(detections):
+                xyxy = np.minimum(detections.xyxy, np.array([width, height, width, height], np.float32))
+                detections = Detections(xyxy=xyxy, confidence=detections.confidence, class_id=detections.class_id)
         if len(detections) and int(detections.class_id.max()) >= len(self.class_names):
             raise DataError(f"the model predicted class id {int(detections.class_id.max())} but only "
                             f"{len(self.class_names)} class names are known ({self.class_names}); use the label "
