@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -76,10 +76,10 @@ class ClassSmoother:
         """Add one observation of `track_id` and return its smoothed class."""
         votes = self._votes.setdefault(track_id, deque(maxlen=self.window))
         votes.append((int(class_id), float(confidence) if self.method == "score" else 1.0))
-        totals: Counter[int] = Counter()
+        totals: dict[int, float] = {}
         last_seen: dict[int, int] = {}
         for position, (cls, weight) in enumerate(votes):
-            totals[cls] += weight
+            totals[cls] = totals.get(cls, 0.0) + weight
             last_seen[cls] = position
         best = max(totals.values())
         tied = [cls for cls, total in totals.items() if math.isclose(total, best, rel_tol=1e-9, abs_tol=1e-12)]
