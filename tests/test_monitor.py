@@ -181,9 +181,10 @@ def test_no_monitoring_option_means_no_monitor(tmp_path):
     assert monitor_from_args(argparse.Namespace(), tmp_path / "x.mp4", CLASSES, FPS) is None
 
 
-@pytest.mark.parametrize("argv", [["--track"], ["--alert-threshold", "0.5"], ["--review-dir", "R"],
-                                  ["--events", "e.jsonl"], ["--alert-url", "http://127.0.0.1:9/x"]])
+@pytest.mark.parametrize("argv", [["--track"], ["--alert-threshold", "0.5"], ["--review-dir", "{tmp}/R"],
+                                  ["--events", "{tmp}/e.jsonl"], ["--alert-url", "http://127.0.0.1:9/x"]])
 def test_any_monitoring_option_makes_a_monitor(tmp_path, argv):
+    argv = [a.format(tmp=tmp_path) for a in argv]
     monitor = monitor_from_args(parse(*argv), tmp_path / "x.mp4", CLASSES, FPS)
     assert monitor is not None
     assert (monitor.tracker is not None) is ("--track" in argv)
@@ -215,3 +216,12 @@ def test_output_paths_sit_beside_the_output():
     assert output_paths(Path("a/b/clip.mp4")) == {"summary": Path("a/b/clip.summary.json"),
                                                   "plot": Path("a/b/clip.compliance.png"),
                                                   "events": Path("a/b/clip.events.jsonl")}
+
+
+@pytest.mark.parametrize("module", ["track", "compliance", "hooks", "review", "monitor"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"maskdetect.{module}"))
+    assert result.failed == 0 and result.attempted > 0
