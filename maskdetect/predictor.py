@@ -599,7 +599,7 @@ def predict_video(predictor: Predictor, source: str | Path, out: str | Path | No
     summary = PredictionSummary(kind="video", out_path=Path(out) if out is not None else None)
     fps = float(info.fps)
 
-    reader = VideoReader(source, max_frames=max_frames)
+    reader = VideoReader(source, size_wh=info.size_wh, max_frames=max_frames)
     writer = None
     if out is not None:
         audio_seconds = (total / info.fps) if total else None
@@ -609,11 +609,15 @@ def predict_video(predictor: Predictor, source: str | Path, out: str | Path | No
     frames_q: queue.Queue = queue.Queue(QUEUE_SIZE)
     out_q: queue.Queue = queue.Queue(QUEUE_SIZE)
 
+    reader_errors: list[BaseException] = []
+
     def read() -> None:
         try:
             for frame in reader:
                 if not _put(frames_q, frame, stop):
                     return
+        except BaseException as exc:  # recorded before _END is queued, so the main thread sees it
+            reader_errors.append(exc)
         finally:
             _put(frames_q, _END, stop)
 
@@ -642,11 +646,11 @@ def predict_video(predictor: Predictor, source: str | Path, out: str | Path | No
                 if writer_thread is not None and writer_thread.error:
                     raise writer_thread.error
                 if not reader_thread.is_alive() and frames_q.empty():
-                    raise reader_thread.error or VideoError(f"{source}: the reader stopped early")
+                    raise (reader_errors or [VideoError(f"{source}: the reader stopped early")])[0]
                 continue
             if frame is _END:
-                if reader_thread.error:
-                    raise reader_thread.error
+                if reader_errors:
+                    raise reader_errors[0]
                 break
             detections = predictor.predict(frame)
             banner = None

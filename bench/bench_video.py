@@ -1,0 +1,163 @@
+"""Video throughput: our overlapped `predict_video` vs the model alone vs a plain sequential OpenCV loop.
+
+Makes a 1920x1080 clip from ../shared/videos/one-unmasked-1280x720.mp4 (ffmpeg scale, first N frames), then
+for each backend (SavedModel, and TFLite when the export has one) measures on the same N frames:
+
+* ``end_to_end_fps``: :func:`maskdetect.predictor.predict_video` (decode -> infer -> annotate -> H.264 encode,
+  overlapped), wall time from the call to the finished file;
+* ``model_only_fps``: ``Predictor.predict`` on the frames already decoded in memory;
+* ``plain_loop_fps``: ``cv2.VideoCapture`` read -> RGB -> predict -> the same annotator -> ``cv2.VideoWriter``
+  (mp4v), one frame after the other;
+
+and prints one JSON object with the ratios against the targets (end to end >= 0.9 x model only, and
+>= 1.3 x the plain loop). Model load time is excluded everywhere.
+
+Usage:
+    python bench/bench_video.py [--model EXPORT] [--tflite FILE] [--frames 60] [--out bench.json]
+
+EXPORT defaults to workspace/runs/demo/export (what ``maskdetect demo`` makes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO.parent / "shared" / "videos" / "one-unmasked-1280x720.mp4"
+DEFAULT_EXPORT = REPO / "workspace" / "runs" / "demo" / "export"
+
+
+def make_1080p_clip(source: Path, out: Path, frames: int) -> Path:
+    from maskdetect.video import ffmpeg_exe
+
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
+            "-vf", "scale=1920:1080:flags=bicubic", "-frames:v", str(frames), "-c:v", "libx264", "-preset", "fast",
+            "-crf", "20", "-pix_fmt", "yuv420p", "-an", str(out)]
+    subprocess.run(args, check=True)
+    return out
+
+
+def plain_opencv_loop(predictor, clip: Path, out: Path, frames: int) -> float:
+    """The baseline: read, infer, draw, write, sequentially. Returns FPS."""
+    import cv2
+
+    from maskdetect.annotate import FrameAnnotator
+
+    annotator = FrameAnnotator(predictor.class_names)
+    started = time.perf_counter()
+    capture = cv2.VideoCapture(str(clip))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    writer = None
+    done = 0
+    while done < frames:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        drawn = annotator.annotate(rgb, predictor.predict(rgb))
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (rgb.shape[1], rgb.shape[0]))
+            if not writer.isOpened():
+                raise RuntimeError("cv2.VideoWriter (mp4v) did not open")
+        writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        done += 1
+    capture.release()
+    writer.release()
+    return done / (time.perf_counter() - started)
+
+
+def bench_backend(model: Path, clip: Path, frames_in_memory: list, workdir: Path) -> dict:
+    from maskdetect.predictor import Predictor, predict_video
+
+    loaded = time.perf_counter()
+    predictor = Predictor(model)
+    load_s = time.perf_counter() - loaded
+    n = len(frames_in_memory)
+
+    started = time.perf_counter()
+    for frame in frames_in_memory:
+        predictor.predict(frame)
+    model_only_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    summary = predict_video(predictor, clip, workdir / "e2e.mp4", max_frames=n, progress=False)
+    end_to_end_s = time.perf_counter() - started
+    assert summary.frames == n, summary
+
+    plain_fps = plain_opencv_loop(predictor, clip, workdir / "plain.mp4", n)
+    result = {
+        "model": str(model),
+        "backend": predictor.backend,
+        "load_s": round(load_s, 2),
+        "ms_per_frame_model_only": round(1e3 * model_only_s / n, 1),
+        "model_only_fps": round(n / model_only_s, 2),
+        "end_to_end_fps": round(n / end_to_end_s, 2),
+        "plain_loop_fps": round(plain_fps, 2),
+    }
+    result["end_to_end_vs_model_only"] = round(result["end_to_end_fps"] / result["model_only_fps"], 3)
+    result["end_to_end_vs_plain_loop"] = round(result["end_to_end_fps"] / result["plain_loop_fps"], 3)
+    result["meets_0.9x_model_only"] = result["end_to_end_vs_model_only"] >= 0.9
+    result["meets_1.3x_plain_loop"] = result["end_to_end_vs_plain_loop"] >= 1.3
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_EXPORT,
+                        help="export dir or saved_model dir (default workspace/runs/demo/export)")
+    parser.add_argument("--tflite", type=Path, help="TFLite model (default: model.tflite beside the export)")
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--source", type=Path, default=SOURCE)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+
+    import maskdetect  # noqa: F401  (before TensorFlow)
+    from maskdetect.predictor import resolve_export
+    from maskdetect.video import probe_video, read_frames
+
+    try:
+        kind, saved_model = resolve_export(args.model)
+    except Exception as exc:
+        print(f"bench_video: {exc}\nRun `maskdetect demo` first or pass --model.", file=sys.stderr)
+        return 2
+    models = [saved_model] if kind == "saved_model" else []
+    tflite = args.tflite
+    if tflite is None:
+        candidates = [p / "model.tflite" for p in (saved_model, saved_model.parent)]
+        tflite = next((p for p in candidates if p.is_file()), None)
+    if kind == "tflite":
+        tflite = saved_model
+    if tflite is not None:
+        models.append(tflite)
+
+    with tempfile.TemporaryDirectory(prefix="bench_video.") as tmp:
+        workdir = Path(tmp)
+        clip = make_1080p_clip(args.source, workdir / "clip1080.mp4", args.frames)
+        info = probe_video(clip)
+        frames = list(read_frames(clip, max_frames=args.frames))
+        report = {
+            "clip": {"source": args.source.name, "size_wh": list(info.size_wh), "fps": str(info.fps),
+                     "frames": len(frames)},
+            "machine": {"cpus": os.cpu_count()},
+            "backends": [bench_backend(model, clip, frames, workdir) for model in models],
+        }
+    by_backend = {b["backend"]: b for b in report["backends"]}
+    if {"saved_model", "tflite"} <= by_backend.keys():
+        report["saved_model_ms_per_frame"] = by_backend["saved_model"]["ms_per_frame_model_only"]
+        report["tflite_ms_per_frame"] = by_backend["tflite"]["ms_per_frame_model_only"]
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
