@@ -328,6 +328,8 @@ def run_stream(predictor: Any, source: int | str, *, record_path: str | Path | N
             logger.info("interrupted: finishing the recording")
         capture.stop()
         summary.seconds = time.monotonic() - started
+        if summary.frames == 0 and not interrupted:
+            raise VideoError(f"no frame could be read from {redact(str(source))}")
         if writer is not None:
             writer.close()
         if monitor is not None:

@@ -98,6 +98,14 @@ def test_capture_that_cannot_open_names_the_source_without_its_password():
     assert "Hunter2" not in str(caught.value) and "rtsp://***@127.0.0.1:9/none" in str(caught.value)
 
 
+@pytest.mark.slow
+def test_a_stream_that_gives_no_frame_is_an_error(predictor, tmp_path):
+    with pytest.raises(VideoError, match="no frame"):
+        run_stream(predictor, 0, record_path=tmp_path / "rec.mp4", display="none", progress=False,
+                   capture_factory=functools.partial(FakeCapture, limit=0))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_capture_times_out_when_no_frame_comes():
     with LatestFrameCapture(0, capture_factory=functools.partial(FakeCapture, delay_s=5)) as capture:
         with pytest.raises(VideoError, match="no frame"):
@@ -185,11 +193,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.mark.slow
 def test_cli_on_an_http_stream_with_a_password_stops_cleanly_on_sigint(tiny_export, tmp_path):
-    clip = make_test_clip(tmp_path / "live.mp4", size_wh=(320, 240), fps="25", frames=3000, audio=False)
+    # MPEG-TS: streamable over plain HTTP (an MP4 needs range requests to reach its index)
+    clip = make_test_clip(tmp_path / "live.ts", size_wh=(320, 240), fps="25", frames=3000, audio=False)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                              functools.partial(_QuietHandler, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://viewer:S3cretPass@127.0.0.1:{server.server_address[1]}/live.mp4"
+    url = f"http://viewer:S3cretPass@127.0.0.1:{server.server_address[1]}/live.ts"
     out = tmp_path / "rec.mp4"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "maskdetect", "-v", "predict", "--model", str(tiny_export.tflite),
