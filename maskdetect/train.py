@@ -8,6 +8,7 @@ the last good checkpoint on disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -60,6 +61,23 @@ def make_strategy(name: str = "default", *, tpu_address: str | None = None, cpu_
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def leave_training_mode() -> None:
+    """``model_lib_v2.eager_train_step`` sets the Keras learning phase to "training" for the whole process;
+    put it back, or a model exported or evaluated later in the same process keeps BatchNorm in training mode
+    (batch statistics; TFLite conversion then needs Flex ops)."""
+    import tensorflow as tf
+
+    tf.keras.backend.set_learning_phase(False)
+
+
+@contextlib.contextmanager
+def _leaves_training_mode():
+    try:
+        yield
+    finally:
+        leave_training_mode()
 
 
 def latest_checkpoint(run_dir: str | Path) -> str | None:
@@ -116,7 +134,7 @@ def train(run_dir: str | Path, *, num_steps: int | None = None, strategy: str = 
 
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     writer = tf.summary.create_file_writer(str(paths.run_dir / "tensorboard" / "train"))
-    with writer.as_default(), distribution.scope():
+    with writer.as_default(), distribution.scope(), _leaves_training_mode():
         ckpt = tf.train.Checkpoint(step=global_step, model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(ckpt, str(paths.checkpoints), max_to_keep=max_to_keep)
         resume_from = manager.latest_checkpoint

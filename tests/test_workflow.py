@@ -27,6 +27,9 @@ def test_tiny_run_trains_and_logs(tiny_run):
     assert [entry["step"] for entry in log] == [3, 6]
     assert {"Loss/total_loss", "Loss/classification_loss", "learning_rate"} <= log[0].keys()
     assert list((paths.run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    import tensorflow as tf
+
+    assert not tf.keras.backend.learning_phase()  # export/evaluate later in this process see inference mode
 
 
 def test_resume_after_kill_9(sample_data, tmp_path):
