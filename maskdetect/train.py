@@ -46,11 +46,10 @@ def make_strategy(name: str = "default", *, tpu_address: str | None = None, cpu_
         if tf.config.list_physical_devices("GPU"):
             return tf.distribute.MirroredStrategy()
         cpu = tf.config.list_physical_devices("CPU")[0]
-        if len(tf.config.list_logical_devices("CPU")) < cpu_replicas:
-            try:
-                tf.config.set_logical_device_configuration(
-                    cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
-            except RuntimeError as exc:
+        try:  # listing logical devices would start the runtime, after which this is refused
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        except RuntimeError as exc:
+            if len(tf.config.list_logical_devices("CPU")) < cpu_replicas:
                 raise ConfigError("--strategy mirrored on CPU needs logical devices set up before TensorFlow "
                                   "starts; run training in a fresh process") from exc
         devices = [d.name for d in tf.config.list_logical_devices("CPU")][:cpu_replicas]
