@@ -173,7 +173,6 @@ def test_inject_puts_each_override_after_the_cell_that_defines_it():
 def test_01_train_on_colab_runs_headless(tmp_path):
     """Install (a no-op here) -> sample data -> inspect -> configure -> train 4 steps at TINY_SIZE px -> evaluate ->
     export -> predict -> copy to a fake Drive, with a fake ``google.colab`` driving the Colab branches."""
-    pytest.importorskip("maskdetect.predictor", reason="maskdetect.predictor not committed yet")
     workspace, drive = tmp_path / "workspace", tmp_path / "drive"
     prelude = FAKE_COLAB.replace("{SECRETS!r}", repr({"ROBOFLOW_API_KEY": "not-used-by-the-sample"}))
     started = time.monotonic()
@@ -203,10 +202,6 @@ def test_01_train_on_colab_runs_headless(tmp_path):
 def test_02_video_and_webcam_runs_headless(tiny_export, tmp_path):
     """Image -> video (H.264, inline) with tracking and alerts -> a video file standing in for the webcam,
     previewed inline and recorded."""
-    pytest.importorskip("maskdetect.predictor", reason="maskdetect.predictor not committed yet")
-    pytest.importorskip("maskdetect.monitor", reason="maskdetect.monitor not committed yet")
-    pytest.importorskip("maskdetect.stream", reason="maskdetect.stream (issue: webcam/stream capture) not landed yet")
-    pytest.importorskip("maskdetect.sample_video", reason="maskdetect.sample_video not landed yet")
     out = tmp_path / "out"
     started = time.monotonic()
     notebook = execute(NOTEBOOK_02, {
