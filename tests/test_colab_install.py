@@ -244,7 +244,6 @@ def test_install_in_a_fresh_venv_with_another_tensorflow(tmp_path):
 def test_run_browser_webcam_detects_tracks_records_and_shows(fake_colab, monkeypatch, tmp_path):
     """The Colab live loop with a stub detector (no TensorFlow): FPS and alert banner drawn, frames sent back to
     the page, an H.264 recording and the monitor's summary written."""
-    pytest.importorskip("maskdetect.monitor", reason="maskdetect.monitor not committed yet")
     import maskdetect
     from maskdetect.detections import Detections
     from maskdetect.monitor import Monitor

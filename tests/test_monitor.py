@@ -13,7 +13,6 @@ import pytest
 from maskdetect.detections import Detections
 from maskdetect.monitor import Monitor, add_monitor_arguments, monitor_from_args, output_paths
 
-pytest.importorskip("trackers")
 
 CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 FPS = 10.0

@@ -125,7 +125,7 @@ def test_bad_settings(tmp_path, kwargs):
 
 def test_review_dir_reads_back_through_the_voc_reader(tmp_path):
     """What `maskdetect data convert --format voc <review_dir>` reads: the images, classes and boxes we saved."""
-    sources = pytest.importorskip("maskdetect.data.sources")
+    from maskdetect.data import sources
     queue = ReviewQueue(tmp_path, CLASSES, prefix="clip", every_n_frames=1)
     frame = np.full((48, 64, 3), 128, np.uint8)
     queue.consider(0, frame, tracked([1], [0], boxes=[[4, 5, 20, 30]]))

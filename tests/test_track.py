@@ -9,7 +9,6 @@ from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
 from maskdetect.track import SMOOTHED_CLASS_KEY, ClassSmoother, Tracker, TrackerSettings, to_supervision
 
-pytest.importorskip("trackers")
 
 
 def box(x: float, y: float = 50, size: float = 40) -> list[float]:
