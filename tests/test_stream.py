@@ -206,13 +206,14 @@ def test_cli_on_an_http_stream_with_a_password_stops_cleanly_on_sigint(tiny_expo
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not [p for p in tmp_path.iterdir() if ".partial" in p.name]:
+        # wait until encoded frames reach the partial file (a loaded machine may take a while to get there)
+        while not [p for p in tmp_path.iterdir() if ".partial" in p.name and p.stat().st_size > 0]:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the recording never started"
             time.sleep(0.2)
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
