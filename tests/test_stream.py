@@ -187,8 +187,15 @@ def test_ctrl_c_in_process_finalises_a_playable_recording(predictor, tmp_path):
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files like a live stream: at most ~100 KB/s, so the client cannot read to the end at once."""
+
     def log_message(self, *args):
         pass
+
+    def copyfile(self, source, outputfile):
+        while chunk := source.read(16 * 1024):
+            outputfile.write(chunk)
+            time.sleep(0.16)
 
 
 @pytest.mark.slow
