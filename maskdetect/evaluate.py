@@ -21,7 +21,7 @@ from maskdetect.detections import box_iou
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.labelmap import read_label_map
-from maskdetect.pipeline import RunPaths, load_pipeline
+from maskdetect.pipeline import RunPaths, load_pipeline, split_files
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,13 @@ class ImageResult:
 
 
 def _split_files(run: RunPaths, split: str) -> list[str]:
-    pipeline = load_pipeline(run.pipeline_config)
     data = json.loads(run.data_manifest.read_text(encoding="utf-8")) if run.data_manifest.exists() else {}
     if data.get("data_dir"):
-        directory = Path(data["data_dir"])
-        files = sorted(directory.glob(f"{split}-*.tfrecord"))
+        files = split_files(Path(data["data_dir"]), split)
         if files:
             return [str(f) for f in files]
-        raise DataError(f"{directory}: no {split}-*.tfrecord files; choose another --split (train, val, test)")
+        raise DataError(f"{data['data_dir']}: no {split}-*.tfrecord files; choose another --split (train, val, test)")
+    pipeline = load_pipeline(run.pipeline_config)
     return list(pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
 
 

@@ -274,10 +274,6 @@ class RunPaths:
         return self.run_dir / "train_log.jsonl"
 
     @property
-    def metrics(self) -> Path:
-        return self.run_dir / "metrics.json"
-
-    @property
     def plots(self) -> Path:
         return self.run_dir / "plots"
 
@@ -286,7 +282,8 @@ class RunPaths:
         return self.run_dir / "export"
 
 
-def _data_files(data_dir: Path, split: str) -> list[Path]:
+def split_files(data_dir: Path, split: str) -> list[Path]:
+    """The TFRecord shards of `split` in a folder made by ``maskdetect data convert``."""
     return sorted(data_dir.glob(f"{split}-*.tfrecord")) or sorted(data_dir.glob(f"{split}*.tfrecord"))
 
 
@@ -321,8 +318,8 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     if not label_map.exists():
         raise DataError(f"{data_dir}: no label_map.pbtxt; run `maskdetect data convert` to make this folder")
     class_names = read_label_map(label_map)
-    train_files = _data_files(data_dir, "train")
-    eval_files = _data_files(data_dir, eval_split)
+    train_files = split_files(data_dir, "train")
+    eval_files = split_files(data_dir, eval_split)
     if not train_files:
         raise DataError(f"{data_dir}: no train-*.tfrecord files; run `maskdetect data convert` with a train split")
     if not eval_files:
