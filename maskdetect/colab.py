@@ -58,7 +58,10 @@ _MODULE_OF = {"tensorflow": "tensorflow", "tf-keras": "tf_keras", "tf-slim": "tf
               "tf-models-official": "official", "scipy": "scipy", "numpy": "numpy", "pandas": "pandas",
               "matplotlib": "matplotlib", "pycocotools": "pycocotools", "tensorboard": "tensorboard"}
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(r"(?i)\b(key|api_key|token|access_token|password|secret)=([^&\s'\"]+)")
+# The rules of maskdetect.redact, copied: this file runs before the package is installed (tests/test_redact.py
+# checks the two agree).
+_SECRET_QUERY = re.compile(r"(?i)\b(x-amz-security-token|x-amz-credential|x-amz-signature|access_token|signature|"
+                           r"password|api_key|apikey|passwd|secret|token|auth|pass|key|pwd|sig)=([^&\s'\"#]+)")
 
 
 def in_colab() -> bool:

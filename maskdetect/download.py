@@ -5,9 +5,8 @@ attempt was cut off, restarted when the server or the file changed), checks the 
 then renames to ``dest``. ``safe_extract(archive, dest_dir)`` unpacks .zip/.tar/.tar.gz archives and refuses any
 member that would land outside ``dest_dir`` (``..``, absolute paths, links, devices).
 
-Secrets: query parameters such as ``key=``/``api_key=``/``token=`` are replaced by ``***`` in every message,
-progress bar and log record (including those of ``urllib3``); other secrets can be added with
-:func:`register_secret`.
+Secrets: the URL's password and query values such as ``key=``/``api_key=``/``token=`` are replaced by ``***`` in
+every message, progress bar and log record, including those of ``urllib3`` (see :mod:`maskdetect.redact`).
 
 Example:
     >>> from maskdetect.download import download, safe_extract  # doctest: +SKIP
@@ -30,81 +29,16 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from maskdetect.errors import DownloadError
+from maskdetect.redact import install_log_filter, redact, redact_url, register_url_secrets
 
 log = logging.getLogger(__name__)
 
-SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token", "auth", "signature", "sig",
-                           "x-amz-signature", "x-amz-credential", "x-amz-security-token", "password"})
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = (10, 60)  # connect, read
 RETRIES = 3
-
-_secrets: set[str] = set()
-_SECRET_RE = re.compile(r"(?i)\b(" + "|".join(re.escape(p) for p in sorted(SECRET_PARAMS)) + r")=([^&\s'\"#]+)")
-
-
-# --------------------------------------------------------------------------- redaction
-def register_secret(value: str | None) -> None:
-    """Redact ``value`` from every message, log record and progress bar from now on."""
-    if value and len(value) >= 4:
-        _secrets.add(value)
-    _install_log_filter()
-
-
-def redact(text: str) -> str:
-    """``text`` with registered secrets and ``key=...``-style query values replaced by ``***``."""
-    text = _SECRET_RE.sub(lambda m: f"{m.group(1)}=***", str(text))
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def redact_url(url: str) -> str:
-    """The URL with secret query parameters (``key``, ``api_key``, ``token``, ...) and user info hidden."""
-    parts = urlsplit(url)
-    query = urlencode([(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, True)],
-                      safe="*")
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return redact(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
-
-
-def _secrets_of(url: str) -> None:
-    parts = urlsplit(url)
-    for k, v in parse_qsl(parts.query, True):
-        if k.lower() in SECRET_PARAMS:
-            register_secret(v)
-    if parts.password:
-        register_secret(parts.password)
-
-
-_previous_factory = logging.getLogRecordFactory()
-
-
-def _redacting_factory(*args, **kwargs) -> logging.LogRecord:
-    record = _previous_factory(*args, **kwargs)
-    try:
-        message = record.getMessage()
-    except Exception:  # a malformed record is not ours to fix
-        return record
-    clean = redact(message)
-    if clean != message:
-        record.msg, record.args = clean, None
-    return record
-
-
-def _install_log_filter() -> None:
-    """Redact every log record when it is created, whichever logger makes it (urllib3, requests, roboflow, ...):
-    logger filters would miss child loggers created later, handler filters the handlers added later."""
-    global _previous_factory
-    if logging.getLogRecordFactory() is not _redacting_factory:
-        _previous_factory = logging.getLogRecordFactory()
-        logging.setLogRecordFactory(_redacting_factory)
-
-
-_install_log_filter()
 
 
 # --------------------------------------------------------------------------- download
@@ -129,7 +63,7 @@ def download(url: str, dest: str | Path, *, sha256: str | None = None, desc: str
             never contain the ``key=``/``token=`` query values.
     """
     dest = Path(dest)
-    _secrets_of(url)
+    register_url_secrets(url)
     shown = redact_url(url)
     if dest.is_file():
         if sha256 is None or sha256_file(dest) == sha256.lower():
@@ -174,7 +108,7 @@ def _fetch(url: str, shown: str, partial: Path, desc: str) -> None:
     import requests
     from tqdm.auto import tqdm
 
-    _install_log_filter()  # urllib3's loggers exist now
+    install_log_filter()  # still first after the imports
     meta_file = _meta_path(partial)
     have = partial.stat().st_size if partial.exists() else 0
     meta = _read_meta(meta_file) if have else {}

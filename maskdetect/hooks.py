@@ -14,9 +14,10 @@ import shlex
 import subprocess
 import threading
 from typing import Any, Protocol, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from maskdetect.errors import ConfigError, MaskdetectError
+from maskdetect.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -34,24 +35,6 @@ class Hook(Protocol):
     name: str
 
     def __call__(self, event: dict[str, Any]) -> None: ...
-
-
-def redact_url(url: str) -> str:
-    """`url` with its user/password and every query value replaced by ``***``.
-
-    Example:
-        >>> redact_url("https://bob:s3cret@hooks.example/alert?token=abc&room=1")
-        'https://***@hooks.example/alert?token=***&room=***'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = urlencode([(key, "***") for key, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 class CommandHook:
@@ -93,10 +76,10 @@ class UrlHook:
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError(f"--alert-url must be an http(s) URL, got {redact_url(url)}")
+            raise ConfigError(f"--alert-url must be an http(s) URL, got {redact_url(url, all_query=True)}")
         self.url = url
         self.timeout_s = timeout_s
-        self.name = f"POST {redact_url(url)}"
+        self.name = f"POST {redact_url(url, all_query=True)}"
 
     def __call__(self, event: dict[str, Any]) -> None:
         import requests

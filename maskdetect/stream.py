@@ -31,7 +31,8 @@ from typing import Any, Callable
 import numpy as np
 
 from maskdetect.errors import ConfigError, VideoError
-from maskdetect.video import VideoWriter, parse_rate, redact
+from maskdetect.redact import redact
+from maskdetect.video import VideoWriter, parse_rate
 
 logger = logging.getLogger(__name__)
 

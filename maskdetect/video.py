@@ -26,7 +26,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import re
 import subprocess
 import tempfile
 import threading
@@ -38,6 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from maskdetect.errors import VideoError
+from maskdetect.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 #: Audio codecs that can be stream-copied into MP4/MOV; anything else is re-encoded to AAC.
 _COPYABLE_AUDIO = {"aac", "mp3", "alac"}
 _YUV420 = {"yuv420p", "yuvj420p"}
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pass|pwd|token|key|auth|secret|signature)=)[^&\s]+")
 
 
 def ffmpeg_exe() -> str:
@@ -55,12 +53,6 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def redact(text: str) -> str:
-    """Hide credentials in URLs: ``rtsp://user:pass@host/x?token=t`` -> ``rtsp://***@host/x?token=***``."""
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}***@", str(text))
-    return _SECRET_QUERY.sub(r"\1***", text)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -223,14 +215,16 @@ class VideoReader:
         size_wh: frame size; probed from the file when None (required for URLs).
         max_frames: stop after this many frames.
         info: the file's :class:`VideoInfo` if already probed.
+        threads: decoder threads (0 = ffmpeg's choice, one per core and more).
 
     Raises:
         VideoError: ffmpeg failed (its message, credentials redacted) or the file is not a video.
     """
 
     def __init__(self, source: str | Path, *, size_wh: tuple[int, int] | None = None,
-                 max_frames: int | None = None, info: VideoInfo | None = None) -> None:
+                 max_frames: int | None = None, info: VideoInfo | None = None, threads: int = 0) -> None:
         self.source = str(source)
+        self.threads = threads
         self.info = info
         if size_wh is None and info is None:
             self.info = probe_video(source)
@@ -255,9 +249,11 @@ class VideoReader:
         # OpenCV's SIMD code makes RGB; other pixel formats (and odd sizes) are converted to rgb24 by ffmpeg.
         yuv = (self.info is not None and self.info.pix_fmt in _YUV420 and width % 2 == 0 and height % 2 == 0)
         frame_bytes = width * height * 3 // 2 if yuv else width * height * 3
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", self.source,
-                "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo",
-                "-pix_fmt", "yuv420p" if yuv else "rgb24"]
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+        if self.threads:
+            args += ["-threads", str(self.threads)]
+        args += ["-i", self.source, "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo",
+                 "-pix_fmt", "yuv420p" if yuv else "rgb24"]
         if self.max_frames is not None:
             args += ["-frames:v", str(int(self.max_frames))]
         args.append("pipe:1")

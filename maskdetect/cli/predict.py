@@ -79,7 +79,8 @@ def register(subparsers) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from maskdetect.errors import ConfigError
     from maskdetect.predictor import Predictor, predict_source, source_kind
-    from maskdetect.video import probe_video, redact
+    from maskdetect.redact import redact
+    from maskdetect.video import probe_video
 
     kind = source_kind(args.source)
     if kind in ("image", "folder", "video") and args.out is None and args.json is None:

@@ -17,9 +17,10 @@ import logging
 import os
 from pathlib import Path
 
-from maskdetect.download import download, redact, redact_url, register_secret, safe_extract
+from maskdetect.download import download, safe_extract
 from maskdetect.errors import ConfigError, DataError, DownloadError
 from maskdetect.fileio import atomic_path
+from maskdetect.redact import redact, redact_url, register_secret
 
 log = logging.getLogger(__name__)
 

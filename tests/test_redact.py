@@ -1,0 +1,64 @@
+"""maskdetect.redact: URL user info, secret query values and registered secrets never reach a text or a log."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from maskdetect import colab
+from maskdetect.redact import SECRET_PARAMS, redact, redact_url, register_secret
+
+TEXTS = [
+    ("rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
+    ("http://bob@cam.local/video.mjpg", "http://***@cam.local/video.mjpg"),
+    ("https://cam/x?user=a&password=s3cret&fps=5", "https://cam/x?user=a&password=***&fps=5"),
+    ("could not open rtsp://u:p@h/x: 401", "could not open rtsp://***@h/x: 401"),
+    ("rtsp://cam/live?api_key=k1k1k1&pwd=p2", "rtsp://cam/live?api_key=***&pwd=***"),
+    ("GET /ds/x?key=abc123&y=2 HTTP/1.1", "GET /ds/x?key=***&y=2 HTTP/1.1"),
+    ("s3 ?X-Amz-Signature=abc&X-Amz-Credential=id/2026", "s3 ?X-Amz-Signature=***&X-Amz-Credential=***"),
+    ("monkey=banana donkey_key=1", "monkey=banana donkey_key=1"),  # a name that merely ends in "key"
+    ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
+    ("/videos/in.mp4", "/videos/in.mp4"),
+]
+
+
+@pytest.mark.parametrize("text, expected", TEXTS)
+def test_redact_hides_credentials_in_any_text(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", TEXTS)
+def test_the_colab_copy_follows_the_same_rules(text, expected):
+    assert colab.redact(text) == expected
+
+
+@pytest.mark.parametrize("url, secret_only, every_value", [
+    ("https://public.roboflow.com/ds/AbC?key=XyZ123", "https://public.roboflow.com/ds/AbC?key=***",
+     "https://public.roboflow.com/ds/AbC?key=***"),
+    ("https://u:pw1234@h/p?api_key=k1k1k1&a=b", "https://***@h/p?api_key=***&a=b", "https://***@h/p?api_key=***&a=***"),
+    ("https://hooks.example/x?token=abc&room=2", "https://hooks.example/x?token=***&room=2",
+     "https://hooks.example/x?token=***&room=***"),
+    ("https://u@hooks.example/x?key=", "https://***@hooks.example/x?key=***", "https://***@hooks.example/x?key=***"),
+    ("https://hooks.example/x#frag", "https://hooks.example/x", "https://hooks.example/x"),
+    ("http://127.0.0.1:8080/alert", "http://127.0.0.1:8080/alert", "http://127.0.0.1:8080/alert"),
+    ("http://[::1/broken", "<unparseable url>", "<unparseable url>"),
+])
+def test_redact_url(url, secret_only, every_value):
+    assert redact_url(url) == secret_only
+    assert redact_url(url, all_query=True) == every_value
+
+
+def test_registered_secrets_are_hidden_everywhere_and_in_every_log_record(caplog):
+    register_secret("Tr0ub4dor&3")
+    register_secret("abc")  # too short to hide without mangling ordinary text
+    assert redact("the key Tr0ub4dor&3 was refused; abc") == "the key *** was refused; abc"
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("urllib3.connectionpool").info("GET /x?token=%s&n=%d", "t0k3n", 1)
+        logging.getLogger("anything").warning("login with %s", "Tr0ub4dor&3")
+    assert "t0k3n" not in caplog.text and "Tr0ub4dor&3" not in caplog.text
+    assert "token=***&n=1" in caplog.text
+
+
+def test_parameter_names_are_lower_case():
+    assert all(name == name.lower() for name in SECRET_PARAMS)
