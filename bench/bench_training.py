@@ -5,6 +5,10 @@ steps after the first compiled call (tracing excluded, reported apart); exports 
 TFLite and times both on the sample images. Prints one JSON object.
 
 Usage: ``python bench/bench_training.py [--steps 20] [--sizes 256 512] [--images 20]``
+
+Other models and batches, training speed only (no export)::
+
+    python bench/bench_training.py --model ssd_mobilenet_v2_fpnlite_320 --sizes 320 --batch-size 4 --no-export
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per size (after the first call)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--images", type=int, default=20, help="images for the latency comparison")
+    parser.add_argument("--model", default="ssd_efficientdet_d0_512", help="a model of `maskdetect configure`")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--no-export", action="store_true", help="time training only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -51,17 +58,21 @@ def main() -> None:
         runs = {}
         for size in args.sizes:
             chunk = 5
-            paths = configure(data, tmp / f"run{size}", image_size=size, batch_size=2,
-                              num_steps=chunk + args.steps, learning_rate=0.01)
+            paths = configure(data, tmp / f"run{size}", model=args.model, image_size=size,
+                              batch_size=args.batch_size, num_steps=chunk + args.steps, learning_rate=0.01)
             started = time.monotonic()
             train(paths.run_dir, steps_per_iteration=chunk, progress=False)
             total = time.monotonic() - started
             log = [json.loads(line) for line in paths.train_log.read_text().splitlines()]
             per_step = [1 / entry["steps_per_sec"] for entry in log[1:]]  # the first call includes tracing
-            result[f"train_{size}"] = {"batch": 2, "s_per_step": round(statistics.median(per_step), 3),
+            result[f"train_{size}"] = {"model": args.model, "batch": args.batch_size,
+                                       "s_per_step": round(statistics.median(per_step), 3),
                                        "first_call_s_incl_tracing": round(chunk / log[0]["steps_per_sec"], 1),
                                        "timed_steps": args.steps, "total_s": round(total, 1)}
             runs[size] = paths
+        if args.no_export:
+            print(json.dumps(result, indent=2))
+            return
         size = min(runs)
         started = time.monotonic()
         saved_model = export_saved_model(runs[size].run_dir)
