@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip
+UV     := $(VENV)/bin/uv pip install --python $(PY) --quiet
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test test-fast bench clean
@@ -11,10 +11,10 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements.txt -r requirements-dev.txt
-	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
-	$(PIP) install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet uv==0.13.9
+	$(UV) -r requirements.txt -r requirements-dev.txt
+	$(UV) --no-deps -r requirements-nodeps.txt
+	$(UV) --no-deps -e .
 	$(PY) -c "import maskdetect, object_detection.model_lib_v2"
 	touch $(STAMP)
 
@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/maskdetect demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
