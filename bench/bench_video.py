@@ -75,14 +75,13 @@ def plain_opencv_loop(predictor, clip: Path, out: Path, frames: int) -> float:
     return done / (time.perf_counter() - started)
 
 
-def stage_costs(clip: Path, frames: list, workdir: Path, class_names: list[str]) -> dict:
+def stage_costs(clip: Path, info, frames: list, workdir: Path, class_names: list[str]) -> dict:
     """What decoding, annotating and encoding cost alone (ms/frame): the CPU that end to end shares with the
     model on this machine."""
     from maskdetect.annotate import FrameAnnotator
     from maskdetect.detections import Detections
-    from maskdetect.video import VideoReader, VideoWriter, probe_video
+    from maskdetect.video import VideoReader, VideoWriter
 
-    info = probe_video(clip)
     n = len(frames)
     costs = {}
     for threads in (0, 1):
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
 
-    import maskdetect  # noqa: F401  (before TensorFlow)
+    import maskdetect  # (before TensorFlow)
     from maskdetect.predictor import resolve_export
     from maskdetect.video import probe_video, read_frames
 
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "clip": {"source": args.source.name, "size_wh": list(info.size_wh), "fps": str(info.fps),
                      "frames": len(frames)},
             "machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0]},
-            "stages": stage_costs(clip, frames, workdir, ["with_mask", "without_mask", "mask_weared_incorrect"]),
+            "stages": stage_costs(clip, info, frames, workdir, list(maskdetect.CLASSES)),
             "backends": [bench_backend(model, clip, frames, workdir, args.repeats) for model in models],
         }
     by_backend = {b["backend"]: b for b in report["backends"]}

@@ -32,7 +32,6 @@ from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.hooks import CommandHook, Hook, HookRunner, UrlHook
-from maskdetect.redact import redact_url
 from maskdetect.review import ReviewQueue
 from maskdetect.track import SMOOTHED_CLASS_KEY, SmoothingMethod, Tracker, TrackerSettings
 
@@ -349,7 +348,7 @@ def monitor_from_args(args: argparse.Namespace, out_path: str | Path, class_name
         hooks.append(CommandHook(args.alert_command, timeout_s=timeout))
     if getattr(args, "alert_url", None):
         hooks.append(UrlHook(args.alert_url, timeout_s=timeout))
-        logger.info("alert events will be POSTed to %s", redact_url(args.alert_url, all_query=True))
+        logger.info("alert events will be sent by %s", hooks[-1].name)  # the hook's name is redacted
     options = {key: getattr(args, name) for name, key in _PASS_THROUGH.items() if getattr(args, name, None) is not None}
     return Monitor(class_names, fps, track=bool(getattr(args, "track", False)),
                    events_path=getattr(args, "events", None) or output_paths(out_path)["events"], hooks=hooks,
