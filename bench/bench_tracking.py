@@ -21,8 +21,8 @@ import numpy as np
 
 import maskdetect
 from maskdetect.detections import Detections
-from maskdetect.monitor import Monitor
-from maskdetect.track import Tracker
+from maskdetect.monitor.monitor import Monitor
+from maskdetect.monitor.track import Tracker
 
 INFERENCE_MS = {"savedmodel_256": 60.0, "tflite_512": 95.0, "savedmodel_512": 140.0}
 FPS = 25.0

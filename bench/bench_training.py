@@ -43,10 +43,10 @@ def main() -> None:
     import tensorflow as tf
 
     from maskdetect.data import convert
-    from maskdetect.export import export_saved_model, export_tflite
-    from maskdetect.pipeline import configure
-    from maskdetect.predictor import Predictor, read_image
-    from maskdetect.train import train
+    from maskdetect.train.export import export_saved_model, export_tflite
+    from maskdetect.train.pipeline import configure
+    from maskdetect.infer.predictor import Predictor, read_image
+    from maskdetect.train.train import train
 
     tf.get_logger().setLevel(logging.ERROR)
     result: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -3,7 +3,7 @@
 Makes a 1920x1080 clip from ../shared/videos/one-unmasked-1280x720.mp4 (ffmpeg scale, first N frames), then
 for each backend (SavedModel, and TFLite when the export has one) measures on the same N frames:
 
-* ``end_to_end_fps``: :func:`maskdetect.predictor.predict_video` (decode -> infer -> annotate -> H.264 encode,
+* ``end_to_end_fps``: :func:`maskdetect.infer.predictor.predict_video` (decode -> infer -> annotate -> H.264 encode,
   overlapped), wall time from the call to the finished file;
 * ``model_only_fps``: ``Predictor.predict`` on the frames already decoded in memory;
 * ``plain_loop_fps``: ``cv2.VideoCapture`` read -> RGB -> predict -> the same annotator -> ``cv2.VideoWriter``
@@ -37,7 +37,7 @@ DEFAULT_EXPORT = REPO / "workspace" / "runs" / "demo" / "export"
 
 
 def make_1080p_clip(source: Path, out: Path, frames: int) -> Path:
-    from maskdetect.video import ffmpeg_exe
+    from maskdetect.infer.video import ffmpeg_exe
 
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
             "-vf", "scale=1920:1080:flags=bicubic", "-frames:v", str(frames), "-c:v", "libx264", "-preset", "fast",
@@ -50,7 +50,7 @@ def plain_opencv_loop(predictor, clip: Path, out: Path, frames: int) -> float:
     """The baseline: read, infer, draw, write, sequentially. Returns FPS."""
     import cv2
 
-    from maskdetect.annotate import FrameAnnotator
+    from maskdetect.infer.annotate import FrameAnnotator
 
     annotator = FrameAnnotator(predictor.class_names)
     started = time.perf_counter()
@@ -78,9 +78,9 @@ def plain_opencv_loop(predictor, clip: Path, out: Path, frames: int) -> float:
 def stage_costs(clip: Path, info, frames: list, workdir: Path, class_names: list[str]) -> dict:
     """What decoding, annotating and encoding cost alone (ms/frame): the CPU that end to end shares with the
     model on this machine."""
-    from maskdetect.annotate import FrameAnnotator
+    from maskdetect.infer.annotate import FrameAnnotator
     from maskdetect.detections import Detections
-    from maskdetect.video import VideoReader, VideoWriter
+    from maskdetect.infer.video import VideoReader, VideoWriter
 
     n = len(frames)
     costs = {}
@@ -109,7 +109,7 @@ def bench_backend(model: Path, clip: Path, frames_in_memory: list, workdir: Path
     medians."""
     import statistics
 
-    from maskdetect.predictor import Predictor, predict_video
+    from maskdetect.infer.predictor import Predictor, predict_video
 
     loaded = time.perf_counter()
     predictor = Predictor(model)
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import maskdetect  # (before TensorFlow)
-    from maskdetect.predictor import resolve_export
-    from maskdetect.video import probe_video, read_frames
+    from maskdetect.infer.predictor import resolve_export
+    from maskdetect.infer.video import probe_video, read_frames
 
     try:
         kind, saved_model = resolve_export(args.model)

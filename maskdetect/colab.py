@@ -440,8 +440,8 @@ def run_browser_webcam(predictor, *, monitor=None, record_path: str | Path | Non
     """
     import time
 
-    from maskdetect.annotate import FrameAnnotator
-    from maskdetect.video import VideoWriter
+    from maskdetect.infer.annotate import FrameAnnotator
+    from maskdetect.infer.video import VideoWriter
 
     camera = camera or BrowserWebcam(width=width)
     annotator = FrameAnnotator(predictor.class_names)

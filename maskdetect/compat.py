@@ -11,8 +11,8 @@ nine breakages measured in ``../shared/DESIGN.md`` §1:
 5. optional ``tensorflow_io`` (DeepMAC)      -> import it only if installed.
 6. Pillow >= 10 has no ``getsize``           -> measure text with ``getbbox``.
 7. NumPy 2 dropped ``np.float``/``np.bool``  -> builtin types in the metric code we use.
-8. BiFPN input not divisible by 2**max_level -> checked in :mod:`maskdetect.pipeline` (clear error).
-9. TFLite export needs a fixed-shape resizer -> set in :mod:`maskdetect.export`.
+8. BiFPN input not divisible by 2**max_level -> checked in :mod:`maskdetect.train.pipeline` (clear error).
+9. TFLite export needs a fixed-shape resizer -> set in :mod:`maskdetect.train.export`.
 
 Everything is applied to module source or module objects in memory; nothing on disk changes, and the patched
 modules are never written to ``__pycache__``.

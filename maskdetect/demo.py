@@ -15,7 +15,7 @@ from pathlib import Path
 
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_write_json
-from maskdetect.pipeline import REPO_ROOT
+from maskdetect.train.pipeline import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,12 @@ def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, ste
              progress: bool = True) -> dict[str, str]:
     """Run the demo into `out` and return ``{output name: path or figure}``."""
     from maskdetect.data import convert
-    from maskdetect.evaluate import evaluate
-    from maskdetect.export import export_saved_model
-    from maskdetect.pipeline import configure
-    from maskdetect.predictor import Predictor, predict_video
+    from maskdetect.train.evaluate import evaluate
+    from maskdetect.train.export import export_saved_model
+    from maskdetect.train.pipeline import configure
+    from maskdetect.infer.predictor import Predictor, predict_video
     from maskdetect.sample_video import make_sample_video
-    from maskdetect.train import train
+    from maskdetect.train.train import train
 
     out = Path(out).resolve()
     workspace = out.parent.parent if out.parent.name == "runs" else out.parent

@@ -65,7 +65,7 @@ def show_images(images: Sequence[str | Path | np.ndarray], *, titles: Sequence[s
 
 
 def show_video(path: str | Path, *, width: int = 640) -> None:
-    """Embed an H.264 MP4 (what :mod:`maskdetect.video` writes) so it plays inline, also in a saved notebook."""
+    """Embed an H.264 MP4 (what :mod:`maskdetect.infer.video` writes) so it plays inline, also in a saved notebook."""
     from IPython.display import Video
 
     _display(Video(str(path), embed=True, mimetype="video/mp4", width=width,
@@ -89,7 +89,7 @@ def show_table(rows: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any
 
 
 def ap_table(metrics: Mapping[str, Any]) -> None:
-    """Per-class AP@0.5 and ground-truth counts of :func:`maskdetect.evaluate.evaluate`, with the mean."""
+    """Per-class AP@0.5 and ground-truth counts of :func:`maskdetect.train.evaluate.evaluate`, with the mean."""
     counts = metrics.get("num_groundtruth", {})
     rows = [{"class": name, "AP@0.5": ap, "boxes": counts.get(name)} for name, ap in metrics["AP@0.5"].items()]
     rows.append({"class": "mean (mAP@0.5)", "AP@0.5": metrics.get("mAP@0.5"), "boxes": sum(counts.values())})
@@ -108,7 +108,7 @@ def data_table(report_or_counts: Mapping[str, Any]) -> None:
 def split_images(run_dir: str | Path, splits: str | Sequence[str] = ("test", "val"), *, limit: int = 6) -> list:
     """Up to `limit` RGB images of the first of `splits` that the run's data has (from its TFRecords).
 
-    The run's ``data_manifest.json`` names the data folder (:func:`maskdetect.pipeline.configure` writes it).
+    The run's ``data_manifest.json`` names the data folder (:func:`maskdetect.train.pipeline.configure` writes it).
 
     Raises:
         DataError: none of `splits` has a TFRecord file.
@@ -119,7 +119,7 @@ def split_images(run_dir: str | Path, splits: str | Sequence[str] = ("test", "va
 
     from maskdetect.data.tfrecord import iter_records, parse_example
     from maskdetect.errors import DataError
-    from maskdetect.pipeline import RunPaths
+    from maskdetect.train.pipeline import RunPaths
 
     manifest = json.loads(RunPaths(Path(run_dir)).data_manifest.read_text(encoding="utf-8"))
     data_dir = Path(manifest["data_dir"])

@@ -2,7 +2,7 @@
 
 Its frame count and rate are exactly predictable (:func:`sample_frame_count`), and its defaults are
 deliberately awkward for a video pipeline: 30000/1001 FPS (29.97) and an odd size (641x361, written padded to
-642x362; see :mod:`maskdetect.video`).
+642x362; see :mod:`maskdetect.infer.video`).
 
 Example:
     >>> path = make_sample_video("sample/face-mask/images/maksssksksss13.jpg", "workspace/sample.mp4")  # doctest: +SKIP
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect.video import VideoWriter, parse_rate
+from maskdetect.infer.video import VideoWriter, parse_rate
 
 SAMPLE_FPS = Fraction(30000, 1001)
 SAMPLE_SIZE_WH = (641, 361)
@@ -61,13 +61,13 @@ def make_sample_video(image_path: str | Path, out_path: str | Path, *, seconds: 
         seconds: length; the video has exactly ``sample_frame_count(seconds, fps)`` frames.
         fps: exact frame rate (default 30000/1001).
         size_wh: frame size; odd sides are padded by one pixel by the writer
-            (output ``maskdetect.video.even_size(*size_wh)``).
+            (output ``maskdetect.infer.video.even_size(*size_wh)``).
         zoom: how far it zooms in by the end.
 
     Returns:
         `out_path`.
     """
-    from maskdetect.predictor import read_image
+    from maskdetect.infer.predictor import read_image
 
     rate = parse_rate(fps)
     image = read_image(image_path)

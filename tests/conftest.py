@@ -46,7 +46,7 @@ def sample_data(tmp_path_factory) -> Path:
 
 
 def tiny_configure(data: Path, run_dir: Path, *, steps: int = TINY_STEPS, **kwargs):
-    from maskdetect.pipeline import configure
+    from maskdetect.train.pipeline import configure
 
     kwargs.setdefault("learning_rate", 0.01)
     return configure(data, run_dir, image_size=TINY_SIZE, batch_size=2, num_steps=steps, **kwargs)
@@ -55,7 +55,7 @@ def tiny_configure(data: Path, run_dir: Path, *, steps: int = TINY_STEPS, **kwar
 @pytest.fixture(scope="session")
 def tiny_run(sample_data, tmp_path_factory):
     """A run directory trained for a few steps from scratch, in this process."""
-    from maskdetect.train import train
+    from maskdetect.train.train import train
 
     paths = tiny_configure(sample_data, tmp_path_factory.mktemp("runs") / "tiny")
     result = train(paths.run_dir, steps_per_iteration=3, progress=False)
@@ -65,7 +65,7 @@ def tiny_run(sample_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run) -> TinyExport:
     """The tiny run exported as a SavedModel and as TFLite (``.tflite`` with ``tflite_input.json``)."""
-    from maskdetect.export import export_saved_model, export_tflite
+    from maskdetect.train.export import export_saved_model, export_tflite
 
     paths, _ = tiny_run
     saved_model = export_saved_model(paths.run_dir)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import maskdetect
-from maskdetect.annotate import (CLASS_COLORS, BannerAnnotator, BoxAnnotator, FrameAnnotator, LabelAnnotator,
+from maskdetect.infer.annotate import (CLASS_COLORS, BannerAnnotator, BoxAnnotator, FrameAnnotator, LabelAnnotator,
                                  display_class_ids)
 from maskdetect.detections import Detections
 

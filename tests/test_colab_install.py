@@ -246,8 +246,8 @@ def test_run_browser_webcam_detects_tracks_records_and_shows(fake_colab, monkeyp
     the page, an H.264 recording and the monitor's summary written."""
     import maskdetect
     from maskdetect.detections import Detections
-    from maskdetect.monitor import Monitor
-    from maskdetect.video import probe_video
+    from maskdetect.monitor.monitor import Monitor
+    from maskdetect.infer.video import probe_video
 
     monkeypatch.setattr("IPython.display.display", lambda obj: None)
     frame = colab.encode_data_url(np.full((120, 160, 3), 90, np.uint8), quality=95)

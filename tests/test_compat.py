@@ -111,7 +111,7 @@ def test_numpy2_aliases_in_metrics():
 
 def test_bifpn_input_size_checked(sample_data, tmp_path):
     """Breakage 8: an input size the BiFPN cannot take is refused up front with the sizes that work."""
-    from maskdetect.pipeline import configure
+    from maskdetect.train.pipeline import configure
 
     with pytest.raises(ConfigError, match=r"input size 320 does not suit the BiFPN.*divisible by 2\*\*max_level = 128.*\[256, 384"):
         configure(sample_data, tmp_path / "run", image_size=320)
@@ -120,8 +120,8 @@ def test_bifpn_input_size_checked(sample_data, tmp_path):
 
 def test_tflite_export_gets_fixed_shape_resizer(sample_data, tmp_path):
     """Breakage 9: the TFLite export pipeline has a fixed-shape resizer of the model's size."""
-    from maskdetect.export import tflite_pipeline
-    from maskdetect.pipeline import configure, load_pipeline
+    from maskdetect.train.export import tflite_pipeline
+    from maskdetect.train.pipeline import configure, load_pipeline
 
     paths = configure(sample_data, tmp_path / "run", image_size=384)
     pipeline, letterbox = tflite_pipeline(load_pipeline(paths.pipeline_config))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskdetect.compliance import AlertRule, AlertSettings, PeopleCounter, compliance_fraction
+from maskdetect.monitor.compliance import AlertRule, AlertSettings, PeopleCounter, compliance_fraction
 from maskdetect.errors import ConfigError
 
 

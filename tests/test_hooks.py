@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from maskdetect.errors import ConfigError
-from maskdetect.hooks import EVENT_ENV, CommandHook, HookError, HookRunner, UrlHook
+from maskdetect.monitor.hooks import EVENT_ENV, CommandHook, HookError, HookRunner, UrlHook
 
 EVENT = {"event": "alert_raised", "alert_id": 1, "frame_index": 10, "timestamp_s": 1.0, "compliance": 0.5}
 
@@ -153,7 +153,7 @@ def test_runner_logs_failures_and_goes_on(server, caplog):
     failing_command = CommandHook(python_command("import sys; sys.exit(1)"))
     good = SlowHook(0.0)
     runner = HookRunner([UrlHook(url_of(server, "/x?token=s3cret")), refused, failing_command, BrokenHook(), good])
-    with caplog.at_level(logging.WARNING, logger="maskdetect.hooks"):
+    with caplog.at_level(logging.WARNING, logger="maskdetect.monitor.hooks"):
         runner.submit(EVENT)
         stats = runner.close(wait_s=20)
     assert stats == {"delivered": 1, "failed": 4, "dropped": 0}
@@ -165,7 +165,7 @@ def test_runner_logs_failures_and_goes_on(server, caplog):
 def test_runner_drops_events_beyond_max_pending(caplog):
     slow = SlowHook(0.3)
     runner = HookRunner([slow], max_pending=1)
-    with caplog.at_level(logging.WARNING, logger="maskdetect.hooks"):
+    with caplog.at_level(logging.WARNING, logger="maskdetect.monitor.hooks"):
         for i in range(4):
             runner.submit({"event": "alert_raised", "alert_id": i})
         stats = runner.close(wait_s=10)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from maskdetect.detections import Detections
-from maskdetect.monitor import Monitor, add_monitor_arguments, monitor_from_args, output_paths
+from maskdetect.monitor.monitor import Monitor, add_monitor_arguments, monitor_from_args, output_paths
 
 
 CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
@@ -222,5 +222,5 @@ def test_docstring_examples_run(module):
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(f"maskdetect.{module}"))
+    result = doctest.testmod(importlib.import_module(f"maskdetect.monitor.{module}"))
     assert result.failed == 0 and result.attempted > 0

@@ -17,9 +17,9 @@ import pytest
 import maskdetect
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError, VideoError
-from maskdetect.predictor import (Predictor, find_label_map, predict_source, predict_video, read_image,
+from maskdetect.infer.predictor import (Predictor, find_label_map, predict_source, predict_video, read_image,
                                   resolve_export, source_kind, tflite_output_indices)
-from maskdetect.video import count_frames, even_size, make_test_clip, probe_video
+from maskdetect.infer.video import count_frames, even_size, make_test_clip, probe_video
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = REPO / "sample" / "face-mask" / "images"
@@ -168,7 +168,7 @@ def test_class_names_fall_back_without_a_label_map(tiny_export, tmp_path, caplog
 
 @pytest.mark.slow
 def test_predict_video_end_to_end_with_tracking(lite, clip, tmp_path):
-    from maskdetect.monitor import Monitor
+    from maskdetect.monitor.monitor import Monitor
 
     out, records = tmp_path / "out.mp4", tmp_path / "out.json"
     monitor = Monitor(lite.class_names, fps=float(probe_video(clip).fps), track=True)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
-from maskdetect.review import CLASS_FLIP, LOW_CONFIDENCE, ReviewQueue, voc_xml
+from maskdetect.monitor.review import CLASS_FLIP, LOW_CONFIDENCE, ReviewQueue, voc_xml
 
 CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 

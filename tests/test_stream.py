@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from maskdetect.errors import VideoError
-from maskdetect.stream import LatestFrameCapture, has_gui, in_notebook, run_stream
-from maskdetect.video import count_frames, make_test_clip, probe_video
+from maskdetect.infer.stream import LatestFrameCapture, has_gui, in_notebook, run_stream
+from maskdetect.infer.video import count_frames, make_test_clip, probe_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def test_headless_here():
 # -- with the real tiny model --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def predictor(tiny_export):
-    from maskdetect.predictor import Predictor
+    from maskdetect.infer.predictor import Predictor
 
     return Predictor(tiny_export.tflite, threshold=0.0)
 

@@ -7,7 +7,7 @@ import pytest
 
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
-from maskdetect.track import SMOOTHED_CLASS_KEY, ClassSmoother, Tracker, TrackerSettings, to_supervision
+from maskdetect.monitor.track import SMOOTHED_CLASS_KEY, ClassSmoother, Tracker, TrackerSettings, to_supervision
 
 
 

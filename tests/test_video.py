@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from maskdetect.errors import VideoError
-from maskdetect.video import (VideoReader, VideoWriter, count_frames, even_size, make_test_clip, parse_rate,
+from maskdetect.infer.video import (VideoReader, VideoWriter, count_frames, even_size, make_test_clip, parse_rate,
                               probe_video, read_frames)
 
 
@@ -207,7 +207,7 @@ def test_sigkill_mid_write_leaves_no_file_under_the_final_name(tmp_path):
     out = tmp_path / "killed.mp4"
     script = textwrap.dedent(f"""
         import sys, numpy as np
-        from maskdetect.video import VideoWriter
+        from maskdetect.infer.video import VideoWriter
         with VideoWriter({str(out)!r}, "30000/1001", (321, 241)) as sink:
             i = 0
             while True:

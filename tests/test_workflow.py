@@ -44,7 +44,7 @@ def test_resume_after_kill_9(sample_data, tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    from maskdetect.train import latest_checkpoint
+    from maskdetect.train.train import latest_checkpoint
 
     killed_at = int(latest_checkpoint(paths.run_dir).rsplit("-", 1)[1])
     assert 4 <= killed_at < 12
@@ -56,7 +56,7 @@ def test_resume_after_kill_9(sample_data, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):
-    from maskdetect.train import latest_checkpoint, train
+    from maskdetect.train.train import latest_checkpoint, train
 
     paths = tiny_configure(sample_data, tmp_path / "run", steps=40, learning_rate=1e12,
                            overrides=["train_config.optimizer.momentum_optimizer.learning_rate."
@@ -83,8 +83,8 @@ def test_fine_tune_from_zoo_archive_restores_backbone_not_class_head(tiny_run, t
 
     from data_fixtures import serve
     from maskdetect.data import convert
-    from maskdetect.train import train
-    from maskdetect.zoo import fetch_checkpoint
+    from maskdetect.train.train import train
+    from maskdetect.train.zoo import fetch_checkpoint
     from test_zoo import NAME, zoo_archive
 
     source_paths, source_result = tiny_run
@@ -120,7 +120,7 @@ def test_fine_tune_from_zoo_archive_restores_backbone_not_class_head(tiny_run, t
 
 
 def test_evaluate_checkpoint_and_export_agree(tiny_export):
-    from maskdetect.evaluate import evaluate
+    from maskdetect.train.evaluate import evaluate
 
     ckpt = evaluate(tiny_export.run_dir, progress=False)
     exported = evaluate(tiny_export.run_dir, export=True, progress=False)
@@ -155,7 +155,7 @@ def test_export_has_model_card_and_loads(tiny_export):
 def test_saved_model_and_tflite_agree(tiny_export):
     """Same top detections (IoU >= 0.9, same class) from both exports on sample images."""
     from maskdetect.detections import box_iou
-    from maskdetect.predictor import Predictor, read_image
+    from maskdetect.infer.predictor import Predictor, read_image
 
     saved = Predictor(tiny_export.saved_model, threshold=0.0, cross_class_nms=False)
     lite = Predictor(tiny_export.tflite, threshold=0.0, cross_class_nms=False)

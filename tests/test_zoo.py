@@ -12,8 +12,8 @@ import pytest
 
 from data_fixtures import serve
 from maskdetect.errors import DownloadError
-from maskdetect.pipeline import MODELS
-from maskdetect.zoo import archive_url, fetch_checkpoint
+from maskdetect.train.pipeline import MODELS
+from maskdetect.train.zoo import archive_url, fetch_checkpoint
 
 NAME = MODELS["ssd_efficientdet_d0_512"].zoo_archive
 

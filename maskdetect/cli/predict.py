@@ -1,4 +1,4 @@
-"""``maskdetect predict``: a thin face over :func:`maskdetect.predictor.predict_source`."""
+"""``maskdetect predict``: a thin face over :func:`maskdetect.infer.predictor.predict_source`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _unit_float(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from maskdetect.predictor import DEFAULT_NMS_IOU, DEFAULT_THRESHOLD
+    from maskdetect.infer.predictor import DEFAULT_NMS_IOU, DEFAULT_THRESHOLD
 
     p = subparsers.add_parser(
         "predict", help="detect masks in an image, a folder, a video, a webcam or a stream",
@@ -68,7 +68,7 @@ def register(subparsers) -> None:
     live.add_argument("--record-fps", metavar="RATE", help="recording frame rate, e.g. 30 or 30000/1001 "
                       "(default: the source's)")
     try:
-        from maskdetect.monitor import add_monitor_arguments
+        from maskdetect.monitor.monitor import add_monitor_arguments
     except ImportError:  # the monitor is optional
         pass
     else:
@@ -78,9 +78,9 @@ def register(subparsers) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from maskdetect.errors import ConfigError
-    from maskdetect.predictor import Predictor, predict_source, source_kind
+    from maskdetect.infer.predictor import Predictor, predict_source, source_kind
     from maskdetect.redact import redact
-    from maskdetect.video import probe_video
+    from maskdetect.infer.video import probe_video
 
     kind = source_kind(args.source)
     if kind in ("image", "folder", "video") and args.out is None and args.json is None:
@@ -91,7 +91,7 @@ def _predict(args: argparse.Namespace) -> int:
     monitor = None
     if kind != "image" and kind != "folder":
         try:
-            from maskdetect.monitor import monitor_from_args
+            from maskdetect.monitor.monitor import monitor_from_args
         except ImportError:
             monitor_from_args = None
         if monitor_from_args is not None:

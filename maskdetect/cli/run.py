@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from maskdetect.pipeline import DEFAULT_MODEL, MODELS
+from maskdetect.train.pipeline import DEFAULT_MODEL, MODELS
 
 
 def register(subparsers) -> None:
@@ -75,8 +75,8 @@ def _quiet_tensorflow() -> None:
 
 
 def _configure(args: argparse.Namespace) -> int:
-    from maskdetect.pipeline import configure
-    from maskdetect.zoo import fetch_checkpoint
+    from maskdetect.train.pipeline import configure
+    from maskdetect.train.zoo import fetch_checkpoint
 
     checkpoint = args.checkpoint
     if not checkpoint and not args.from_scratch:
@@ -90,7 +90,7 @@ def _configure(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from maskdetect.train import train
+    from maskdetect.train.train import train
 
     result = train(args.run_dir, num_steps=args.steps, strategy=args.strategy,
                    steps_per_iteration=args.steps_per_iteration, checkpoint_every=args.checkpoint_every)
@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from maskdetect.evaluate import evaluate, watch
+    from maskdetect.train.evaluate import evaluate, watch
 
     if args.watch:
         for metrics in watch(args.run_dir, split=args.split):
@@ -113,14 +113,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from maskdetect.export import export
+    from maskdetect.train.export import export
 
     print(export(args.run_dir, args.format))
     return 0
 
 
 def _zoo(args: argparse.Namespace) -> int:
-    from maskdetect.zoo import fetch_checkpoint
+    from maskdetect.train.zoo import fetch_checkpoint
 
     print(fetch_checkpoint(args.model, base_url=args.base_url))
     return 0

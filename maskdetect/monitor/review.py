@@ -25,7 +25,7 @@ import numpy as np
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path
-from maskdetect.track import SMOOTHED_CLASS_KEY
+from maskdetect.monitor.track import SMOOTHED_CLASS_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ per-class score thresholds and, by default, cross-class NMS (one box per face).
 
 :func:`predict_source` is what ``maskdetect predict`` runs: it dispatches on the source (image, folder,
 video file, webcam index, RTSP/HTTP URL) to :func:`predict_images`, :func:`predict_video` or
-:func:`maskdetect.stream.run_stream`.
+:func:`maskdetect.infer.stream.run_stream`.
 
 Example:
     >>> predictor = Predictor("workspace/exports/demo/saved_model", threshold=0.5)     # doctest: +SKIP
@@ -108,7 +108,7 @@ class Predictor:
         backend: ``"saved_model"`` or ``"tflite"``.
         input_size: square input side of the TFLite model (None for SavedModel, which resizes itself).
         letterbox: TFLite only: frames are letterboxed, not stretched (``tflite_input.json`` beside the model,
-            written by ``maskdetect.export``, gives this and the input normalisation; without it, pixels are
+            written by ``maskdetect.train.export``, gives this and the input normalisation; without it, pixels are
             scaled to [-1, 1] and stretched to the square input).
         speed: :class:`Speed` of the last :meth:`predict`.
 
@@ -197,7 +197,7 @@ class Predictor:
         self._offset = np.full(3, -1.0, np.float32)
         self.letterbox = False
         spec_path = self.model_path.with_name("tflite_input.json")
-        if spec_path.is_file():  # written by maskdetect.export: the model's own normalisation and resizing
+        if spec_path.is_file():  # written by maskdetect.train.export: the model's own normalisation and resizing
             import json
 
             try:
@@ -483,7 +483,7 @@ def predict_images(predictor: Predictor, source: str | Path, out: str | Path | N
     """
     from tqdm.auto import tqdm
 
-    from maskdetect.annotate import FrameAnnotator
+    from maskdetect.infer.annotate import FrameAnnotator
     from maskdetect.fileio import atomic_write_json
 
     source = Path(source)
@@ -564,14 +564,14 @@ def predict_video(predictor: Predictor, source: str | Path, out: str | Path | No
     Decoding (an ffmpeg process fed by a reader thread), inference (this thread) and annotation + encoding
     (a writer thread feeding another ffmpeg) overlap through bounded queues, so the slowest stage sets the pace.
     The output has the source's exact frame rate, every frame once in order, its audio (cut to the frames
-    written), and even dimensions (odd sizes are padded by one pixel: see :mod:`maskdetect.video`).
+    written), and even dimensions (odd sizes are padded by one pixel: see :mod:`maskdetect.infer.video`).
 
     Args:
         source: video file.
         out: output video (``.mp4``); None writes no video.
         json_path: write ``[{"frame": i, "bbox_xyxy", "label", "score", ...tracker fields}, ...]`` here.
         monitor: optional tracker/alerter with ``update(detections, frame_index, timestamp_s) -> Detections``,
-            ``banner(frame_index) -> str | None`` and ``close(out_path)`` (see ``maskdetect.monitor``); it
+            ``banner(frame_index) -> str | None`` and ``close(out_path)`` (see ``maskdetect.monitor.monitor``); it
             sees every frame in order, before annotation.
         max_frames: stop after this many frames.
         keep_audio: carry the source's audio track over.
@@ -588,9 +588,9 @@ def predict_video(predictor: Predictor, source: str | Path, out: str | Path | No
     """
     from tqdm.auto import tqdm
 
-    from maskdetect.annotate import FrameAnnotator
+    from maskdetect.infer.annotate import FrameAnnotator
     from maskdetect.fileio import atomic_write_json
-    from maskdetect.video import VideoReader, VideoWriter, probe_video
+    from maskdetect.infer.video import VideoReader, VideoWriter, probe_video
 
     if out is None and json_path is None:
         raise ConfigError("predict_video needs `out` (annotated video) and/or `json_path` (records)")
@@ -717,7 +717,7 @@ def predict_source(predictor: Predictor | str | Path, source: str | Path | int, 
 
     This is what ``maskdetect predict`` runs. `predictor` may be a loaded :class:`Predictor` or an export path.
     Images and folders go to :func:`predict_images`, video files to :func:`predict_video`, webcams and URLs to
-    :func:`maskdetect.stream.run_stream` (`out` is then the recording). `options` go to the function chosen
+    :func:`maskdetect.infer.stream.run_stream` (`out` is then the recording). `options` go to the function chosen
     (e.g. ``keep_audio``/``preset`` for video, ``display``/``duration_s`` for streams).
     """
     kind = source_kind(source)
@@ -732,7 +732,7 @@ def predict_source(predictor: Predictor | str | Path, source: str | Path | int, 
     if kind == "video":
         return predict_video(predictor, source, out, json_path=json_path, monitor=monitor, max_frames=max_frames,
                              progress=progress, **options)
-    from maskdetect.stream import run_stream
+    from maskdetect.infer.stream import run_stream
 
     return run_stream(predictor, int(source) if kind == "webcam" else str(source), record_path=out,
                       json_path=json_path, monitor=monitor, max_frames=max_frames, **options)

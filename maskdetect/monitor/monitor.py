@@ -27,13 +27,13 @@ from typing import IO, Any, Sequence
 
 import numpy as np
 
-from maskdetect.compliance import AlertRule, AlertSettings, PeopleCounter
+from maskdetect.monitor.compliance import AlertRule, AlertSettings, PeopleCounter
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.hooks import CommandHook, Hook, HookRunner, UrlHook
-from maskdetect.review import ReviewQueue
-from maskdetect.track import SMOOTHED_CLASS_KEY, SmoothingMethod, Tracker, TrackerSettings
+from maskdetect.monitor.hooks import CommandHook, Hook, HookRunner, UrlHook
+from maskdetect.monitor.review import ReviewQueue
+from maskdetect.monitor.track import SMOOTHED_CLASS_KEY, SmoothingMethod, Tracker, TrackerSettings
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Build a run's ``pipeline.config`` from our templates, through the protobuf API only.
 
-Precedence (lowest first): the model's template in ``configs/`` < the model registry's settings < the
-arguments of :func:`configure` < ``--set dotted.key=value`` overrides.
+Precedence (lowest first): the model's template in ``maskdetect/train/configs/`` < the model registry's settings
+< the arguments of :func:`configure` < ``--set dotted.key=value`` overrides.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from maskdetect.labelmap import read_label_map
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: found by non-editable installs too
 ZOO_BATCH_SIZE = 128  # the batch the zoo's learning rates were tuned for
 
 
@@ -302,7 +302,7 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
         batch_size, num_steps: training length; the cosine schedule is scaled to both.
         learning_rate: base rate after warmup (default: the zoo's 0.08 scaled linearly from batch 128).
         checkpoint: a checkpoint prefix (``.../ckpt-0``) to fine-tune from as "detection"; None trains from
-            scratch (say so explicitly: :func:`maskdetect.zoo.fetch_checkpoint` gets the COCO one).
+            scratch (say so explicitly: :func:`maskdetect.train.zoo.fetch_checkpoint` gets the COCO one).
         eval_split: the split evaluated beside training and by ``evaluate`` by default.
         overrides: ``{"dotted.key": value}`` or ``["dotted.key=value"]`` applied last, checked against the schema.
 

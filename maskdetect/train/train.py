@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from maskdetect.errors import ConfigError, TrainingError
-from maskdetect.pipeline import RunPaths, check_pipeline, load_pipeline
+from maskdetect.train.pipeline import RunPaths, check_pipeline, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def latest_checkpoint(run_dir: str | Path) -> str | None:
 def train(run_dir: str | Path, *, num_steps: int | None = None, strategy: str = "default",
           steps_per_iteration: int = 10, checkpoint_every: int | None = None, max_to_keep: int = 5,
           progress: bool = True) -> TrainResult:
-    """Train the run in `run_dir` (made by :func:`maskdetect.pipeline.configure`) up to `num_steps`.
+    """Train the run in `run_dir` (made by :func:`maskdetect.train.pipeline.configure`) up to `num_steps`.
 
     Starts from the newest checkpoint in ``run_dir/checkpoints`` if there is one (resume), else from the
     config's ``fine_tune_checkpoint`` (if any), else from scratch. Raises :class:`TrainingError` on a

@@ -21,7 +21,7 @@ from maskdetect.detections import box_iou
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.labelmap import read_label_map
-from maskdetect.pipeline import RunPaths, load_pipeline, split_files
+from maskdetect.train.pipeline import RunPaths, load_pipeline, split_files
 
 logger = logging.getLogger(__name__)
 

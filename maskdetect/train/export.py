@@ -20,7 +20,7 @@ from pathlib import Path
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.labelmap import read_label_map
-from maskdetect.pipeline import RunPaths, image_size_of, load_pipeline
+from maskdetect.train.pipeline import RunPaths, image_size_of, load_pipeline
 
 logger = logging.getLogger(__name__)
 

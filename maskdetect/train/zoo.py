@@ -15,7 +15,7 @@ from pathlib import Path
 from maskdetect.download import download, safe_extract, sha256_file
 from maskdetect.errors import DownloadError
 from maskdetect.fileio import atomic_write_json
-from maskdetect.pipeline import MODELS, REPO_ROOT
+from maskdetect.train.pipeline import MODELS, REPO_ROOT
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Drawing detections on frames. Annotators take their style in ``__init__`` and return a new frame from
 ``annotate(frame, detections)``; the input frame is never modified.
 
-Frames are RGB ``uint8`` arrays ``(H, W, 3)`` (what :class:`maskdetect.predictor.Predictor` and
-:mod:`maskdetect.video` use). Colours are RGB too.
+Frames are RGB ``uint8`` arrays ``(H, W, 3)`` (what :class:`maskdetect.infer.predictor.Predictor` and
+:mod:`maskdetect.infer.video` use). Colours are RGB too.
 
 Label text is ``"#<track id> <class> <score>"`` (``"#7 without_mask 0.91"``); the ``#id`` part only once the
 detections are tracked (and not for ``tracker_id == -1``, a face the tracker has not confirmed yet). When a tracker has put ``data["smoothed_class_id"]`` on the detections, that class

@@ -5,7 +5,7 @@
   camera, stale frames are dropped instead of queueing up, so the lag never grows.
 * :func:`run_stream` detects on each frame it takes, shows it (an OpenCV window when the GUI build of OpenCV
   and a display are there; an updating image in Jupyter), and records the annotated frames to an H.264 file
-  through :class:`maskdetect.video.VideoWriter`. Ctrl-C (``KeyboardInterrupt``) is the normal way to stop:
+  through :class:`maskdetect.infer.video.VideoWriter`. Ctrl-C (``KeyboardInterrupt``) is the normal way to stop:
   the recording is finalised and playable.
 
 The recording is real time: it has a constant rate (`record_fps`, by default the camera's) and each
@@ -32,7 +32,7 @@ import numpy as np
 
 from maskdetect.errors import ConfigError, VideoError
 from maskdetect.redact import redact
-from maskdetect.video import VideoWriter, parse_rate
+from maskdetect.infer.video import VideoWriter, parse_rate
 
 logger = logging.getLogger(__name__)
 
@@ -246,11 +246,11 @@ def run_stream(predictor: Any, source: int | str, *, record_path: str | Path | N
     """Detect live on a webcam or stream until it ends, `max_frames`/`duration_s` is reached, or Ctrl-C.
 
     Args:
-        predictor: a :class:`maskdetect.predictor.Predictor`.
+        predictor: a :class:`maskdetect.infer.predictor.Predictor`.
         source: webcam index (``0``), stream URL, or a video file played as if live.
         record_path: record the annotated stream here (H.264 ``.mp4``, real time, finalised on Ctrl-C).
         json_path: write ``[{"frame": source frame index, "time_s", "bbox_xyxy", "label", "score", ...}]``.
-        monitor: tracker/alerter (see :func:`maskdetect.predictor.predict_video`); needs `record_path` or
+        monitor: tracker/alerter (see :func:`maskdetect.infer.predictor.predict_video`); needs `record_path` or
             `json_path`, beside which it writes its summary.
         max_frames: stop after processing this many frames; duration_s: after this many seconds.
         display: ``"auto"`` (window if possible, else inline in Jupyter, else none), ``"window"``,
@@ -260,13 +260,13 @@ def run_stream(predictor: Any, source: int | str, *, record_path: str | Path | N
         capture_factory: replaces ``cv2.VideoCapture`` (tests, custom cameras).
 
     Returns:
-        A :class:`maskdetect.predictor.PredictionSummary` (``frames`` = frames processed).
+        A :class:`maskdetect.infer.predictor.PredictionSummary` (``frames`` = frames processed).
     """
     from tqdm.auto import tqdm
 
-    from maskdetect.annotate import FrameAnnotator
+    from maskdetect.infer.annotate import FrameAnnotator
     from maskdetect.fileio import atomic_write_json
-    from maskdetect.predictor import PredictionSummary, _accepts
+    from maskdetect.infer.predictor import PredictionSummary, _accepts
 
     if monitor is not None and record_path is None and json_path is None:
         raise ConfigError("monitoring a stream needs record_path and/or json_path (its summary goes beside them)")
@@ -352,7 +352,7 @@ def run_stream(predictor: Any, source: int | str, *, record_path: str | Path | N
 
 
 def _file_fps(path: str | Path) -> float | None:
-    from maskdetect.video import probe_video
+    from maskdetect.infer.video import probe_video
 
     try:
         return float(probe_video(path).fps)

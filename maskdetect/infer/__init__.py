@@ -1,0 +1,1 @@
+"""Inference stage: load an export and run it on images, videos, cameras and streams; video I/O; annotation."""
