@@ -45,7 +45,8 @@ def main() -> None:
     from maskdetect.data import convert
     from maskdetect.train.export import export_saved_model, export_tflite
     from maskdetect.train.pipeline import configure
-    from maskdetect.infer.predictor import Predictor, read_image
+    from maskdetect.infer.predictor import Predictor
+    from maskdetect.infer.sources import read_image
     from maskdetect.train.train import train
 
     tf.get_logger().setLevel(logging.ERROR)

@@ -1,9 +1,9 @@
-"""Video throughput: our overlapped `predict_video` vs the model alone vs a plain sequential OpenCV loop.
+"""Video throughput: our overlapped `predict_source` loop vs the model alone vs a plain sequential OpenCV loop.
 
 Makes a 1920x1080 clip from ../shared/videos/one-unmasked-1280x720.mp4 (ffmpeg scale, first N frames), then
 for each backend (SavedModel, and TFLite when the export has one) measures on the same N frames:
 
-* ``end_to_end_fps``: :func:`maskdetect.infer.predictor.predict_video` (decode -> infer -> annotate -> H.264 encode,
+* ``end_to_end_fps``: :func:`maskdetect.infer.loop.predict_source` (decode -> infer -> annotate -> H.264 encode,
   overlapped), wall time from the call to the finished file;
 * ``model_only_fps``: ``Predictor.predict`` on the frames already decoded in memory;
 * ``plain_loop_fps``: ``cv2.VideoCapture`` read -> RGB -> predict -> the same annotator -> ``cv2.VideoWriter``
@@ -109,7 +109,8 @@ def bench_backend(model: Path, clip: Path, frames_in_memory: list, workdir: Path
     medians."""
     import statistics
 
-    from maskdetect.infer.predictor import Predictor, predict_video
+    from maskdetect.infer.loop import predict_source
+    from maskdetect.infer.predictor import Predictor
 
     loaded = time.perf_counter()
     predictor = Predictor(model)
@@ -124,8 +125,8 @@ def bench_backend(model: Path, clip: Path, frames_in_memory: list, workdir: Path
 
     def end_to_end(threads: int) -> float:
         started = time.perf_counter()
-        summary = predict_video(predictor, clip, workdir / "e2e.mp4", max_frames=n, progress=False,
-                                ffmpeg_threads=threads)
+        summary = predict_source(predictor, clip, workdir / "e2e.mp4", max_frames=n, progress=False,
+                                 ffmpeg_threads=threads)
         assert summary.frames == n, summary
         return n / (time.perf_counter() - started)
 

@@ -426,51 +426,24 @@ class BrowserWebcam:
                 self._started = False
 
 
-def run_browser_webcam(predictor, *, monitor=None, record_path: str | Path | None = None, record_fps: float = 10.0,
-                       max_frames: int | None = None, width: int = 640, camera: BrowserWebcam | None = None
-                       ) -> dict[str, Any]:
-    """Detect live in the browser's webcam on Colab: each frame is detected, tracked/alerted by `monitor`,
-    drawn with the FPS and alert banner, shown in the page and (with `record_path`) recorded as H.264.
-
-    The browser delivers frames at the round trip's pace, not at a fixed rate, so the recording is written at
-    the nominal `record_fps`. Ends when the user presses Stop or after `max_frames`.
+def run_browser_webcam(predictor, *, monitor=None, record_path: str | Path | None = None,
+                       json_path: str | Path | None = None, record_fps: float = 10.0, max_frames: int | None = None,
+                       width: int = 640, camera: BrowserWebcam | None = None):
+    """Detect live in the browser's webcam on Colab, through the package's one frame loop
+    (:func:`maskdetect.infer.loop.predict_source`): each frame is detected, tracked/alerted by `monitor`, drawn
+    with the FPS and alert banner, shown in the page, recorded in real time as H.264 at `record_fps` (with
+    `record_path`) and written as JSON records (with `json_path`). Ends when the user presses Stop or after
+    `max_frames`.
 
     Returns:
-        ``{"frames", "fps", "seconds", "record_path", "summary"}`` (``summary``: what ``monitor.close`` wrote).
+        A :class:`maskdetect.infer.loop.PredictionSummary` (``monitor``: what ``monitor.close`` returned).
     """
-    import time
-
-    from maskdetect.infer.annotate import FrameAnnotator
-    from maskdetect.infer.video import VideoWriter
+    from maskdetect.infer.loop import predict_source
+    from maskdetect.infer.sources import CameraFrames
 
     camera = camera or BrowserWebcam(width=width)
-    annotator = FrameAnnotator(predictor.class_names)
-    writer = None
-    frames, started, fps = 0, time.perf_counter(), 0.0
-    try:
-        for index, frame in enumerate(camera.frames(max_frames=max_frames)):
-            detections = predictor.predict(frame)
-            banner = None
-            if monitor is not None:
-                detections = monitor.update(detections, index, time.perf_counter() - started, frame=frame)
-                banner = monitor.banner(index)
-            frames += 1
-            fps = frames / max(time.perf_counter() - started, 1e-6)
-            shown = annotator.annotate(frame, detections, banner=" | ".join(filter(None, [f"{fps:.1f} FPS", banner])))
-            camera.show(shown)
-            if record_path is not None:
-                if writer is None:
-                    writer = VideoWriter(record_path, record_fps, (shown.shape[1], shown.shape[0]))
-                    writer.open()
-                writer.write(shown)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    recorded = writer.close() if writer is not None else None
-    summary = monitor.close(recorded or record_path or "webcam.mp4") if monitor is not None else None
-    return {"frames": frames, "fps": round(fps, 2), "seconds": round(time.perf_counter() - started, 2),
-            "record_path": str(recorded) if recorded else None, "summary": summary}
+    return predict_source(predictor, CameraFrames(camera, fps=record_fps), record_path, json_path=json_path,
+                          monitor=monitor, max_frames=max_frames, show_fps=True, progress=False)
 
 
 # --- command line --------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, ste
     from maskdetect.train.evaluate import evaluate
     from maskdetect.train.export import export_saved_model
     from maskdetect.train.pipeline import configure
-    from maskdetect.infer.predictor import Predictor, predict_video
+    from maskdetect.infer.loop import predict_source
+    from maskdetect.infer.predictor import Predictor
     from maskdetect.sample_video import make_sample_video
     from maskdetect.train.train import train
 
@@ -85,7 +86,7 @@ def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, ste
     predictor = Predictor(paths.exports, threshold=0.3)
     annotated = out / "annotated_sample.mp4"
     detections_json = out / "annotated_sample.json"
-    predict_video(predictor, video, annotated, json_path=detections_json, progress=progress)
+    predict_source(predictor, video, annotated, json_path=detections_json, progress=progress)
     timed("video", tick)
     timings["total"] = round(time.monotonic() - started, 1)
 

@@ -67,7 +67,7 @@ def make_sample_video(image_path: str | Path, out_path: str | Path, *, seconds: 
     Returns:
         `out_path`.
     """
-    from maskdetect.infer.predictor import read_image
+    from maskdetect.infer.sources import read_image
 
     rate = parse_rate(fps)
     image = read_image(image_path)

@@ -270,10 +270,12 @@ def test_run_browser_webcam_detects_tracks_records_and_shows(fake_colab, monkeyp
 
     monitor = Monitor(maskdetect.CLASSES, fps=10, alert_seconds=0.0, alert_cooldown_s=0, min_track_frames=1)
     result = colab.run_browser_webcam(Unmasked(), monitor=monitor, record_path=tmp_path / "webcam.mp4",
-                                      max_frames=12)
-    assert result["frames"] == 12 and result["fps"] > 0
+                                      json_path=tmp_path / "webcam.json", max_frames=12)
+    assert result.frames == 12 and result.fps > 0
     assert len(shown) == 11  # every annotated frame but the last goes back with the next request
     info = probe_video(tmp_path / "webcam.mp4")
     assert info.size_wh == (160, 120) and info.codec == "h264"
-    assert result["summary"]["alerts"]["raised"] >= 1
+    assert result.monitor["alerts"]["raised"] >= 1
+    records = json.loads((tmp_path / "webcam.json").read_text())  # the same loop as the CLI: JSON records too
+    assert len(records) == 12 and {"frame", "time_s", "track_id"} <= records[0].keys()
     assert (tmp_path / "webcam.summary.json").exists() and (tmp_path / "webcam.compliance.png").exists()

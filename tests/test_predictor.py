@@ -1,14 +1,8 @@
-"""Predictor and predict_* on the real tiny export (SavedModel and TFLite), plus the source/output plumbing."""
+"""The model runtime (maskdetect.infer.predictor) on the real tiny export (SavedModel and TFLite)."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,40 +10,15 @@ import pytest
 
 import maskdetect
 from maskdetect.detections import Detections
-from maskdetect.errors import ConfigError, DataError, VideoError
-from maskdetect.infer.predictor import (Predictor, find_label_map, predict_source, predict_video, read_image,
-                                  resolve_export, source_kind, tflite_output_indices)
-from maskdetect.infer.video import count_frames, even_size, make_test_clip, probe_video
+from maskdetect.errors import ConfigError, DataError
+from maskdetect.infer.predictor import Predictor, find_label_map, resolve_export, tflite_output_indices
+from maskdetect.infer.sources import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = REPO / "sample" / "face-mask" / "images"
 
 
-# -- plumbing, no model ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("source, kind", [
-    (0, "webcam"), ("1", "webcam"),
-    ("rtsp://u:p@cam/1", "stream"), ("HTTP://cam/video.mjpg", "stream"), ("https://x/y.m3u8", "stream"),
-])
-def test_source_kind_of_live_sources(source, kind):
-    assert source_kind(source) == kind
-
-
-@pytest.mark.parametrize("name, kind", [("a.JPG", "image"), ("b.png", "image"), ("c.mp4", "video"),
-                                        ("d.mkv", "video"), ("e.avi", "video")])
-def test_source_kind_of_files(tmp_path, name, kind):
-    (tmp_path / name).write_bytes(b"x")
-    assert source_kind(tmp_path / name) == kind
-    assert source_kind(tmp_path) == "folder"
-
-
-@pytest.mark.parametrize("name, message", [("missing.jpg", "no such file"), ("notes.txt", "unknown file type")])
-def test_source_kind_errors(tmp_path, name, message):
-    if name == "notes.txt":
-        (tmp_path / name).write_text("x")
-    with pytest.raises(DataError, match=message):
-        source_kind(tmp_path / name)
-
-
+# -- no model ------------------------------------------------------------------------------------------------
 def _detail(name, shape, index):
     return {"name": name, "shape": np.array(shape), "index": index}
 
@@ -107,13 +76,6 @@ def lite(tiny_export):
     return Predictor(tiny_export.tflite, threshold=0.0)
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """Odd size, 29.97 FPS, with an audio track."""
-    return make_test_clip(tmp_path_factory.mktemp("clips") / "odd.mkv", size_wh=(321, 241), fps="30000/1001",
-                          frames=24, audio=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["saved", "lite"])
 def test_predict_image_batch_and_stream(request, backend):
@@ -164,119 +126,3 @@ def test_class_names_fall_back_without_a_label_map(tiny_export, tmp_path, caplog
     if predictor.predict_raw(image).class_id.max() >= 1:  # ids the single name cannot cover
         with pytest.raises(DataError, match="label map"):
             Predictor(lonely, class_names=["only_one"], threshold=0.0).predict(image)
-
-
-@pytest.mark.slow
-def test_predict_video_end_to_end_with_tracking(lite, clip, tmp_path):
-    from maskdetect.monitor.monitor import Monitor
-
-    out, records = tmp_path / "out.mp4", tmp_path / "out.json"
-    monitor = Monitor(lite.class_names, fps=float(probe_video(clip).fps), track=True)
-    summary = predict_video(lite, clip, out, json_path=records, monitor=monitor, progress=False)
-    assert summary.frames == 24 and summary.fps > 0
-
-    info = probe_video(out)
-    assert (info.codec, info.pix_fmt, info.fps) == ("h264", "yuv420p", probe_video(clip).fps)
-    assert info.size_wh == even_size(321, 241) and info.audio_codec == "aac"
-    assert count_frames(out) == 24
-    data = json.loads(records.read_text())
-    assert len(data) == summary.detections > 0
-    assert {"frame", "bbox_xyxy", "label", "score", "track_id", "smoothed_class_id"} <= data[0].keys()
-    assert sorted({r["frame"] for r in data}) == sorted(r["frame"] for r in {r["frame"]: r for r in data}.values())
-    assert max(r["frame"] for r in data) <= 23
-    assert (tmp_path / "out.summary.json").is_file()  # monitor.close(out) ran
-
-
-class _InterruptAt:
-    def __init__(self, n):
-        self.n = n
-
-    def update(self, detections, frame_index, timestamp_s):
-        if frame_index == self.n:
-            raise KeyboardInterrupt
-        return detections
-
-    def banner(self, frame_index):
-        return None
-
-    def close(self, out_path):
-        raise AssertionError("an interrupted run must not write summaries")
-
-
-@pytest.mark.slow
-def test_keyboard_interrupt_in_predict_video_leaves_nothing(lite, clip, tmp_path):
-    out, records = tmp_path / "out.mp4", tmp_path / "out.json"
-    with pytest.raises(KeyboardInterrupt):
-        predict_video(lite, clip, out, json_path=records, monitor=_InterruptAt(10), progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
-
-
-@pytest.mark.slow
-def test_broken_source_raises_video_error_and_leaves_nothing(lite, clip, tmp_path):
-    broken = tmp_path / "broken.mkv"
-    data = clip.read_bytes()
-    broken.write_bytes(data[: len(data) // 2])  # truncated: decodes a while, then stops
-    out = tmp_path / "out.mp4"
-    try:
-        summary = predict_video(lite, broken, out, progress=False)
-    except VideoError:
-        assert not out.exists()
-    else:  # ffmpeg may treat a truncated file as shorter: then it must be complete and consistent
-        assert count_frames(out) == summary.frames
-    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
-
-
-@pytest.mark.slow
-def test_predict_source_on_images_and_folders(lite, tmp_path):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for p in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:3]:
-        shutil.copyfile(p, folder / p.name)
-    summary = predict_source(lite, folder, tmp_path / "annotated", json_path=tmp_path / "dets.json")
-    assert summary.frames == 3
-    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == sorted(p.name for p in folder.iterdir())
-    data = json.loads((tmp_path / "dets.json").read_text())
-    assert data and set(data[0]) == {"image", "bbox_xyxy", "label", "score"}
-    assert {r["image"] for r in data} <= {p.stem for p in folder.iterdir()}
-    one = sorted(folder.iterdir())[0]
-    predict_source(lite, one, tmp_path / "one.png")
-    assert read_image(tmp_path / "one.png").shape == read_image(one).shape
-
-
-def _cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "maskdetect", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=600, **kwargs)
-
-
-@pytest.mark.slow
-def test_cli_video_with_json_and_tracking(tiny_export, clip, tmp_path):
-    out = tmp_path / "cli.mp4"
-    result = _cli("predict", "--model", str(tiny_export.tflite), "--source", str(clip), "--out", str(out),
-                  "--json", str(tmp_path / "cli.json"), "--threshold", "0.05", "--track")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert count_frames(out) == 24 and probe_video(out).fps == probe_video(clip).fps
-    assert all("frame" in r for r in json.loads((tmp_path / "cli.json").read_text()))
-    assert (tmp_path / "cli.summary.json").is_file()
-    bad = _cli("predict", "--model", str(tiny_export.tflite), "--source", str(clip))
-    assert bad.returncode == 2 and "nothing to write" in bad.stderr
-
-
-@pytest.mark.slow
-def test_cli_killed_mid_write_leaves_no_output(tiny_export, tmp_path):
-    clip = make_test_clip(tmp_path / "long.mp4", size_wh=(320, 240), fps="25", frames=2000, audio=True)
-    out = tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "maskdetect", "predict", "--model", str(tiny_export.tflite),
-                             "--source", str(clip), "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not [p for p in tmp_path.iterdir() if ".partial" in p.name and p.stat().st_size > 0]:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    time.sleep(1)
-    assert not out.exists()

@@ -155,7 +155,8 @@ def test_export_has_model_card_and_loads(tiny_export):
 def test_saved_model_and_tflite_agree(tiny_export):
     """Same top detections (IoU >= 0.9, same class) from both exports on sample images."""
     from maskdetect.detections import box_iou
-    from maskdetect.infer.predictor import Predictor, read_image
+    from maskdetect.infer.predictor import Predictor
+    from maskdetect.infer.sources import read_image
 
     saved = Predictor(tiny_export.saved_model, threshold=0.0, cross_class_nms=False)
     lite = Predictor(tiny_export.tflite, threshold=0.0, cross_class_nms=False)

@@ -1,4 +1,4 @@
-"""``maskdetect predict``: a thin face over :func:`maskdetect.infer.predictor.predict_source`."""
+"""``maskdetect predict``: a thin face over :func:`maskdetect.infer.loop.predict_source`."""
 
 from __future__ import annotations
 
@@ -67,50 +67,40 @@ def register(subparsers) -> None:
                       help="window (GUI OpenCV), notebook, none, or auto (default)")
     live.add_argument("--record-fps", metavar="RATE", help="recording frame rate, e.g. 30 or 30000/1001 "
                       "(default: the source's)")
-    try:
-        from maskdetect.monitor.monitor import add_monitor_arguments
-    except ImportError:  # the monitor is optional
-        pass
-    else:
-        add_monitor_arguments(p)
+    from maskdetect.monitor.monitor import add_monitor_arguments
+
+    add_monitor_arguments(p)
     p.set_defaults(func=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from maskdetect.errors import ConfigError
-    from maskdetect.infer.predictor import Predictor, predict_source, source_kind
+    from maskdetect.infer.loop import predict_source
+    from maskdetect.infer.predictor import Predictor
+    from maskdetect.infer.sources import open_source
+    from maskdetect.monitor.monitor import monitor_from_args
     from maskdetect.redact import redact
-    from maskdetect.infer.video import probe_video
 
-    kind = source_kind(args.source)
-    if kind in ("image", "folder", "video") and args.out is None and args.json is None:
-        raise ConfigError("nothing to write: pass --out (annotated output) and/or --json (detections)")
-    predictor = Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
-                          cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou)
-
-    monitor = None
-    if kind != "image" and kind != "folder":
-        try:
-            from maskdetect.monitor.monitor import monitor_from_args
-        except ImportError:
-            monitor_from_args = None
-        if monitor_from_args is not None:
-            fps = float(probe_video(args.source).fps) if kind == "video" else 30.0
-            anchor = args.out if args.out is not None else args.json
-            if anchor is None and getattr(args, "track", False):
+    source = open_source(args.source, max_frames=args.max_frames)
+    try:
+        if not source.live and args.out is None and args.json is None:
+            raise ConfigError("nothing to write: pass --out (annotated output) and/or --json (detections)")
+        predictor = Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
+                              cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou)
+        monitor = None
+        anchor = args.out if args.out is not None else args.json
+        if source.fps is not None:  # a video or a live source
+            if anchor is None and args.track:
                 raise ConfigError("--track writes a summary beside the output: pass --out and/or --json")
             if anchor is not None:
-                source_name = Path(args.source).stem if kind == "video" else f"{kind}"
-                monitor = monitor_from_args(args, anchor, predictor.class_names, fps, source=source_name)
-
-    options = {}
-    if kind == "video":
-        options = dict(keep_audio=args.keep_audio, crf=args.crf, preset=args.preset)
-    elif kind in ("webcam", "stream"):
-        options = dict(duration_s=args.duration, display=args.display, record_fps=args.record_fps)
-    summary = predict_source(predictor, args.source, args.out, json_path=args.json, monitor=monitor,
-                             max_frames=args.max_frames if kind not in ("image", "folder") else None, **options)
+                monitor = monitor_from_args(args, anchor, predictor.class_names, float(source.fps), source=source.name)
+    except BaseException:
+        source.close()
+        raise
+    summary = predict_source(predictor, source, args.out, json_path=args.json, monitor=monitor,
+                             max_frames=args.max_frames, duration_s=args.duration, display=args.display,
+                             record_fps=args.record_fps, keep_audio=args.keep_audio, crf=args.crf, preset=args.preset)
     written = [str(p) for p in (summary.out_path, summary.json_path) if p is not None]
-    print(f"{redact(str(args.source))}: {summary.frames} {'image(s)' if kind in ('image', 'folder') else 'frames'}, "
+    print(f"{redact(str(args.source))}: {summary.frames} {'image(s)' if source.fps is None else 'frames'}, "
           f"{summary.detections} detection(s), {summary.fps:.1f}/s" + (f" -> {', '.join(written)}" if written else ""))
     return 0

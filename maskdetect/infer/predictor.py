@@ -1,48 +1,40 @@
-"""Run an exported model on images, batches, frame streams, folders, video files and live streams.
+"""The model runtime: load an exported model once and turn RGB images into :class:`Detections`.
 
 :class:`Predictor` loads an export once (an OD API SavedModel directory, or a ``.tflite`` file from
 ``export_tflite_graph_tf2`` + the TFLite converter), warms it up, and turns RGB ``uint8`` images into
 :class:`~maskdetect.detections.Detections` (pixel ``xyxy``, 0-based ``class_id``), post-processed by
 per-class score thresholds and, by default, cross-class NMS (one box per face).
 
-:func:`predict_source` is what ``maskdetect predict`` runs: it dispatches on the source (image, folder,
-video file, webcam index, RTSP/HTTP URL) to :func:`predict_images`, :func:`predict_video` or
-:func:`maskdetect.infer.stream.run_stream`.
+It knows nothing of files, cameras or outputs: :mod:`maskdetect.infer.sources` gives frames,
+:mod:`maskdetect.infer.sinks` writes results and :mod:`maskdetect.infer.loop` runs the one frame loop.
 
 Example:
-    >>> predictor = Predictor("workspace/exports/demo/saved_model", threshold=0.5)     # doctest: +SKIP
+    >>> predictor = Predictor("workspace/runs/demo/export/saved_model", threshold=0.5)  # doctest: +SKIP
     >>> detections = predictor.predict(rgb_image)                                      # doctest: +SKIP
-    >>> predict_video(predictor, "in.mp4", "out.mp4", json_path="out.json")           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 import maskdetect
 from maskdetect.detections import Detections
-from maskdetect.errors import ConfigError, DataError, MaskdetectError, VideoError
+from maskdetect.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif")
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://", "srt://")
 LABEL_MAP_NAMES = ("label_map.pbtxt", "labelmap.pbtxt")
 
 #: Defaults of the post-processing (also the CLI's).
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.5
-#: Queue length between the reader, inference and writer threads of `predict_video`.
-QUEUE_SIZE = 8
 
 Threshold = float | Mapping[int | str, float]
 
@@ -77,7 +69,7 @@ def resolve_export(model_path: str | Path) -> tuple[str, Path]:
         if len(tflites) == 1:
             return "tflite", tflites[0]
     raise ConfigError(f"{path}: not a model export. Pass an exported SavedModel directory (holding "
-                      "saved_model.pb, e.g. workspace/exports/NAME/saved_model) or a .tflite file.")
+                      "saved_model.pb, e.g. workspace/runs/NAME/export/saved_model) or a .tflite file.")
 
 
 @dataclass
@@ -113,7 +105,7 @@ class Predictor:
         speed: :class:`Speed` of the last :meth:`predict`.
 
     Example:
-        >>> p = Predictor("exports/demo/model.tflite", threshold={"without_mask": 0.3})  # doctest: +SKIP
+        >>> p = Predictor("runs/demo/export/model.tflite", threshold={"without_mask": 0.3})  # doctest: +SKIP
         >>> for detections in p.predict_stream(frames): ...                            # doctest: +SKIP
     """
 
@@ -375,369 +367,5 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-# -- sources -------------------------------------------------------------------------------------------------
-def source_kind(source: str | Path | int) -> str:
-    """``"webcam"`` (an int or digits), ``"stream"`` (rtsp/http/... URL), ``"folder"``, ``"image"`` or
-    ``"video"`` (by suffix). Raises `DataError` for a missing path or an unknown suffix."""
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        return "webcam"
-    text = str(source)
-    if text.lower().startswith(STREAM_SCHEMES):
-        return "stream"
-    path = Path(text)
-    if path.is_dir():
-        return "folder"
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder. --source takes an image, a folder of images, a video "
-                        "file, a webcam index (0) or an rtsp:// / http:// URL")
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    raise DataError(f"{path}: unknown file type {suffix!r}; images are {', '.join(IMAGE_SUFFIXES)}, videos "
-                    f"{', '.join(VIDEO_SUFFIXES)}")
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in `folder`, sorted by name. Raises `DataError` if there are none, or if two share
-    a stem (their JSON records could not be told apart)."""
-    folder = Path(folder)
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                    and not p.name.startswith("."))
-    if not images:
-        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    stems: dict[str, Path] = {}
-    for p in images:
-        if p.stem in stems:
-            raise DataError(f"{stems[p.stem].name} and {p.name} share the stem {p.stem!r}; rename one")
-        stems[p.stem] = p
-    return images
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB ``uint8`` (EXIF orientation applied)."""
-    import cv2
-
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such image file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: cannot read this image (missing, corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write an RGB image atomically (format from the suffix)."""
-    import cv2
-
-    from maskdetect.fileio import atomic_path
-
-    path = Path(path)
-    ok, encoded = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise DataError(f"{path}: OpenCV cannot encode images with suffix {path.suffix!r}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
-    return path
-
-
-@dataclass
-class PredictionSummary:
-    """What a `predict_*` call did.
-
-    Attributes:
-        kind: source kind (``image``, ``folder``, ``video``, ``webcam``, ``stream``).
-        frames: images or frames processed.
-        detections: boxes kept in total.
-        seconds: wall time; fps: frames per second end to end.
-        out_path / json_path: where the annotated output and the records went (None if not written).
-        records: the JSON records (also written to `json_path`).
-        frames_dropped: live streams only: frames skipped because newer ones had arrived.
-    """
-
-    kind: str
-    frames: int = 0
-    detections: int = 0
-    seconds: float = 0.0
-    out_path: Path | None = None
-    json_path: Path | None = None
-    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    frames_dropped: int = 0
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def predict_images(predictor: Predictor, source: str | Path, out: str | Path | None = None, *,
-                   json_path: str | Path | None = None, annotator: Any = None,
-                   progress: bool = True) -> PredictionSummary:
-    """Detect in an image or in every image of a folder.
-
-    Args:
-        source: an image file or a folder of images (not recursive).
-        out: for a folder, the output folder (annotated images keep their file names); for an image, an
-            output image path (with an image suffix) or a folder. None: draw nothing.
-        json_path: write ``[{"image": stem, "bbox_xyxy": [x1, y1, x2, y2], "label", "score"}, ...]`` here.
-    """
-    from tqdm.auto import tqdm
-
-    from maskdetect.infer.annotate import FrameAnnotator
-    from maskdetect.fileio import atomic_write_json
-
-    source = Path(source)
-    images = list_images(source) if source.is_dir() else [source]
-    annotator = annotator or FrameAnnotator(predictor.class_names)
-    out = Path(out) if out is not None else None
-    summary = PredictionSummary(kind="folder" if source.is_dir() else "image", out_path=out)
-    started = time.perf_counter()
-    for path in tqdm(images, desc="predict", unit="image", disable=not progress or len(images) < 2):
-        image = read_image(path)
-        detections = predictor.predict(image)
-        summary.records += detections.to_records(predictor.class_names, image=path.stem)
-        summary.frames += 1
-        summary.detections += len(detections)
-        if out is not None:
-            target = out if (not source.is_dir() and out.suffix.lower() in IMAGE_SUFFIXES) else out / path.name
-            write_image(target, annotator.annotate(image, detections))
-    summary.seconds = time.perf_counter() - started
-    if json_path is not None:
-        summary.json_path = atomic_write_json(json_path, summary.records)
-    logger.info("%d image(s), %d detection(s), %.1f images/s", summary.frames, summary.detections, summary.fps)
-    return summary
-
-
-_END = object()
-
-
-class _Worker(threading.Thread):
-    """A thread that runs `target` and keeps its exception for the main thread to re-raise."""
-
-    def __init__(self, target: Callable[[], None], name: str) -> None:
-        super().__init__(name=name, daemon=True)
-        self._target_fn = target
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._target_fn()
-        except BaseException as exc:  # handed to the main thread
-            self.error = exc
-
-
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put, waking up regularly to see whether the pipeline is stopping. False if it is."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _accepts(function: Callable, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _drain(q: queue.Queue) -> None:
-    while True:
-        try:
-            q.get_nowait()
-        except queue.Empty:
-            return
-
-
-def predict_video(predictor: Predictor, source: str | Path, out: str | Path | None, *,
-                  json_path: str | Path | None = None, monitor: Any = None, annotator: Any = None,
-                  max_frames: int | None = None, keep_audio: bool = True, crf: int = 23,
-                  preset: str = "ultrafast", ffmpeg_threads: int = 0,
-                  progress: bool = True) -> PredictionSummary:
-    """Detect in every frame of a video file and write the annotated video (H.264) and/or JSON records.
-
-    Decoding (an ffmpeg process fed by a reader thread), inference (this thread) and annotation + encoding
-    (a writer thread feeding another ffmpeg) overlap through bounded queues, so the slowest stage sets the pace.
-    The output has the source's exact frame rate, every frame once in order, its audio (cut to the frames
-    written), and even dimensions (odd sizes are padded by one pixel: see :mod:`maskdetect.infer.video`).
-
-    Args:
-        source: video file.
-        out: output video (``.mp4``); None writes no video.
-        json_path: write ``[{"frame": i, "bbox_xyxy", "label", "score", ...tracker fields}, ...]`` here.
-        monitor: optional tracker/alerter with ``update(detections, frame_index, timestamp_s) -> Detections``,
-            ``banner(frame_index) -> str | None`` and ``close(out_path)`` (see ``maskdetect.monitor.monitor``); it
-            sees every frame in order, before annotation.
-        max_frames: stop after this many frames.
-        keep_audio: carry the source's audio track over.
-        crf, preset: x264 quality and speed. ``ultrafast`` (default) leaves the most CPU to the model;
-            ``veryfast``/``medium`` make 2-4x smaller files at a cost in end-to-end FPS.
-        ffmpeg_threads: threads of the decoding and of the encoding ffmpeg (0 = ffmpeg's choice).
-
-    Returns:
-        A :class:`PredictionSummary`.
-
-    Raises:
-        VideoError: the source cannot be decoded or the output cannot be encoded (ffmpeg's message).
-            Nothing is left under `out` or `json_path` on any error or on ``KeyboardInterrupt``.
-    """
-    from tqdm.auto import tqdm
-
-    from maskdetect.infer.annotate import FrameAnnotator
-    from maskdetect.fileio import atomic_write_json
-    from maskdetect.infer.video import VideoReader, VideoWriter, probe_video
-
-    if out is None and json_path is None:
-        raise ConfigError("predict_video needs `out` (annotated video) and/or `json_path` (records)")
-    monitor_takes_frame = monitor is not None and _accepts(monitor.update, "frame")
-    info = probe_video(source)
-    total = info.expected_frames
-    if max_frames is not None:
-        total = min(total, max_frames) if total else max_frames
-    annotator = annotator or FrameAnnotator(predictor.class_names)
-    summary = PredictionSummary(kind="video", out_path=Path(out) if out is not None else None)
-    fps = float(info.fps)
-
-    reader = VideoReader(source, info=info, max_frames=max_frames, threads=ffmpeg_threads)
-    writer = None
-    if out is not None:
-        audio_seconds = (total / info.fps) if total else None
-        writer = VideoWriter(out, info.fps, reader.size_wh, audio_from=source if keep_audio else None,
-                             audio_duration_s=audio_seconds, crf=crf, preset=preset, threads=ffmpeg_threads)
-    stop = threading.Event()
-    frames_q: queue.Queue = queue.Queue(QUEUE_SIZE)
-    out_q: queue.Queue = queue.Queue(QUEUE_SIZE)
-
-    reader_errors: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            for frame in reader:
-                if not _put(frames_q, frame, stop):
-                    return
-        except BaseException as exc:  # recorded before _END is queued, so the main thread sees it
-            reader_errors.append(exc)
-        finally:
-            _put(frames_q, _END, stop)
-
-    def write() -> None:
-        while True:
-            item = out_q.get()
-            if item is _END:
-                return
-            frame, detections, banner = item
-            writer.write(annotator.annotate(frame, detections, banner=banner))
-
-    reader_thread = _Worker(read, "video-reader")
-    writer_thread = _Worker(write, "video-writer") if writer is not None else None
-    bar = tqdm(total=total, desc="predict", unit="frame", disable=not progress, dynamic_ncols=True)
-    started = time.perf_counter()
-    try:
-        if writer is not None:
-            writer.open()
-            writer_thread.start()
-        reader_thread.start()
-        index = 0
-        while True:
-            try:
-                frame = frames_q.get(timeout=0.5)
-            except queue.Empty:
-                if writer_thread is not None and writer_thread.error:
-                    raise writer_thread.error
-                if not reader_thread.is_alive() and frames_q.empty():
-                    raise (reader_errors or [VideoError(f"{source}: the reader stopped early")])[0]
-                continue
-            if frame is _END:
-                if reader_errors:
-                    raise reader_errors[0]
-                break
-            detections = predictor.predict(frame)
-            banner = None
-            if monitor is not None:
-                if monitor_takes_frame:
-                    detections = monitor.update(detections, index, index / fps, frame=frame)
-                else:
-                    detections = monitor.update(detections, index, index / fps)
-                banner = monitor.banner(index)
-            summary.records += detections.to_records(predictor.class_names, frame=index)
-            summary.detections += len(detections)
-            if writer_thread is not None:
-                while True:
-                    if writer_thread.error:
-                        raise writer_thread.error
-                    try:
-                        out_q.put((frame, detections, banner), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-            index += 1
-            bar.update(1)
-        summary.frames = index
-        bar.close()
-        if index == 0:
-            raise VideoError(f"{source}: no frame could be decoded")
-        if writer_thread is not None:
-            out_q.put(_END)
-            writer_thread.join()
-            if writer_thread.error:
-                raise writer_thread.error
-            writer.close()
-        summary.seconds = time.perf_counter() - started
-        if monitor is not None:
-            monitor.close(out if out is not None else json_path)
-        if json_path is not None:
-            summary.json_path = atomic_write_json(json_path, summary.records)
-    except BaseException:
-        stop.set()
-        reader.close()
-        if writer is not None:
-            writer.abort()
-            _drain(out_q)
-            out_q.put_nowait(_END)
-        raise
-    finally:
-        stop.set()
-        bar.close()
-        reader_thread.join(timeout=5)
-        if writer_thread is not None and writer_thread.is_alive():
-            writer_thread.join(timeout=5)
-    logger.info("%d frames, %d detections, %.1f FPS end to end", summary.frames, summary.detections, summary.fps)
-    return summary
-
-
-def predict_source(predictor: Predictor | str | Path, source: str | Path | int, out: str | Path | None = None,
-                   *, json_path: str | Path | None = None, monitor: Any = None, max_frames: int | None = None,
-                   progress: bool = True, **options: Any) -> PredictionSummary:
-    """Detect in any source: an image, a folder of images, a video file, a webcam index or a stream URL.
-
-    This is what ``maskdetect predict`` runs. `predictor` may be a loaded :class:`Predictor` or an export path.
-    Images and folders go to :func:`predict_images`, video files to :func:`predict_video`, webcams and URLs to
-    :func:`maskdetect.infer.stream.run_stream` (`out` is then the recording). `options` go to the function chosen
-    (e.g. ``keep_audio``/``preset`` for video, ``display``/``duration_s`` for streams).
-    """
-    kind = source_kind(source)
-    if not isinstance(predictor, Predictor):
-        predictor = Predictor(predictor)
-    if kind in ("image", "folder"):
-        if monitor is not None:
-            logger.warning("tracking needs a video or a stream; ignored for %s input", kind)
-        if options:
-            raise ConfigError(f"options {sorted(options)} do not apply to images")
-        return predict_images(predictor, source, out, json_path=json_path, progress=progress)
-    if kind == "video":
-        return predict_video(predictor, source, out, json_path=json_path, monitor=monitor, max_frames=max_frames,
-                             progress=progress, **options)
-    from maskdetect.infer.stream import run_stream
-
-    return run_stream(predictor, int(source) if kind == "webcam" else str(source), record_path=out,
-                      json_path=json_path, monitor=monitor, max_frames=max_frames, **options)
-
-
-__all__ = ["Predictor", "Speed", "PredictionSummary", "find_label_map", "resolve_export", "source_kind",
-           "list_images", "read_image", "write_image", "predict_images", "predict_video", "predict_source",
-           "tflite_output_indices", "MaskdetectError"]
+__all__ = ["Predictor", "Speed", "find_label_map", "resolve_export", "tflite_output_indices", "DEFAULT_THRESHOLD",
+           "DEFAULT_NMS_IOU"]

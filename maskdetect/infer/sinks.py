@@ -1,0 +1,341 @@
+"""Where results go: annotated images, an H.264 video, JSON records, a window or a notebook.
+
+Every sink takes one :class:`FrameResult` per frame in :meth:`Sink.write`, is finalised by :meth:`Sink.close`,
+and leaves nothing behind after :meth:`Sink.abort` (outputs are written under temporary names and renamed).
+:func:`open_sinks` picks the sinks for a source and the outputs asked for.
+
+* :class:`ImageSink` — annotated images into a folder (file names kept), or one image path.
+* :class:`VideoSink` — H.264 through :class:`maskdetect.infer.video.VideoWriter`, encoded by a writer thread. For
+  live sources it fills real-time slots: the recording has a constant rate and each processed frame covers the
+  time until the next one (or is skipped if the model outruns the rate), so a minute of stream is a minute of
+  video however fast the model is.
+* :class:`JsonSink` — the detections as JSON records, written once at the end.
+* :class:`DisplaySink` — an OpenCV window (GUI build and a display needed), an updating image in Jupyter, or a
+  camera's own ``show`` (the Colab page); q or Esc in the window stops the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from maskdetect.detections import Detections
+from maskdetect.errors import ConfigError, DataError
+from maskdetect.infer.sources import IMAGE_SUFFIXES, CameraFrames, Frame, Source
+
+logger = logging.getLogger(__name__)
+
+#: Annotated frames queued for the encoder thread.
+ENCODE_QUEUE = 8
+DISPLAY_MODES = ("auto", "window", "notebook", "none")
+
+
+@dataclass
+class FrameResult:
+    """What the loop made of one frame: its detections (after the observer), JSON records and drawing."""
+
+    frame: Frame
+    detections: Detections
+    records: list[dict[str, Any]] = field(default_factory=list)
+    annotated: np.ndarray | None = field(default=None, repr=False)
+
+
+class Sink(Protocol):
+    """An output of the frame loop."""
+
+    #: The loop draws the frame only if some sink wants the drawing.
+    needs_image: bool
+    #: The file or folder written (None for displays): the monitor's summary goes beside the first one.
+    path: Path | None
+
+    def write(self, result: FrameResult) -> bool:
+        """Take one frame; False asks the loop to stop (a closed window)."""
+
+    def close(self) -> None:
+        """Finalise the output (called once, after the last frame)."""
+
+    def abort(self) -> None:
+        """Leave nothing behind (called instead of :meth:`close` on any error or interrupt)."""
+
+
+# -- images -------------------------------------------------------------------------------------------------
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write an RGB image atomically (format from the suffix)."""
+    import cv2
+
+    from maskdetect.fileio import atomic_path
+
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise DataError(f"{path}: OpenCV cannot encode images with suffix {path.suffix!r}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+    return path
+
+
+class ImageSink:
+    """Annotated images: into folder `path` under their own file names, or (`single`, with an image suffix) to
+    the file `path` itself."""
+
+    needs_image = True
+
+    def __init__(self, path: str | Path, *, single: bool = False) -> None:
+        self.path = Path(path)
+        self._to_file = single and self.path.suffix.lower() in IMAGE_SUFFIXES
+
+    def write(self, result: FrameResult) -> bool:
+        target = self.path if self._to_file else self.path / (result.frame.name or f"{result.frame.index}.jpg")
+        write_image(target, result.annotated)
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+# -- video --------------------------------------------------------------------------------------------------
+class VideoSink:
+    """An H.264 video (``.mp4``) of the annotated frames, encoded by a thread; opened at the first frame.
+
+    Args:
+        path: output file.
+        rate: frame rate (exact: a ``Fraction`` such as 30000/1001).
+        realtime: fill the slots of the constant-rate video by the frames' ``time_s`` (live sources); else
+            every frame once.
+        audio_from, audio_duration_s: carry this file's audio over, cut to this length.
+        crf, preset, threads: x264 quality and speed, ffmpeg threads (see :class:`~maskdetect.infer.video.VideoWriter`).
+    """
+
+    needs_image = True
+
+    def __init__(self, path: str | Path, rate: float | str | Fraction, *, realtime: bool = False,
+                 audio_from: str | Path | None = None, audio_duration_s: float | None = None, crf: int = 23,
+                 preset: str = "ultrafast", threads: int = 0) -> None:
+        from maskdetect.infer.video import parse_rate
+
+        self.path = Path(path)
+        self.rate = parse_rate(rate)
+        self.realtime = realtime
+        self._options = dict(audio_from=audio_from, audio_duration_s=audio_duration_s, crf=crf, preset=preset,
+                             threads=threads)
+        self._writer: Any = None
+        self._queue: queue.Queue = queue.Queue(ENCODE_QUEUE)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.frames_written = 0  # slots filled so far (counted when queued)
+
+    def _open(self, image: np.ndarray) -> None:
+        from maskdetect.infer.video import VideoWriter
+
+        height, width = image.shape[:2]
+        self._writer = VideoWriter(self.path, self.rate, (width, height), **self._options)
+        self._writer.open()
+        self._thread = threading.Thread(target=self._encode, name="video-writer", daemon=True)
+        self._thread.start()
+
+    def _encode(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                image, copies = item
+                for _ in range(copies):
+                    self._writer.write(image)
+        except BaseException as exc:  # re-raised in the loop's thread
+            self._error = exc
+
+    def write(self, result: FrameResult) -> bool:
+        if self._writer is None:
+            self._open(result.annotated)
+        copies = 1
+        if self.realtime:  # this frame covers the slots up to the next frame's capture time
+            copies = max(0, int(result.frame.time_s * self.rate) + 1 - self.frames_written)
+        if copies:
+            self._put((result.annotated, copies))
+            self.frames_written += copies
+        return True
+
+    def _put(self, item: Any) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._writer.close()
+
+    def abort(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.abort()  # the encoder's next write fails and the thread ends
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put_nowait(None)
+        self._thread.join(timeout=5)
+
+
+# -- JSON records -------------------------------------------------------------------------------------------
+class JsonSink:
+    """``[{**frame.tag, "bbox_xyxy", "label", "score", ...tracker fields}, ...]``, written atomically at the end."""
+
+    needs_image = False
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, result: FrameResult) -> bool:
+        self.records += result.records
+        return True
+
+    def close(self) -> None:
+        from maskdetect.fileio import atomic_write_json
+
+        atomic_write_json(self.path, self.records)
+
+    def abort(self) -> None:
+        self.records = []
+
+
+# -- display ------------------------------------------------------------------------------------------------
+def has_gui() -> bool:
+    """True when ``cv2.imshow`` can open a window: OpenCV built with a GUI backend, and (on Linux) a display."""
+    import os
+    import sys
+
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            if line.split(":", 1)[1].strip().upper() in ("", "NONE", "NO"):
+                return False
+            break
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    return True
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where frames are shown inline with IPython.display)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class DisplaySink:
+    """Shows the annotated frames: an OpenCV window, an updating image in Jupyter, a `show` callable, or nothing.
+
+    Args:
+        mode: ``"auto"`` (window if possible, else inline in Jupyter, else none), ``"window"``, ``"notebook"``,
+            ``"none"``, or True (like auto, with a warning when nothing can show) / False.
+        title: window title.
+        show: called with each annotated RGB frame instead (e.g. the Colab camera's page).
+    """
+
+    needs_image = True
+    path = None
+
+    def __init__(self, mode: str | bool = "auto", title: str = "maskdetect", *,
+                 show: Callable[[np.ndarray], Any] | None = None) -> None:
+        if show is not None:
+            mode = "callback"
+        elif mode in ("auto", True):
+            found = "window" if has_gui() else "notebook" if in_notebook() else "none"
+            if mode is True and found == "none":
+                logger.warning("no display: OpenCV has no GUI here (opencv-python-headless) and this is not "
+                               "a notebook; frames are not shown")
+            mode = found
+        elif mode is False:
+            mode = "none"
+        if mode not in ("window", "notebook", "none", "callback"):
+            raise ConfigError(f"display={mode!r}: use 'auto', 'window', 'notebook' or 'none'")
+        self.mode, self.title, self._show, self._handle = mode, title, show, None
+        self.needs_image = mode != "none"
+
+    def write(self, result: FrameResult) -> bool:
+        """Show the frame; False when the user asked to stop (q or Esc in the window)."""
+        import cv2
+
+        frame = result.annotated
+        if self.mode == "callback":
+            self._show(frame)
+        elif self.mode == "window":
+            cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+        elif self.mode == "notebook":
+            from IPython.display import Image, display
+
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            image = Image(data=jpeg.tobytes(), format="jpeg")
+            if self._handle is None:
+                self._handle = display(image, display_id=True)
+            else:
+                self._handle.update(image)
+        return True
+
+    def close(self) -> None:
+        if self.mode == "window":
+            import cv2
+
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+
+    abort = close
+
+
+# -- choosing -----------------------------------------------------------------------------------------------
+def open_sinks(source: Source, out: str | Path | None = None, json_path: str | Path | None = None, *,
+               display: str | bool = "auto", record_fps: float | str | Fraction | None = None,
+               keep_audio: bool = True, crf: int = 23, preset: str = "ultrafast",
+               ffmpeg_threads: int = 0) -> list[Sink]:
+    """The sinks for `source`: `out` as annotated images (still images) or an H.264 video (videos: every frame,
+    the source's exact rate and audio; live sources: a real-time recording at `record_fps`, default the
+    source's), `json_path` as JSON records, and for live sources a display (`display`, see :class:`DisplaySink`)."""
+    sinks: list[Sink] = []
+    if out is not None:
+        if source.fps is None:
+            sinks.append(ImageSink(out, single=source.kind == "image"))
+        elif source.live:
+            sinks.append(VideoSink(out, record_fps or source.fps, realtime=True, crf=crf, preset=preset,
+                                   threads=ffmpeg_threads))
+        else:
+            audio_s = source.total / source.fps if source.total else None
+            sinks.append(VideoSink(out, source.fps, audio_from=source.path if keep_audio else None,
+                                   audio_duration_s=audio_s, crf=crf, preset=preset, threads=ffmpeg_threads))
+    if json_path is not None:
+        sinks.append(JsonSink(json_path))
+    if source.live:
+        show = getattr(source.camera, "show", None) if isinstance(source, CameraFrames) else None
+        sinks.append(DisplaySink(display, title=f"maskdetect: {source.location}", show=show))
+    return sinks
+
+
+__all__ = ["FrameResult", "Sink", "ImageSink", "VideoSink", "JsonSink", "DisplaySink", "open_sinks", "write_image",
+           "has_gui", "in_notebook"]

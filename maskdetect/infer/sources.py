@@ -1,0 +1,493 @@
+"""Where frames come from: image files, a video file, a live camera or stream, the Colab browser camera.
+
+:func:`open_source` turns what a user types (a path, a folder, a webcam index, a URL) into a :class:`Source`: an
+iterable of :class:`Frame` (RGB ``uint8`` image, index at the source, time, the fields that name it in JSON
+records). :func:`maskdetect.infer.loop.run_loop` is the one loop that consumes them.
+
+* :class:`ImageFiles` — one image or every image of a folder, read one at a time.
+* :class:`VideoFile` — every frame of a video file, decoded ahead by a thread (a bounded queue), in order.
+* :class:`LiveCapture` — a webcam, an ``rtsp://``/``http://`` stream, or a file played as if live, with
+  newest-frame semantics (:class:`LatestFrameCapture`): when inference is slower than the camera, stale frames are
+  dropped instead of queueing up, so the lag never grows.
+* :class:`CameraFrames` — any camera object with ``frames()`` (the Colab browser camera of
+  :class:`maskdetect.colab.BrowserWebcam`).
+
+URLs may hold passwords (``rtsp://user:pass@cam/...``); they are only ever logged redacted.
+
+Example:
+    >>> source = open_source("clip.mp4")                                              # doctest: +SKIP
+    >>> for frame in source: print(frame.index, frame.time_s, frame.image.shape)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from maskdetect.errors import DataError, VideoError
+from maskdetect.redact import redact
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://", "srt://")
+#: Frames a video file is decoded ahead of inference.
+PREFETCH_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image from a source.
+
+    Attributes:
+        image: RGB ``uint8`` ``(H, W, 3)``.
+        index: index at the source (live sources skip the indexes of the stale frames they dropped).
+        time_s: seconds since the source's first frame (video files: ``index / fps``); None for still images.
+        name: file name of an image file (None otherwise).
+        tag: the fields that identify the frame in JSON records (``{"image": stem}``, ``{"frame": i}``, or
+            ``{"frame": i, "time_s": t}`` for live sources).
+    """
+
+    image: np.ndarray = field(repr=False)
+    index: int
+    time_s: float | None = None
+    name: str | None = None
+    tag: dict[str, Any] = field(default_factory=dict)
+
+
+class Source:
+    """Base of the frame sources: iterate it for :class:`Frame`s, then :meth:`close` it.
+
+    Attributes:
+        kind: ``"image"``, ``"folder"``, ``"video"``, ``"webcam"``, ``"stream"`` or ``"camera"``.
+        name: what summaries and events call it (a file's stem, or the kind of a live source).
+        location: the source for messages (URLs redacted).
+        live: frames arrive in real time (dropped when stale, recorded in real time, Ctrl-C ends it cleanly).
+        fps: frame rate (the source's, if it reports one); None for still images.
+        total: frames expected, if known.
+        path: the file, for file sources (a video's audio comes from it).
+        frames_dropped: live sources: frames skipped because newer ones had arrived.
+    """
+
+    kind = "video"
+    live = False
+    fps: Fraction | None = None
+    total: int | None = None
+    path: Path | None = None
+    frames_dropped = 0
+
+    def __init__(self, name: str, location: str) -> None:
+        self.name, self.location = name, location
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the source (idempotent)."""
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- still images ---------------------------------------------------------------------------------------------
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name. Raises `DataError` if there are none, or if two share
+    a stem (their JSON records could not be told apart)."""
+    folder = Path(folder)
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                    and not p.name.startswith("."))
+    if not images:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    stems: dict[str, Path] = {}
+    for p in images:
+        if p.stem in stems:
+            raise DataError(f"{stems[p.stem].name} and {p.name} share the stem {p.stem!r}; rename one")
+        stems[p.stem] = p
+    return images
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB ``uint8`` (EXIF orientation applied)."""
+    import cv2
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such image file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: cannot read this image (missing, corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ImageFiles(Source):
+    """One image file, or every image directly in a folder (read one at a time)."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        super().__init__(path.stem, str(path))
+        self.kind = "folder" if path.is_dir() else "image"
+        self.path = path
+        self.paths = list_images(path) if path.is_dir() else [path]
+        self.total = len(self.paths)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, path in enumerate(self.paths):
+            yield Frame(read_image(path), index, name=path.name, tag={"image": path.stem})
+
+
+# -- video files ----------------------------------------------------------------------------------------------
+class VideoFile(Source):
+    """Every frame of a video file, in order, decoded ahead by an ffmpeg process fed to a reader thread.
+
+    Args:
+        path: the video file.
+        max_frames: decode at most this many frames.
+        ffmpeg_threads: decoder threads (0 = ffmpeg's choice).
+    """
+
+    def __init__(self, path: str | Path, *, max_frames: int | None = None, ffmpeg_threads: int = 0) -> None:
+        from maskdetect.infer.video import VideoReader, probe_video
+
+        path = Path(path)
+        super().__init__(path.stem, str(path))
+        self.path = path
+        self.info = probe_video(path)
+        self.fps = self.info.fps
+        total = self.info.expected_frames
+        if max_frames is not None:
+            total = min(total, max_frames) if total else max_frames
+        self.total = total or None
+        self._reader = VideoReader(path, info=self.info, max_frames=max_frames, threads=ffmpeg_threads)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        frames: queue.Queue = queue.Queue(PREFETCH_FRAMES)
+        errors: list[BaseException] = []
+        end = object()
+
+        def read() -> None:
+            try:
+                for frame in self._reader:
+                    if not _put(frames, frame, self._stop):
+                        return
+            except BaseException as exc:  # recorded before `end` is queued, so the consumer sees it
+                errors.append(exc)
+            finally:
+                _put(frames, end, self._stop)
+
+        self._thread = threading.Thread(target=read, name="video-reader", daemon=True)
+        self._thread.start()
+        fps = float(self.fps)
+        index = 0
+        while True:
+            try:
+                item = frames.get(timeout=0.5)
+            except queue.Empty:
+                if not self._thread.is_alive() and frames.empty():
+                    raise (errors or [VideoError(f"{self.location}: the reader stopped early")])[0]
+                continue
+            if item is end:
+                if errors:
+                    raise errors[0]
+                return
+            yield Frame(item, index, time_s=index / fps, tag={"frame": index})
+            index += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put, waking up regularly to see whether the source is closing. False if it is."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+# -- live sources ---------------------------------------------------------------------------------------------
+class LatestFrameCapture:
+    """A capture thread that always hands over the newest frame (RGB ``uint8``), dropping stale ones.
+
+    Args:
+        source: webcam index, stream URL or video file.
+        capture_factory: makes the capture from `source` (default ``cv2.VideoCapture``); anything with
+            ``read() -> (ok, bgr_frame)``, ``isOpened()``, ``get(prop)`` and ``release()``.
+        pace_fps: read no faster than this (to play a file as if it were a live camera); None: as fast as
+            the source gives frames.
+
+    Attributes:
+        frames_read: frames taken from the source; frames_dropped: of those, never handed over.
+        fps: the rate the source reports (None if it reports none).
+
+    Example:
+        >>> with LatestFrameCapture(0) as capture:                                    # doctest: +SKIP
+        ...     index, frame, t = capture.read()
+    """
+
+    def __init__(self, source: int | str, *, capture_factory: Callable[[Any], Any] | None = None,
+                 pace_fps: float | None = None) -> None:
+        self.source = source
+        self._factory = capture_factory
+        self.pace_fps = pace_fps
+        self.frames_read = 0
+        self.frames_dropped = 0
+        self.fps: float | None = None
+        self._cond = threading.Condition()
+        self._latest: tuple[int, np.ndarray, float] | None = None
+        self._ended = False
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._capture: Any = None
+
+    def __enter__(self) -> "LatestFrameCapture":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "LatestFrameCapture":
+        if self._thread is not None:
+            return self
+        if self._factory is None:
+            import cv2
+
+            capture = cv2.VideoCapture(self.source)
+        else:
+            capture = self._factory(self.source)
+        if not capture.isOpened():
+            capture.release()
+            raise VideoError(f"cannot open the video source {redact(str(self.source))}; check the webcam index, "
+                             "the URL and its credentials, or the file")
+        self._capture = capture
+        try:
+            import cv2
+
+            fps = float(capture.get(cv2.CAP_PROP_FPS) or 0)
+        except Exception:
+            fps = 0.0
+        self.fps = fps if 0 < fps <= 240 else None
+        self._thread = threading.Thread(target=self._run, name="stream-capture", daemon=True)
+        self._thread.start()
+        logger.info("reading %s%s", redact(str(self.source)), f" at {self.fps:g} FPS" if self.fps else "")
+        return self
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._capture.read()
+                if not ok or frame is None:
+                    break
+                now = time.monotonic()
+                if self.pace_fps:
+                    due = started + self.frames_read / self.pace_fps
+                    if due > now:
+                        self._stop.wait(due - now)
+                        now = time.monotonic()
+                with self._cond:
+                    if self._latest is not None:
+                        self.frames_dropped += 1
+                    self._latest = (self.frames_read, frame, now)
+                    self.frames_read += 1
+                    self._cond.notify_all()
+        except BaseException as exc:  # re-raised by read()
+            self._error = exc
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def read(self, timeout: float | None = 10.0) -> tuple[int, np.ndarray, float] | None:
+        """``(frame index at the source, RGB frame, capture time.monotonic())`` of the newest frame not handed
+        over yet, waiting for one if needed; None once the source has ended.
+
+        Raises:
+            VideoError: no frame came within `timeout` seconds, or the capture failed.
+        """
+        import cv2
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._latest is not None or self._ended, timeout):
+                raise VideoError(f"no frame from {redact(str(self.source))} in {timeout:g} s")
+            item, self._latest = self._latest, None
+        if item is None:
+            if self._error is not None:
+                raise VideoError(f"reading {redact(str(self.source))} failed: {self._error}") from self._error
+            return None
+        index, frame, stamp = item
+        frame = np.asarray(frame)
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+        else:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if frame.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        return index, frame, stamp
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+#: Frame rate assumed for a live source that reports none.
+DEFAULT_LIVE_FPS = Fraction(30)
+
+
+class LiveCapture(Source):
+    """A webcam, a network stream, or a file played as if live, newest frame only (opened at once).
+
+    Args:
+        source: webcam index, stream URL, or a video file.
+        pace: read a file no faster than its frame rate (default: True for files, False for cameras/URLs).
+        capture_factory: replaces ``cv2.VideoCapture`` (tests, custom cameras).
+        read_timeout_s: how long to wait for a frame before it is an error.
+    """
+
+    live = True
+
+    def __init__(self, source: int | str | Path, *, pace: bool | None = None,
+                 capture_factory: Callable[[Any], Any] | None = None, read_timeout_s: float = 10.0) -> None:
+        is_file = isinstance(source, (str, Path)) and Path(str(source)).is_file()
+        self.kind = "webcam" if isinstance(source, int) else "stream"
+        super().__init__(self.kind, redact(str(source)))
+        file_fps = None
+        if is_file:
+            from maskdetect.infer.video import probe_video
+
+            self.path = Path(source)
+            try:
+                file_fps = probe_video(source).fps
+            except VideoError:
+                file_fps = None
+        pace_fps = float(file_fps) if file_fps and (pace if pace is not None else True) else None
+        self._capture = LatestFrameCapture(source if not isinstance(source, Path) else str(source),
+                                           capture_factory=capture_factory, pace_fps=pace_fps).start()
+        from maskdetect.infer.video import parse_rate
+
+        self.fps = file_fps or (parse_rate(self._capture.fps) if self._capture.fps else DEFAULT_LIVE_FPS)
+        self.read_timeout_s = read_timeout_s
+
+    @property
+    def frames_dropped(self) -> int:  # type: ignore[override]
+        return self._capture.frames_dropped
+
+    def __iter__(self) -> Iterator[Frame]:
+        first: float | None = None
+        while True:
+            item = self._capture.read(timeout=self.read_timeout_s)
+            if item is None:
+                logger.info("%s ended", self.location)
+                return
+            index, image, stamp = item
+            first = stamp if first is None else first
+            time_s = stamp - first
+            yield Frame(image, index, time_s=time_s, tag={"frame": index, "time_s": round(time_s, 3)})
+
+    def close(self) -> None:
+        self._capture.stop()
+
+
+class CameraFrames(Source):
+    """A camera object with ``frames() -> iterator of RGB frames`` (the Colab browser camera), timed on arrival.
+
+    Its ``show(image)``, if any, is where :func:`maskdetect.infer.sinks.open_sinks` displays the annotated frames.
+    """
+
+    kind = "camera"
+    live = True
+
+    def __init__(self, camera: Any, *, fps: float | None = None) -> None:
+        super().__init__("webcam", type(camera).__name__)
+        self.camera = camera
+        from maskdetect.infer.video import parse_rate
+
+        self.fps = parse_rate(fps) if fps else DEFAULT_LIVE_FPS
+        self._frames: Any = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        started = time.perf_counter()
+        self._frames = self.camera.frames()
+        for index, image in enumerate(self._frames):
+            time_s = time.perf_counter() - started
+            yield Frame(np.asarray(image), index, time_s=time_s, tag={"frame": index, "time_s": round(time_s, 3)})
+
+    def close(self) -> None:
+        if self._frames is not None and hasattr(self._frames, "close"):
+            self._frames.close()  # releases the camera
+        self._frames = None
+
+
+# -- choosing -------------------------------------------------------------------------------------------------
+def source_kind(source: str | Path | int) -> str:
+    """``"webcam"`` (an int or digits), ``"stream"`` (rtsp/http/... URL), ``"folder"``, ``"image"`` or
+    ``"video"`` (by suffix). Raises `DataError` for a missing path or an unknown suffix."""
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return "webcam"
+    text = str(source)
+    if text.lower().startswith(STREAM_SCHEMES):
+        return "stream"
+    path = Path(text)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder. --source takes an image, a folder of images, a video "
+                        "file, a webcam index (0) or an rtsp:// / http:// URL")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise DataError(f"{path}: unknown file type {suffix!r}; images are {', '.join(IMAGE_SUFFIXES)}, videos "
+                    f"{', '.join(VIDEO_SUFFIXES)}")
+
+
+def open_source(source: Source | str | Path | int, *, live: bool = False, max_frames: int | None = None,
+                pace: bool | None = None, capture_factory: Callable[[Any], Any] | None = None,
+                ffmpeg_threads: int = 0, read_timeout_s: float = 10.0) -> Source:
+    """The :class:`Source` for an image, a folder of images, a video file, a webcam index or a stream URL.
+
+    Args:
+        source: what to read (a :class:`Source` is returned as it is).
+        live: play a video file as a live source (newest frame only, paced at its rate unless ``pace=False``).
+        max_frames: video files: decode at most this many frames.
+        pace, capture_factory, read_timeout_s: live sources (see :class:`LiveCapture`).
+        ffmpeg_threads: video files: decoder threads (0 = ffmpeg's choice).
+
+    Raises:
+        DataError: a missing path or an unknown suffix; VideoError: a video or camera that cannot be opened.
+    """
+    if isinstance(source, Source):
+        return source
+    kind = source_kind(source)
+    if kind in ("image", "folder"):
+        return ImageFiles(source)
+    if kind == "video" and not live:
+        return VideoFile(source, max_frames=max_frames, ffmpeg_threads=ffmpeg_threads)
+    return LiveCapture(int(source) if kind == "webcam" else source, pace=pace, capture_factory=capture_factory,
+                       read_timeout_s=read_timeout_s)
+
+
+__all__ = ["Frame", "Source", "ImageFiles", "VideoFile", "LiveCapture", "CameraFrames", "LatestFrameCapture",
+           "open_source", "source_kind", "list_images", "read_image", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]

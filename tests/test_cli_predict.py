@@ -1,0 +1,114 @@
+"""``maskdetect predict`` in a fresh process on the real tiny export: a video with tracking, a kill mid-write, and
+an HTTP "stream" with a password stopped by SIGINT."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from maskdetect.infer.video import count_frames, make_test_clip, probe_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """Odd size, 29.97 FPS, with an audio track."""
+    return make_test_clip(tmp_path_factory.mktemp("clips") / "odd.mkv", size_wh=(321, 241), fps="30000/1001",
+                          frames=24, audio=True)
+
+
+def _cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "maskdetect", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=600, **kwargs)
+
+
+@pytest.mark.slow
+def test_cli_video_with_json_and_tracking(tiny_export, clip, tmp_path):
+    out = tmp_path / "cli.mp4"
+    result = _cli("predict", "--model", str(tiny_export.tflite), "--source", str(clip), "--out", str(out),
+                  "--json", str(tmp_path / "cli.json"), "--threshold", "0.05", "--track")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert count_frames(out) == 24 and probe_video(out).fps == probe_video(clip).fps
+    assert all("frame" in r for r in json.loads((tmp_path / "cli.json").read_text()))
+    assert (tmp_path / "cli.summary.json").is_file()
+    bad = _cli("predict", "--model", str(tiny_export.tflite), "--source", str(clip))
+    assert bad.returncode == 2 and "nothing to write" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_killed_mid_write_leaves_no_output(tiny_export, tmp_path):
+    clip = make_test_clip(tmp_path / "long.mp4", size_wh=(320, 240), fps="25", frames=2000, audio=True)
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "maskdetect", "predict", "--model", str(tiny_export.tflite),
+                             "--source", str(clip), "--out", str(out)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in tmp_path.iterdir() if ".partial" in p.name and p.stat().st_size > 0]:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(1)
+    assert not out.exists()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files like a live stream: at most ~100 KB/s, so the client cannot read to the end at once."""
+
+    def log_message(self, *args):
+        pass
+
+    def copyfile(self, source, outputfile):
+        while chunk := source.read(16 * 1024):
+            outputfile.write(chunk)
+            time.sleep(0.16)
+
+
+@pytest.mark.slow
+def test_cli_on_an_http_stream_with_a_password_stops_cleanly_on_sigint(tiny_export, tmp_path):
+    # MPEG-TS: streamable over plain HTTP (an MP4 needs range requests to reach its index)
+    clip = make_test_clip(tmp_path / "live.ts", size_wh=(320, 240), fps="25", frames=3000, audio=False)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://viewer:S3cretPass@127.0.0.1:{server.server_address[1]}/live.ts"
+    out = tmp_path / "rec.mp4"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "maskdetect", "-v", "predict", "--model", str(tiny_export.tflite),
+                             "--source", url, "--out", str(out), "--json", str(tmp_path / "rec.json")],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # wait until encoded frames reach the partial file (a loaded machine may take a while to get there)
+        while not [p for p in tmp_path.iterdir() if ".partial" in p.name and p.stat().st_size > 0]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the recording never started"
+            time.sleep(0.2)
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.shutdown()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "S3cretPass" not in stdout + stderr
+    assert "***@127.0.0.1" in stdout
+    info = probe_video(out)
+    assert info.codec == "h264" and count_frames(out) > 0
+    assert (tmp_path / "rec.json").is_file()

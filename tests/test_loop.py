@@ -1,0 +1,303 @@
+"""The frame loop (maskdetect.infer.loop) and its outputs: a stub detector for the plumbing, the real tiny export
+(TFLite) end to end on images, video files and live sources."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import maskdetect
+from maskdetect.detections import Detections
+from maskdetect.errors import ConfigError, VideoError
+from maskdetect.infer.loop import FrameObserver, predict_source, run_loop
+from maskdetect.infer.predictor import Predictor
+from maskdetect.infer.sinks import JsonSink, VideoSink, has_gui, in_notebook
+from maskdetect.infer.sources import open_source, read_image
+from maskdetect.infer.video import count_frames, even_size, make_test_clip, probe_video
+from test_sources import FakeCapture
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_IMAGES = REPO / "sample" / "face-mask" / "images"
+
+
+class OneFace:
+    """A stub detector: one face without a mask, moving right one pixel per frame."""
+
+    class_names = list(maskdetect.CLASSES)
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, image):
+        x = 4 + self.calls % 20
+        self.calls += 1
+        return Detections(xyxy=[[x, 4, x + 20, 30]], confidence=[0.9], class_id=[1])
+
+
+class Recorder:
+    """An observer that records what the loop hands it and may fail on a frame."""
+
+    def __init__(self, fail_at=None, error=RuntimeError):
+        self.calls, self.closed_with, self.fail_at, self.error = [], None, fail_at, error
+
+    def update(self, detections, frame_index, timestamp_s=None, frame=None):
+        if frame_index == self.fail_at:
+            raise self.error("observer failed")
+        self.calls.append((frame_index, timestamp_s, None if frame is None else frame.shape))
+        return Detections(xyxy=detections.xyxy, confidence=detections.confidence, class_id=detections.class_id,
+                          tracker_id=np.arange(1, len(detections) + 1))
+
+    def banner(self, frame_index):
+        return f"frame {frame_index}"
+
+    def close(self, out_path):
+        self.closed_with = out_path
+        return {"frames": len(self.calls)}
+
+
+# -- plumbing, stub detector ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory):
+    return make_test_clip(tmp_path_factory.mktemp("clips") / "small.mkv", size_wh=(64, 48), fps="25", frames=10,
+                          audio=True)
+
+
+def test_monitor_is_a_frame_observer():
+    from maskdetect.monitor.monitor import Monitor
+
+    assert isinstance(Monitor(maskdetect.CLASSES, fps=10), FrameObserver)
+    assert isinstance(Recorder(), FrameObserver)
+
+
+def test_video_loop_observes_records_draws_and_writes(small_clip, tmp_path):
+    observer = Recorder()
+    out, records = tmp_path / "out.mp4", tmp_path / "out.json"
+    summary = predict_source(OneFace(), small_clip, out, json_path=records, monitor=observer, progress=False)
+    assert (summary.kind, summary.frames, summary.detections) == ("video", 10, 10)
+    assert (summary.out_path, summary.json_path, summary.monitor) == (out, records, {"frames": 10})
+    assert [c[0] for c in observer.calls] == list(range(10))                       # every frame, in order
+    assert observer.calls[5][1] == pytest.approx(5 / 25) and observer.calls[0][2] == (48, 64, 3)
+    assert observer.closed_with == out                                             # beside the first output
+    data = json.loads(records.read_text())
+    assert data == summary.records and [r["frame"] for r in data] == list(range(10))
+    assert {r["track_id"] for r in data} == {1}                                    # what the observer returned
+    info = probe_video(out)
+    assert count_frames(out) == 10 and info.fps == 25 and info.audio_codec == "aac"
+
+
+def test_an_observer_error_aborts_every_output(small_clip, tmp_path):
+    with pytest.raises(RuntimeError, match="observer failed"):
+        predict_source(OneFace(), small_clip, tmp_path / "out.mp4", json_path=tmp_path / "out.json",
+                       monitor=Recorder(fail_at=4), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_monitoring_needs_an_output_and_is_ignored_for_images(small_clip, tmp_path, caplog):
+    with pytest.raises(ConfigError, match="monitoring needs an output"):
+        predict_source(OneFace(), small_clip, monitor=Recorder(), progress=False)
+    image = tmp_path / "one.png"
+    import cv2
+
+    cv2.imwrite(str(image), np.zeros((40, 50, 3), np.uint8))
+    observer = Recorder()
+    with caplog.at_level("WARNING"):
+        summary = predict_source(OneFace(), image, tmp_path / "drawn.png", monitor=observer, progress=False)
+    assert "tracking needs a video" in caplog.text and observer.calls == [] and summary.frames == 1
+    assert read_image(tmp_path / "drawn.png").shape == (40, 50, 3)
+    assert summary.records[0]["image"] == "one" and "track_id" not in summary.records[0]
+
+
+def test_records_only_draws_nothing(small_clip, tmp_path):
+    class NoDrawing:
+        def annotate(self, *args, **kwargs):
+            raise AssertionError("nothing shows or writes images")
+
+    summary = predict_source(OneFace(), small_clip, json_path=tmp_path / "r.json", annotator=NoDrawing(),
+                             max_frames=3, progress=False)
+    assert summary.frames == 3 and len(json.loads((tmp_path / "r.json").read_text())) == 3
+
+
+def test_live_loop_writes_real_time_slots_and_stops_on_a_closed_window(tmp_path):
+    from maskdetect.infer.sinks import FrameResult
+    from maskdetect.infer.sources import Frame
+
+    sink = VideoSink(tmp_path / "rt.mp4", 10, realtime=True)
+    image = np.zeros((24, 32, 3), np.uint8)
+    for index, time_s in enumerate([0.0, 0.35, 0.36, 1.0]):  # slots: 1, 3 more, none (already covered), 6 more
+        sink.write(FrameResult(Frame(image, index, time_s), Detections.empty(), annotated=image))
+    sink.close()
+    assert count_frames(tmp_path / "rt.mp4") == 11
+
+    class Window:
+        needs_image, path, shown = True, None, 0
+
+        def write(self, result):
+            Window.shown += 1
+            return Window.shown < 3  # the user presses q on the third frame
+
+        def close(self):
+            pass
+
+        abort = close
+
+    source = open_source(0, capture_factory=functools.partial(FakeCapture, limit=50, delay_s=0.01))
+    summary = run_loop(OneFace(), source, [Window(), JsonSink(tmp_path / "live.json")], progress=False)
+    assert summary.frames == 3 and summary.kind == "webcam"
+    assert {"frame", "time_s"} <= json.loads((tmp_path / "live.json").read_text())[0].keys()
+
+
+# -- the real tiny export -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lite(tiny_export):
+    return Predictor(tiny_export.tflite, threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """Odd size, 29.97 FPS, with an audio track."""
+    return make_test_clip(tmp_path_factory.mktemp("clips") / "odd.mkv", size_wh=(321, 241), fps="30000/1001",
+                          frames=24, audio=True)
+
+
+@pytest.mark.slow
+def test_video_end_to_end_with_tracking(lite, clip, tmp_path):
+    from maskdetect.monitor.monitor import Monitor
+
+    out, records = tmp_path / "out.mp4", tmp_path / "out.json"
+    monitor = Monitor(lite.class_names, fps=float(probe_video(clip).fps), track=True)
+    summary = predict_source(lite, clip, out, json_path=records, monitor=monitor, progress=False)
+    assert summary.frames == 24 and summary.fps > 0
+
+    info = probe_video(out)
+    assert (info.codec, info.pix_fmt, info.fps) == ("h264", "yuv420p", probe_video(clip).fps)
+    assert info.size_wh == even_size(321, 241) and info.audio_codec == "aac"
+    assert count_frames(out) == 24
+    data = json.loads(records.read_text())
+    assert len(data) == summary.detections > 0
+    assert {"frame", "bbox_xyxy", "label", "score", "track_id", "smoothed_class_id"} <= data[0].keys()
+    assert sorted({r["frame"] for r in data}) == sorted(r["frame"] for r in {r["frame"]: r for r in data}.values())
+    assert max(r["frame"] for r in data) <= 23
+    assert (tmp_path / "out.summary.json").is_file()  # monitor.close(out) ran
+
+
+class _InterruptAt:
+    def __init__(self, n):
+        self.n = n
+
+    def update(self, detections, frame_index, timestamp_s=None, frame=None):
+        if frame_index == self.n:
+            raise KeyboardInterrupt
+        return detections
+
+    def banner(self, frame_index):
+        return None
+
+    def close(self, out_path):
+        raise AssertionError("an interrupted run must not write summaries")
+
+
+@pytest.mark.slow
+def test_keyboard_interrupt_in_a_video_leaves_nothing(lite, clip, tmp_path):
+    out, records = tmp_path / "out.mp4", tmp_path / "out.json"
+    with pytest.raises(KeyboardInterrupt):
+        predict_source(lite, clip, out, json_path=records, monitor=_InterruptAt(10), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_broken_source_raises_video_error_and_leaves_nothing(lite, clip, tmp_path):
+    broken = tmp_path / "broken.mkv"
+    data = clip.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # truncated: decodes a while, then stops
+    out = tmp_path / "out.mp4"
+    try:
+        summary = predict_source(lite, broken, out, progress=False)
+    except VideoError:
+        assert not out.exists()
+    else:  # ffmpeg may treat a truncated file as shorter: then it must be complete and consistent
+        assert count_frames(out) == summary.frames
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+@pytest.mark.slow
+def test_predict_source_on_images_and_folders(lite, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:3]:
+        shutil.copyfile(p, folder / p.name)
+    summary = predict_source(lite, folder, tmp_path / "annotated", json_path=tmp_path / "dets.json")
+    assert summary.frames == 3
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == sorted(p.name for p in folder.iterdir())
+    data = json.loads((tmp_path / "dets.json").read_text())
+    assert data and set(data[0]) == {"image", "bbox_xyxy", "label", "score"}
+    assert {r["image"] for r in data} <= {p.stem for p in folder.iterdir()}
+    one = sorted(folder.iterdir())[0]
+    predict_source(lite, one, tmp_path / "one.png")
+    assert read_image(tmp_path / "one.png").shape == read_image(one).shape
+
+
+class InterruptAt:
+    """A monitor double that presses Ctrl-C (raises KeyboardInterrupt) on frame `n`."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.closed_with = n, None
+
+    def update(self, detections, frame_index, timestamp_s=None, frame=None):
+        if frame_index == self.n:
+            raise KeyboardInterrupt
+        return detections
+
+    def banner(self, frame_index):
+        return f"frame {frame_index}"
+
+    def close(self, out_path):
+        self.closed_with = out_path
+
+
+@pytest.mark.slow
+def test_a_fast_fake_camera_is_recorded_in_real_time(lite, tmp_path):
+    out = tmp_path / "rec.mp4"
+    summary = predict_source(lite, 0, out, json_path=tmp_path / "rec.json", max_frames=12, display="auto",
+                             capture_factory=functools.partial(FakeCapture, size_wh=(321, 241)), record_fps=25,
+                             progress=False)
+    assert summary.frames == 12 and summary.frames_dropped > 0
+    info = probe_video(out)
+    assert (info.codec, info.pix_fmt, info.fps, info.size_wh) == ("h264", "yuv420p", 25, (322, 242))
+    frames = count_frames(out)
+    assert frames >= 12                                     # each processed frame at least once ...
+    assert frames / 25 == pytest.approx(summary.seconds, abs=0.5)  # ... and as long as the wall time
+    import json
+
+    records = json.loads((tmp_path / "rec.json").read_text())
+    assert records and {"frame", "time_s", "bbox_xyxy", "label", "score"} <= records[0].keys()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_live_source_finalises_a_playable_recording(lite, tmp_path):
+    clip = make_test_clip(tmp_path / "clip.mp4", size_wh=(320, 240), fps="30000/1001", frames=300, audio=False)
+    out = tmp_path / "rec.mp4"
+    monitor = InterruptAt(6)
+    summary = predict_source(lite, str(clip), out, monitor=monitor, live=True, display="none", progress=False)
+    assert summary.frames == 6 and monitor.closed_with == out
+    info = probe_video(out)
+    assert info.codec == "h264" and info.fps == probe_video(clip).fps  # a file stream records at its own rate
+    assert count_frames(out) >= 6
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+@pytest.mark.slow
+def test_a_stream_that_gives_no_frame_is_an_error(lite, tmp_path):
+    with pytest.raises(VideoError, match="no frame"):
+        predict_source(lite, 0, tmp_path / "rec.mp4", display="none", progress=False,
+                       capture_factory=functools.partial(FakeCapture, limit=0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_headless_here():
+    assert has_gui() is False  # opencv-python-headless: no window, a live source's display="auto" shows nothing
+    assert in_notebook() is False
