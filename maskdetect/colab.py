@@ -372,10 +372,8 @@ class BrowserWebcam:
     round trip's rate). :meth:`show` sends an annotated frame back; the page shows it with the next request.
     The user ends the capture with the Stop button (or `max_frames` is reached).
 
-    Example:
-        >>> cam = BrowserWebcam(width=640)                       # doctest: +SKIP
-        >>> for frame in cam.frames(max_frames=300):             # doctest: +SKIP
-        ...     cam.show(annotator.annotate(frame, predictor.predict(frame)))
+    Example (:func:`run_browser_webcam` runs it through the package's frame loop):
+        >>> summary = run_browser_webcam(predictor, camera=BrowserWebcam(width=640), max_frames=300)  # doctest: +SKIP
     """
 
     def __init__(self, width: int = 640, quality: float = 0.8) -> None:

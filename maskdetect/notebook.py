@@ -119,12 +119,13 @@ def split_images(run_dir: str | Path, splits: str | Sequence[str] = ("test", "va
 
     from maskdetect.data.tfrecord import iter_records, parse_example
     from maskdetect.errors import DataError
-    from maskdetect.train.pipeline import RunPaths
+    from maskdetect.train.pipeline import split_files
+    from maskdetect.train.run import Run
 
-    manifest = json.loads(RunPaths(Path(run_dir)).data_manifest.read_text(encoding="utf-8"))
+    manifest = Run(run_dir).data_info()
     data_dir = Path(manifest["data_dir"])
     for split in [splits] if isinstance(splits, str) else splits:
-        files = sorted(data_dir.glob(f"{split}-*.tfrecord"))
+        files = split_files(data_dir, split)
         if not files:
             continue
         images = []

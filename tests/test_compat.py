@@ -121,7 +121,8 @@ def test_bifpn_input_size_checked(sample_data, tmp_path):
 def test_tflite_export_gets_fixed_shape_resizer(sample_data, tmp_path):
     """Breakage 9: the TFLite export pipeline has a fixed-shape resizer of the model's size."""
     from maskdetect.train.export import tflite_pipeline
-    from maskdetect.train.pipeline import configure, load_pipeline
+    from maskdetect.train.pipeline import configure
+    from maskdetect.train.run import load_pipeline
 
     paths = configure(sample_data, tmp_path / "run", image_size=384)
     pipeline, letterbox = tflite_pipeline(load_pipeline(paths.pipeline_config))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from maskdetect.errors import ConfigError, DataError
-from maskdetect.train.pipeline import MODELS, configure, load_pipeline, parse_overrides, scaled_schedule, set_value
+from maskdetect.train.pipeline import MODELS, configure, parse_overrides, scaled_schedule, set_value
+from maskdetect.train.run import load_pipeline
 
 
 def test_configure_fills_everything(sample_data, tmp_path):

@@ -13,6 +13,7 @@ from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.infer.predictor import Predictor, find_label_map, resolve_export, tflite_output_indices
 from maskdetect.infer.sources import read_image
+from maskdetect.train.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = REPO / "sample" / "face-mask" / "images"
@@ -63,6 +64,10 @@ def test_export_and_label_map_lookup(tmp_path):
     assert find_label_map(export / "model.tflite") == tmp_path / "run" / "labelmap.pbtxt"  # the parent dir
     (export / "label_map.pbtxt").write_text("")
     assert find_label_map(export / "saved_model") == export / "label_map.pbtxt"            # beside wins
+    with pytest.raises(ConfigError, match="not a model export"):
+        resolve_export(tmp_path / "run")  # a folder holding export/ but no pipeline.config is not a run
+    (tmp_path / "run" / "pipeline.config").write_text("")
+    assert resolve_export(Run(tmp_path / "run")) == ("saved_model", export / "saved_model")  # a run: its export
 
 
 # -- the real model ---------------------------------------------------------------------------------------

@@ -44,19 +44,18 @@ def test_resume_after_kill_9(sample_data, tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    from maskdetect.train.train import latest_checkpoint
 
-    killed_at = int(latest_checkpoint(paths.run_dir).rsplit("-", 1)[1])
+    killed_at = int(paths.latest_checkpoint().rsplit("-", 1)[1])
     assert 4 <= killed_at < 12
     done = run_cli("train", str(paths.run_dir), "--steps-per-iteration", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout[done.stdout.index("{"):])
     assert result["start_step"] == killed_at and result["final_step"] == 12
-    assert latest_checkpoint(paths.run_dir).endswith("ckpt-12")
+    assert paths.latest_checkpoint().endswith("ckpt-12")
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):
-    from maskdetect.train.train import latest_checkpoint, train
+    from maskdetect.train.train import train
 
     paths = tiny_configure(sample_data, tmp_path / "run", steps=40, learning_rate=1e12,
                            overrides=["train_config.optimizer.momentum_optimizer.learning_rate."
@@ -65,7 +64,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):
         train(paths.run_dir, steps_per_iteration=1, checkpoint_every=1, progress=False)
     log = [json.loads(line) for line in paths.train_log.read_text().splitlines()]
     last_good = log[-1]["step"] if log else 0
-    assert latest_checkpoint(paths.run_dir).endswith(f"ckpt-{last_good}")
+    assert paths.latest_checkpoint().endswith(f"ckpt-{last_good}")
 
 
 def test_mirrored_strategy_on_two_logical_cpus(sample_data, tmp_path):

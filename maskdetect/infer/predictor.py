@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -51,9 +52,10 @@ def find_label_map(model_path: str | Path) -> Path | None:
     return None
 
 
-def resolve_export(model_path: str | Path) -> tuple[str, Path]:
+def resolve_export(model_path: str | os.PathLike) -> tuple[str, Path]:
     """``("saved_model" | "tflite", path)`` for an export path: a SavedModel dir, an OD API export dir that
-    holds ``saved_model/``, a ``.tflite`` file, or a dir holding exactly one ``.tflite`` file."""
+    holds ``saved_model/``, a ``.tflite`` file, a dir holding exactly one ``.tflite`` file, or a run directory
+    (a :class:`~maskdetect.train.run.Run`) holding ``export/``."""
     path = Path(model_path)
     if path.is_file():
         if path.suffix == ".tflite":
@@ -68,6 +70,8 @@ def resolve_export(model_path: str | Path) -> tuple[str, Path]:
         tflites = sorted(path.glob("*.tflite"))
         if len(tflites) == 1:
             return "tflite", tflites[0]
+        if (path / "export").is_dir() and (path / "pipeline.config").is_file():
+            return resolve_export(path / "export")
     raise ConfigError(f"{path}: not a model export. Pass an exported SavedModel directory (holding "
                       "saved_model.pb, e.g. workspace/runs/NAME/export/saved_model) or a .tflite file.")
 
@@ -85,7 +89,8 @@ class Predictor:
     """A loaded, warmed-up detector.
 
     Args:
-        model_path: exported SavedModel directory, its parent export directory, or a ``.tflite`` file.
+        model_path: exported SavedModel directory, its parent export directory, a ``.tflite`` file, or a run
+            (directory) whose ``export/`` holds one.
         class_names: names by 0-based class id; by default read from the label map found beside the export
             (:func:`find_label_map`), else ``maskdetect.CLASSES``.
         threshold: minimum score; one number, or ``{class name or id: score}`` (classes left out use
@@ -109,7 +114,7 @@ class Predictor:
         >>> for detections in p.predict_stream(frames): ...                            # doctest: +SKIP
     """
 
-    def __init__(self, model_path: str | Path, *, class_names: Sequence[str] | None = None,
+    def __init__(self, model_path: str | os.PathLike, *, class_names: Sequence[str] | None = None,
                  threshold: Threshold = DEFAULT_THRESHOLD,
                  class_thresholds: Mapping[int | str, float] | None = None, cross_class_nms: bool = True,
                  nms_iou: float = DEFAULT_NMS_IOU, num_threads: int = 2, warmup: bool = True) -> None:

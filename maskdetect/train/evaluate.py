@@ -7,7 +7,6 @@ export's figures differ only by what export changes (they must agree within 0.5 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -20,8 +19,8 @@ import numpy as np
 from maskdetect.detections import box_iou
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.labelmap import read_label_map
-from maskdetect.train.pipeline import RunPaths, load_pipeline, split_files
+from maskdetect.train.pipeline import split_files
+from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +38,14 @@ class ImageResult:
     classes: np.ndarray
 
 
-def _split_files(run: RunPaths, split: str) -> list[str]:
-    data = json.loads(run.data_manifest.read_text(encoding="utf-8")) if run.data_manifest.exists() else {}
+def _split_files(run: Run, split: str) -> list[str]:
+    data = run.data_info()
     if data.get("data_dir"):
         files = split_files(Path(data["data_dir"]), split)
         if files:
             return [str(f) for f in files]
         raise DataError(f"{data['data_dir']}: no {split}-*.tfrecord files; choose another --split (train, val, test)")
-    pipeline = load_pipeline(run.pipeline_config)
-    return list(pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
+    return list(run.pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
 
 
 def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -69,17 +67,13 @@ def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarra
         yield f"{index:05d}:{source}", image, boxes.astype(np.float32), classes
 
 
-def checkpoint_detector(run: RunPaths, checkpoint: str | None = None) -> tuple[Callable, str]:
+def checkpoint_detector(run: Run, checkpoint: str | None = None) -> tuple[Callable, str]:
     """A function image -> (normalised boxes, scores, 1-based classes) from the run's newest checkpoint."""
     import tensorflow as tf
     from object_detection.builders import model_builder
-    from object_detection.utils import config_util
 
-    configs = config_util.get_configs_from_pipeline_file(str(run.pipeline_config))
-    model = model_builder.build(model_config=configs["model"], is_training=False)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(str(run.checkpoints))
-    if not checkpoint:
-        raise ConfigError(f"{run.run_dir}: no checkpoint in {run.checkpoints}; run `maskdetect train` first")
+    model = model_builder.build(model_config=run.configs()["model"], is_training=False)
+    checkpoint = checkpoint or run.require_checkpoint()
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)])
@@ -239,23 +233,19 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> Pa
     return path
 
 
-def evaluate(run_dir: str | Path, *, split: str = "val", export: bool = False, checkpoint: str | None = None,
+def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool = False, checkpoint: str | None = None,
              progress: bool = True) -> dict:
     """Evaluate the run's newest checkpoint (or, with `export`, its exported SavedModel) on `split`.
 
     Writes ``metrics-<split>[-export].json`` in the run directory and ``plots/<split>[-export]/`` with
     ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics.
     """
-    import maskdetect  # noqa: F401
-
-    run = RunPaths(Path(run_dir).resolve())
-    if not run.pipeline_config.exists():
-        raise ConfigError(f"{run.run_dir}: no pipeline.config; is this a run directory?")
-    class_names = read_label_map(run.label_map)
+    run = Run.open(run_dir)
+    class_names = run.class_names
     files = _split_files(run, split)
     started = time.monotonic()
     if export:
-        source = run.exports / "saved_model"
+        source = run.saved_model
         detector = saved_model_detector(source)
         source = str(source)
     else:
@@ -273,23 +263,23 @@ def evaluate(run_dir: str | Path, *, split: str = "val", export: bool = False, c
                   "confusion_matrix": str(plot_confusion(matrix, class_names, plots / "confusion_matrix.png"))},
         "seconds": round(time.monotonic() - started, 2),
     })
-    path = atomic_write_json(run.run_dir / f"metrics-{tag}.json", metrics)
+    path = atomic_write_json(run.metrics_path(tag), metrics)
     metrics["path"] = str(path)
     logger.info("mAP@0.5 %s, AP@0.5 %s (%s)", metrics["mAP@0.5"], metrics["AP@0.5"], path)
     return metrics
 
 
-def watch(run_dir: str | Path, *, split: str = "val", timeout_s: float = 3600.0) -> Iterator[dict]:
+def watch(run_dir: Run | str | Path, *, split: str = "val", timeout_s: float = 3600.0) -> Iterator[dict]:
     """Evaluate every new checkpoint as training (in another process) writes it; stop after the checkpoint of
     the config's last step, or when no new checkpoint came for `timeout_s`. Also logs TensorBoard scalars."""
     import tensorflow as tf
 
-    run = RunPaths(Path(run_dir).resolve())
-    last_step = load_pipeline(run.pipeline_config).train_config.num_steps
-    writer = tf.summary.create_file_writer(str(run.run_dir / "tensorboard" / f"eval_{split}"))
+    run = Run.open(run_dir)
+    last_step = run.pipeline.train_config.num_steps
+    writer = tf.summary.create_file_writer(str(run.tensorboard / f"eval_{split}"))
     for checkpoint in tf.train.checkpoints_iterator(str(run.checkpoints), timeout=timeout_s):
         step = int(checkpoint.rsplit("-", 1)[-1])
-        metrics = evaluate(run_dir, split=split, checkpoint=checkpoint, progress=False)
+        metrics = evaluate(run, split=split, checkpoint=checkpoint, progress=False)
         metrics["step"] = step
         with writer.as_default():
             if metrics["mAP@0.5"] is not None:

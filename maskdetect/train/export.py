@@ -9,7 +9,6 @@ Layout: ``RUN_DIR/export/saved_model/``, ``RUN_DIR/export/label_map.pbtxt``, ``R
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import platform
 import shutil
@@ -19,20 +18,12 @@ from pathlib import Path
 
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.labelmap import read_label_map
-from maskdetect.train.pipeline import RunPaths, image_size_of, load_pipeline
+from maskdetect.train.pipeline import image_size_of
+from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("saved_model", "tflite")
-
-
-def _checkpoint_dir(run: RunPaths) -> Path:
-    import tensorflow as tf
-
-    if not tf.train.latest_checkpoint(str(run.checkpoints)):
-        raise ConfigError(f"{run.run_dir}: no checkpoint in {run.checkpoints}; run `maskdetect train` first")
-    return run.checkpoints
 
 
 def _versions() -> dict:
@@ -45,39 +36,35 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def write_model_card(run: RunPaths, destination: Path, *, fmt: str, seconds: float) -> Path:
+def write_model_card(run: Run, destination: Path, *, fmt: str, seconds: float) -> Path:
     """``model_card.json``: classes, input size, training data manifest, metrics, versions."""
-    import tensorflow as tf
-
-    pipeline = load_pipeline(run.pipeline_config)
-    data = json.loads(run.data_manifest.read_text(encoding="utf-8")) if run.data_manifest.exists() else {}
-    metrics = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(run.run_dir.glob("metrics-*.json"))}
+    pipeline = run.pipeline
+    data = run.data_info()
     card = {
         "format": fmt,
-        "classes": read_label_map(run.label_map),
+        "classes": run.class_names,
         "input_size": image_size_of(pipeline),
         "resizer": pipeline.model.ssd.image_resizer.WhichOneof("image_resizer_oneof"),
         "feature_extractor": pipeline.model.ssd.feature_extractor.type,
-        "checkpoint": tf.train.latest_checkpoint(str(run.checkpoints)),
+        "checkpoint": run.latest_checkpoint(),
         "trained_steps": pipeline.train_config.num_steps,
         "fine_tuned_from": pipeline.train_config.fine_tune_checkpoint or None,
         "training_data": data.get("manifest", data),
         "metrics": {name: {k: m.get(k) for k in ("mAP@0.5", "AP@0.5", "split", "evaluated", "num_images")}
-                    for name, m in metrics.items()},
+                    for name, m in run.metrics().items()},
         "versions": _versions(),
         "export_seconds": round(seconds, 1),
     }
     return atomic_write_json(destination, card)
 
 
-def export_saved_model(run_dir: str | Path) -> Path:
+def export_saved_model(run_dir: Run | str | Path) -> Path:
     """Export the newest checkpoint as ``RUN_DIR/export/saved_model`` and return that path."""
-    import maskdetect  # noqa: F401
     from object_detection import exporter_lib_v2
 
-    run = RunPaths(Path(run_dir).resolve())
-    checkpoints = _checkpoint_dir(run)
-    pipeline = load_pipeline(run.pipeline_config)
+    run = Run.open(run_dir)
+    run.require_checkpoint()
+    checkpoints, pipeline = run.checkpoints, copy.deepcopy(run.pipeline)  # the exporter may edit its copy
     started = time.monotonic()
     run.exports.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".saved_model.", dir=run.exports))
@@ -93,8 +80,8 @@ def export_saved_model(run_dir: str | Path) -> Path:
     with atomic_path(run.exports / "label_map.pbtxt") as tmp:
         shutil.copyfile(run.label_map, tmp)
     write_model_card(run, run.exports / "model_card.json", fmt="saved_model", seconds=time.monotonic() - started)
-    logger.info("exported SavedModel to %s in %.0f s", run.exports / "saved_model", time.monotonic() - started)
-    return run.exports / "saved_model"
+    logger.info("exported SavedModel to %s in %.0f s", run.saved_model, time.monotonic() - started)
+    return run.saved_model
 
 
 def tflite_pipeline(pipeline):
@@ -117,17 +104,17 @@ def tflite_pipeline(pipeline):
     return pipeline, letterbox
 
 
-def export_tflite(run_dir: str | Path, *, max_detections: int = 100) -> Path:
+def export_tflite(run_dir: Run | str | Path, *, max_detections: int = 100) -> Path:
     """Export ``RUN_DIR/export/model.tflite`` (float32) and ``tflite_input.json``; return the model path."""
-    import maskdetect  # noqa: F401
     import numpy as np
     import tensorflow as tf
     from object_detection import export_tflite_graph_lib_tf2
     from object_detection.builders import model_builder
 
-    run = RunPaths(Path(run_dir).resolve())
-    checkpoints = _checkpoint_dir(run)
-    pipeline, letterbox = tflite_pipeline(load_pipeline(run.pipeline_config))
+    run = Run.open(run_dir)
+    run.require_checkpoint()
+    checkpoints = run.checkpoints
+    pipeline, letterbox = tflite_pipeline(run.pipeline)
     size = image_size_of(pipeline)
     started = time.monotonic()
     run.exports.mkdir(parents=True, exist_ok=True)
@@ -137,7 +124,7 @@ def export_tflite(run_dir: str | Path, *, max_detections: int = 100) -> Path:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
         converter.optimizations = []
         model_bytes = converter.convert()
-    with atomic_path(run.exports / "model.tflite") as tmp:
+    with atomic_path(run.tflite) as tmp:
         tmp.write_bytes(model_bytes)
     # The TFLite graph starts after the model's preprocess: record the per-channel affine normalisation.
     model = model_builder.build(model_config=pipeline.model, is_training=False)
@@ -151,12 +138,12 @@ def export_tflite(run_dir: str | Path, *, max_detections: int = 100) -> Path:
     atomic_write_json(run.exports / "tflite_input.json", info)
     with atomic_path(run.exports / "label_map.pbtxt") as tmp:
         shutil.copyfile(run.label_map, tmp)
-    logger.info("exported TFLite model to %s (%.1f MB) in %.0f s", run.exports / "model.tflite",
-                len(model_bytes) / 1e6, time.monotonic() - started)
-    return run.exports / "model.tflite"
+    logger.info("exported TFLite model to %s (%.1f MB) in %.0f s", run.tflite, len(model_bytes) / 1e6,
+                time.monotonic() - started)
+    return run.tflite
 
 
-def export(run_dir: str | Path, fmt: str = "saved_model") -> Path:
+def export(run_dir: Run | str | Path, fmt: str = "saved_model") -> Path:
     if fmt == "saved_model":
         return export_saved_model(run_dir)
     if fmt == "tflite":

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.labelmap import read_label_map
+from maskdetect.train.run import Run, load_pipeline, save_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -53,32 +54,6 @@ MODELS: dict[str, ModelSpec] = {
         "ssd_mobilenet_v2_fpnlite.config", 640, "ssd_mobilenet_v2_fpnlite_640x640_coco17_tpu-8"),
 }
 DEFAULT_MODEL = "ssd_efficientdet_d0_512"
-
-
-def load_pipeline(path: str | Path):
-    """Parse a ``pipeline.config`` into a ``TrainEvalPipelineConfig`` proto (clear error when malformed)."""
-    from google.protobuf import text_format
-    from object_detection.protos import pipeline_pb2
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pipeline config ({exc.strerror}).") from exc
-    pipeline = pipeline_pb2.TrainEvalPipelineConfig()
-    try:
-        text_format.Merge(text, pipeline)
-    except text_format.ParseError as exc:
-        raise ConfigError(f"{path}: not a valid pipeline.config: {exc}") from exc
-    return pipeline
-
-
-def save_pipeline(pipeline, path: str | Path) -> Path:
-    from google.protobuf import text_format
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text_format.MessageToString(pipeline), encoding="utf-8")
-    return Path(path)
 
 
 # -- dotted overrides -------------------------------------------------------------------------------------
@@ -247,41 +222,6 @@ def scaled_schedule(batch_size: int, num_steps: int, base_at_zoo_batch: float = 
             "warmup_steps": warmup}
 
 
-@dataclass
-class RunPaths:
-    """Where everything of one run lives (see DESIGN.md §3)."""
-
-    run_dir: Path
-
-    @property
-    def pipeline_config(self) -> Path:
-        return self.run_dir / "pipeline.config"
-
-    @property
-    def label_map(self) -> Path:
-        return self.run_dir / "label_map.pbtxt"
-
-    @property
-    def data_manifest(self) -> Path:
-        return self.run_dir / "data_manifest.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    @property
-    def train_log(self) -> Path:
-        return self.run_dir / "train_log.jsonl"
-
-    @property
-    def plots(self) -> Path:
-        return self.run_dir / "plots"
-
-    @property
-    def exports(self) -> Path:
-        return self.run_dir / "export"
-
-
 def split_files(data_dir: Path, split: str) -> list[Path]:
     """The TFRecord shards of `split` in a folder made by ``maskdetect data convert``."""
     return sorted(data_dir.glob(f"{split}-*.tfrecord")) or sorted(data_dir.glob(f"{split}*.tfrecord"))
@@ -290,7 +230,7 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
 def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MODEL, *,
               image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
               learning_rate: float | None = None, checkpoint: str | Path | None = None,
-              eval_split: str = "val", overrides: dict[str, Any] | Sequence[str] | None = None) -> RunPaths:
+              eval_split: str = "val", overrides: dict[str, Any] | Sequence[str] | None = None) -> Run:
     """Write ``out_dir/pipeline.config`` (+ label map and data manifest) for training `model` on `data_dir`.
 
     Args:
@@ -305,6 +245,9 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
             scratch (say so explicitly: :func:`maskdetect.train.zoo.fetch_checkpoint` gets the COCO one).
         eval_split: the split evaluated beside training and by ``evaluate`` by default.
         overrides: ``{"dotted.key": value}`` or ``["dotted.key=value"]`` applied last, checked against the schema.
+
+    Returns:
+        The :class:`~maskdetect.train.run.Run`.
 
     Example:
         >>> configure("workspace/data/sample", "workspace/runs/demo", image_size=256, batch_size=2,
@@ -352,8 +295,8 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
         train.ClearField("fine_tune_checkpoint")
         train.ClearField("fine_tune_checkpoint_type")
 
-    paths = RunPaths(out_dir)
-    run_label_map = str(paths.label_map)
+    run = Run(out_dir)
+    run_label_map = str(run.label_map)
     reader = pipeline.train_input_reader
     reader.label_map_path = run_label_map
     del reader.tf_record_input_reader.input_path[:]
@@ -368,18 +311,18 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
         items = parse_overrides(overrides) if not isinstance(overrides, dict) else overrides
         for key, value in items.items():
             set_value(pipeline, key, value)
-    check_pipeline(pipeline, where=str(paths.pipeline_config))
+    check_pipeline(pipeline, where=str(run.pipeline_config))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(paths.label_map) as tmp:
+    with atomic_path(run.label_map) as tmp:
         shutil.copyfile(label_map, tmp)
     manifest = data_dir / "manifest.json"
     data_info = {"data_dir": str(data_dir), "train_files": [str(p) for p in train_files],
                  "eval_files": [str(p) for p in eval_files], "class_names": class_names}
     if manifest.exists():
         data_info["manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
-    atomic_write_json(paths.data_manifest, data_info)
-    save_pipeline(pipeline, paths.pipeline_config)
+    atomic_write_json(run.data_manifest, data_info)
+    save_pipeline(pipeline, run.pipeline_config)
     logger.info("configured %s (%d classes, input %d, batch %d, %d steps) in %s", model, len(class_names),
                 image_size_of(pipeline), batch_size, num_steps, out_dir)
-    return paths
+    return run

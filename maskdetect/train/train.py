@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from maskdetect.errors import ConfigError, TrainingError
-from maskdetect.train.pipeline import RunPaths, check_pipeline, load_pipeline
+from maskdetect.train.pipeline import check_pipeline
+from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +80,7 @@ def _leaves_training_mode():
         leave_training_mode()
 
 
-def latest_checkpoint(run_dir: str | Path) -> str | None:
-    import tensorflow as tf
-
-    return tf.train.latest_checkpoint(str(RunPaths(Path(run_dir)).checkpoints))
-
-
-def train(run_dir: str | Path, *, num_steps: int | None = None, strategy: str = "default",
+def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: str = "default",
           steps_per_iteration: int = 10, checkpoint_every: int | None = None, max_to_keep: int = 5,
           progress: bool = True) -> TrainResult:
     """Train the run in `run_dir` (made by :func:`maskdetect.train.pipeline.configure`) up to `num_steps`.
@@ -99,14 +94,11 @@ def train(run_dir: str | Path, *, num_steps: int | None = None, strategy: str = 
     import tensorflow as tf
     from object_detection import inputs, model_lib_v2
     from object_detection.builders import optimizer_builder
-    from object_detection.utils import config_util
     from tqdm.auto import tqdm
 
-    paths = RunPaths(Path(run_dir).resolve())
-    if not paths.pipeline_config.exists():
-        raise ConfigError(f"{paths.run_dir}: no pipeline.config; run `maskdetect configure` first")
-    check_pipeline(load_pipeline(paths.pipeline_config), where=str(paths.pipeline_config))
-    configs = config_util.get_configs_from_pipeline_file(str(paths.pipeline_config))
+    paths = Run.open(run_dir)
+    check_pipeline(paths.pipeline, where=str(paths.pipeline_config))
+    configs = paths.configs()
     model_config, train_config = configs["model"], configs["train_config"]
     train_input_config = configs["train_input_config"]
     total_steps = int(num_steps or train_config.num_steps)

@@ -1,0 +1,169 @@
+"""A run directory, known in one place: what made it and what it made.
+
+:class:`Run` owns ``workspace/runs/<name>/``: the as-run ``pipeline.config`` (parsed once, on first use), the label
+map, the data manifest, ``train_log.jsonl``, ``checkpoints/``, ``tensorboard/``, ``metrics-<split>.json``,
+``plots/`` and ``export/`` (``saved_model/``, ``model.tflite``, their label map and model card).
+:func:`~maskdetect.train.pipeline.configure` makes one; ``train``, ``evaluate``, ``export`` take one (or its
+path); a :class:`~maskdetect.infer.predictor.Predictor` takes one too (``os.fspath(run)`` is the directory, and
+the predictor finds ``export/`` in it).
+
+Example:
+    >>> run = Run("workspace/runs/demo")                                             # doctest: +SKIP
+    >>> run.class_names, run.latest_checkpoint(), run.saved_model                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from maskdetect.errors import ConfigError
+from maskdetect.fileio import atomic_path
+
+
+def load_pipeline(path: str | Path):
+    """Parse a ``pipeline.config`` into a ``TrainEvalPipelineConfig`` proto (clear error when malformed)."""
+    from google.protobuf import text_format
+    from object_detection.protos import pipeline_pb2
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline config ({exc.strerror}).") from exc
+    pipeline = pipeline_pb2.TrainEvalPipelineConfig()
+    try:
+        text_format.Merge(text, pipeline)
+    except text_format.ParseError as exc:
+        raise ConfigError(f"{path}: not a valid pipeline.config: {exc}") from exc
+    return pipeline
+
+
+def save_pipeline(pipeline, path: str | Path) -> Path:
+    from google.protobuf import text_format
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text_format.MessageToString(pipeline), encoding="utf-8")
+    return Path(path)
+
+
+class Run:
+    """One run directory.
+
+    Args:
+        run_dir: the directory (resolved to an absolute path).
+
+    Attributes:
+        run_dir: the directory.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir).resolve()
+
+    @classmethod
+    def open(cls, run: "Run | str | Path") -> "Run":
+        """`run` itself, or the run in that directory; `ConfigError` if it holds no ``pipeline.config``."""
+        run = run if isinstance(run, Run) else cls(run)
+        if not run.pipeline_config.is_file():
+            raise ConfigError(f"{run.run_dir}: no pipeline.config, so not a run directory; make one with "
+                              "`maskdetect configure --data DATA --out RUN_DIR`")
+        return run
+
+    def __fspath__(self) -> str:
+        return str(self.run_dir)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.run_dir)!r})"
+
+    # -- files --------------------------------------------------------------------------------------------------
+    @property
+    def pipeline_config(self) -> Path:
+        return self.run_dir / "pipeline.config"
+
+    @property
+    def label_map(self) -> Path:
+        return self.run_dir / "label_map.pbtxt"
+
+    @property
+    def data_manifest(self) -> Path:
+        return self.run_dir / "data_manifest.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def train_log(self) -> Path:
+        return self.run_dir / "train_log.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.run_dir / "tensorboard"
+
+    @property
+    def plots(self) -> Path:
+        return self.run_dir / "plots"
+
+    @property
+    def exports(self) -> Path:
+        return self.run_dir / "export"
+
+    @property
+    def saved_model(self) -> Path:
+        return self.exports / "saved_model"
+
+    @property
+    def tflite(self) -> Path:
+        return self.exports / "model.tflite"
+
+    def metrics_path(self, tag: str) -> Path:
+        """``metrics-<tag>.json`` (tag: the split, ``-export`` appended for the exported model)."""
+        return self.run_dir / f"metrics-{tag}.json"
+
+    # -- contents -----------------------------------------------------------------------------------------------
+    @cached_property
+    def pipeline(self):
+        """The as-run ``TrainEvalPipelineConfig`` (parsed once; take :meth:`configs` to change a copy)."""
+        return load_pipeline(self.pipeline_config)
+
+    def configs(self) -> dict[str, Any]:
+        """The OD API's config dict (``model``, ``train_config``, ``train_input_config``, ...) of a copy of
+        :attr:`pipeline`, as ``config_util.get_configs_from_pipeline_file`` would give it."""
+        from object_detection.utils import config_util
+
+        return config_util.create_configs_from_pipeline_proto(copy.deepcopy(self.pipeline))
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        from maskdetect.labelmap import read_label_map
+
+        return read_label_map(self.label_map)
+
+    def data_info(self) -> dict[str, Any]:
+        """The data manifest ``configure`` wrote (data folder, TFRecord files, classes), or {}."""
+        if not self.data_manifest.exists():
+            return {}
+        return json.loads(self.data_manifest.read_text(encoding="utf-8"))
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Every ``metrics-*.json`` of the run, by file stem."""
+        return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.run_dir.glob("metrics-*.json"))}
+
+    def latest_checkpoint(self) -> str | None:
+        """The newest checkpoint prefix (``.../checkpoints/ckpt-N``), or None before training."""
+        import tensorflow as tf
+
+        return tf.train.latest_checkpoint(str(self.checkpoints))
+
+    def require_checkpoint(self) -> str:
+        """:meth:`latest_checkpoint`, or `ConfigError` telling to train first."""
+        checkpoint = self.latest_checkpoint()
+        if not checkpoint:
+            raise ConfigError(f"{self.run_dir}: no checkpoint in {self.checkpoints}; run `maskdetect train` first")
+        return checkpoint
+
+
+__all__ = ["Run", "load_pipeline", "save_pipeline"]
