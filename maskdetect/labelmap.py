@@ -22,6 +22,29 @@ def write_label_map(path: str | Path, class_names: Sequence[str]) -> Path:
     return atomic_write_text(path, format_label_map(class_names))
 
 
+def find_label_map(near: str | Path) -> Path | None:
+    """The label map that goes with a file or folder (a TFRecord, an export, a ``.tflite``), or None.
+
+    Looks in the folder (`near` itself if it is one, else its folder), then one folder up: ``label_map.pbtxt``,
+    ``labelmap.pbtxt``, then any ``*label_map*``/``*labelmap*``/``*.pbtxt`` that reads as a label map. (An OD API
+    export holds ``saved_model/``; a run holds ``export/``; a Roboflow export keeps it beside the TFRecords.)
+    """
+    near = Path(near)
+    first = near if near.is_dir() else near.parent
+    for folder in (first, first.parent):
+        candidates = [folder / "label_map.pbtxt", folder / "labelmap.pbtxt", *sorted(folder.glob("*label_map*.pbtxt")),
+                      *sorted(folder.glob("*labelmap*.pbtxt")), *sorted(folder.glob("*.pbtxt"))]
+        for candidate in dict.fromkeys(candidates):
+            if not candidate.is_file():
+                continue
+            try:
+                read_label_map(candidate)
+            except DataError:
+                continue
+            return candidate
+    return None
+
+
 def read_label_map(path: str | Path) -> list[str]:
     """Class names ordered by id (``names[0]`` has id 1). Reads ours, Roboflow's and the OD API's files
     (``name`` or ``display_name``)."""

@@ -11,7 +11,7 @@ import pytest
 import maskdetect
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
-from maskdetect.infer.predictor import Predictor, find_label_map, resolve_export, tflite_output_indices
+from maskdetect.infer.predictor import Predictor, resolve_export, tflite_output_indices
 from maskdetect.infer.sources import read_image
 from maskdetect.train.run import Run
 
@@ -49,7 +49,7 @@ def test_tflite_outputs_that_are_not_ssd_postprocessing_are_refused():
         tflite_output_indices([_detail(f"out:{i}", [1, 5, 5], i) for i in range(4)])
 
 
-def test_export_and_label_map_lookup(tmp_path):
+def test_export_lookup(tmp_path):
     export = tmp_path / "run" / "export"
     (export / "saved_model").mkdir(parents=True)
     (export / "saved_model" / "saved_model.pb").write_bytes(b"")
@@ -59,11 +59,6 @@ def test_export_and_label_map_lookup(tmp_path):
     assert resolve_export(export / "model.tflite") == ("tflite", export / "model.tflite")
     with pytest.raises(ConfigError, match="not a model export"):
         resolve_export(tmp_path)
-    assert find_label_map(export / "saved_model") is None
-    (tmp_path / "run" / "labelmap.pbtxt").write_text("")
-    assert find_label_map(export / "model.tflite") == tmp_path / "run" / "labelmap.pbtxt"  # the parent dir
-    (export / "label_map.pbtxt").write_text("")
-    assert find_label_map(export / "saved_model") == export / "label_map.pbtxt"            # beside wins
     with pytest.raises(ConfigError, match="not a model export"):
         resolve_export(tmp_path / "run")  # a folder holding export/ but no pipeline.config is not a run
     (tmp_path / "run" / "pipeline.config").write_text("")

@@ -125,12 +125,13 @@ def test_bad_settings(tmp_path, kwargs):
 
 def test_review_dir_reads_back_through_the_voc_reader(tmp_path):
     """What `maskdetect data convert --format voc <review_dir>` reads: the images, classes and boxes we saved."""
-    from maskdetect.data import sources
+    from maskdetect.data import formats
+
     queue = ReviewQueue(tmp_path, CLASSES, prefix="clip", every_n_frames=1)
     frame = np.full((48, 64, 3), 128, np.uint8)
     queue.consider(0, frame, tracked([1], [0], boxes=[[4, 5, 20, 30]]))
     queue.consider(1, frame, tracked([0, 2], [0, 2], scores=[0.9, 0.4], boxes=[[1, 2, 10, 12], [30, 5, 60, 40]]))
-    items = sorted(sources.read_source("voc", tmp_path), key=lambda item: item.filename)
+    items = sorted(formats.read_dataset("voc", tmp_path), key=lambda item: item.filename)
     assert [item.filename for item in items] == ["clip_f000000.jpg", "clip_f000001.jpg"]
     assert all(item.declared_wh == (64, 48) and item.image.exists() for item in items)
     assert [[(b.name, tuple(b.xyxy)) for b in item.boxes] for item in items] == [

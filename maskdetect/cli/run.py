@@ -67,7 +67,6 @@ def _quiet_tensorflow() -> None:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import maskdetect  # noqa: F401
     import tensorflow as tf
 
     tf.get_logger().setLevel(logging.ERROR)

@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import maskdetect
 from maskdetect.data.images import OUTSIDE_TOLERANCE_PX, Loaded, load_item
 from maskdetect.data.records import SPLITS, Item, Sample, Skip
-from maskdetect.data.sources import read_source
+from maskdetect.data.formats import read_dataset
 from maskdetect.data.split import parse_split, stratified_split
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
@@ -186,7 +186,7 @@ def _run(fmt, source, tmp: Path, spool_path: Path, fractions, mapping, allowed, 
 
     items: list[Item] = []
     skipped: list[dict] = []
-    for entry in read_source(fmt, source):
+    for entry in read_dataset(fmt, source):
         if isinstance(entry, Skip):
             _skip(entry, strict, skipped)
         else:

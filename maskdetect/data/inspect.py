@@ -19,9 +19,10 @@ import numpy as np
 
 from maskdetect.data.images import decode_image, laplacian_variance
 from maskdetect.data.records import split_from_name
-from maskdetect.data.tfrecord import find_label_map, iter_records, object_names, parse_example, tfrecord_files
+from maskdetect.data.tfrecord import iter_records, object_names, parse_example, tfrecord_files
 from maskdetect.errors import DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.labelmap import find_label_map, read_label_map
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def inspect(path: str | Path, out: str | Path | None = None, *, max_samples: int
     stats = _Stats(max_samples)
     for file in files:
         split = split_from_name(file) or "unsplit"
-        label_names = find_label_map(file)
+        label_map = find_label_map(file)
+        label_names = read_label_map(label_map) if label_map else None
         count = 0
         try:
             for index, record in enumerate(iter_records(file)):

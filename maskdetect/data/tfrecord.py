@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 
 from maskdetect.data.records import Item, RawBox, Sample, Skip, split_from_name
 from maskdetect.errors import DataError
+from maskdetect.labelmap import find_label_map, read_label_map
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +59,6 @@ def iter_records(path: Path) -> Iterator[bytes]:
     if error is not None:
         raise DataError(f"{path}: truncated or corrupt TFRecord after {count} good records ({error}). "
                         f"Re-create or re-download the file.")
-
-
-def find_label_map(path: Path) -> list[str] | None:
-    """Class names from a ``*.pbtxt`` label map beside the TFRecord file (or one folder up), if there is one."""
-    from maskdetect.labelmap import read_label_map
-
-    for folder in (path.parent, path.parent.parent):
-        candidates = sorted(folder.glob("*label_map*.pbtxt")) + sorted(folder.glob("*labelmap*.pbtxt")) \
-            + sorted(folder.glob("*.pbtxt"))
-        for candidate in candidates:
-            try:
-                return read_label_map(candidate)
-            except DataError:
-                continue
-    return None
 
 
 def parse_example(serialized: bytes) -> dict:
@@ -139,7 +125,8 @@ def object_names(fields: dict, label_names: Sequence[str] | None) -> list[str]:
 def read_tfrecord_items(source: Path) -> Iterator[Item | Skip]:
     """Items of every TFRecord file at ``source`` (reader for ``convert(format="tfrecord")``)."""
     for path in tfrecord_files(source):
-        label_names = find_label_map(path)
+        label_map = find_label_map(path)
+        label_names = read_label_map(label_map) if label_map else None
         split = split_from_name(path)
         index = -1
         try:

@@ -28,28 +28,16 @@ import numpy as np
 import maskdetect
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
+from maskdetect.labelmap import find_label_map, read_label_map
 
 logger = logging.getLogger(__name__)
 
-LABEL_MAP_NAMES = ("label_map.pbtxt", "labelmap.pbtxt")
 
 #: Defaults of the post-processing (also the CLI's).
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.5
 
 Threshold = float | Mapping[int | str, float]
-
-
-def find_label_map(model_path: str | Path) -> Path | None:
-    """``label_map.pbtxt`` (or ``labelmap.pbtxt``) in the export directory, beside the ``.tflite`` file, or in
-    the parent directory (an OD API export dir holds ``saved_model/``; a run dir holds ``export/``)."""
-    model_path = Path(model_path)
-    first = model_path if model_path.is_dir() else model_path.parent
-    for folder in (first, first.parent):
-        for name in LABEL_MAP_NAMES:
-            if (folder / name).is_file():
-                return folder / name
-    return None
 
 
 def resolve_export(model_path: str | os.PathLike) -> tuple[str, Path]:
@@ -92,7 +80,7 @@ class Predictor:
         model_path: exported SavedModel directory, its parent export directory, a ``.tflite`` file, or a run
             (directory) whose ``export/`` holds one.
         class_names: names by 0-based class id; by default read from the label map found beside the export
-            (:func:`find_label_map`), else ``maskdetect.CLASSES``.
+            (:func:`maskdetect.labelmap.find_label_map`), else ``maskdetect.CLASSES``.
         threshold: minimum score; one number, or ``{class name or id: score}`` (classes left out use
             `DEFAULT_THRESHOLD`).
         class_thresholds: ``{class name or id: score}`` overriding a numeric `threshold` for those classes.
@@ -122,8 +110,6 @@ class Predictor:
         if class_names is None:
             label_map = find_label_map(self.model_path)
             if label_map is not None:
-                from maskdetect.labelmap import read_label_map
-
                 class_names = read_label_map(label_map)
                 logger.debug("class names from %s: %s", label_map, class_names)
             else:
@@ -372,5 +358,5 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-__all__ = ["Predictor", "Speed", "find_label_map", "resolve_export", "tflite_output_indices", "DEFAULT_THRESHOLD",
+__all__ = ["Predictor", "Speed", "resolve_export", "tflite_output_indices", "DEFAULT_THRESHOLD",
            "DEFAULT_NMS_IOU"]

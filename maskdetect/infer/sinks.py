@@ -28,7 +28,8 @@ import numpy as np
 
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
-from maskdetect.infer.sources import IMAGE_SUFFIXES, CameraFrames, Frame, Source
+from maskdetect.infer.sources import CameraFrames, Frame, Source
+from maskdetect.media import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 

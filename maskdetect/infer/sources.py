@@ -33,12 +33,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from maskdetect.errors import DataError, VideoError
+from maskdetect.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from maskdetect.redact import redact
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://", "srt://")
 #: Frames a video file is decoded ahead of inference.
 PREFETCH_FRAMES = 8
@@ -490,4 +489,4 @@ def open_source(source: Source | str | Path | int, *, live: bool = False, max_fr
 
 
 __all__ = ["Frame", "Source", "ImageFiles", "VideoFile", "LiveCapture", "CameraFrames", "LatestFrameCapture",
-           "open_source", "source_kind", "list_images", "read_image", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+           "open_source", "source_kind", "list_images", "read_image"]

@@ -89,7 +89,6 @@ def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: 
     config's ``fine_tune_checkpoint`` (if any), else from scratch. Raises :class:`TrainingError` on a
     non-finite loss, leaving the last good checkpoint as the newest.
     """
-    import maskdetect  # noqa: F401  (compat layer before TensorFlow)
     import numpy as np
     import tensorflow as tf
     from object_detection import inputs, model_lib_v2

@@ -20,14 +20,16 @@ from typing import Callable, Iterator
 
 from maskdetect.data.records import Item, RawBox, Skip, split_from_name
 from maskdetect.errors import DataError
+from maskdetect.media import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: A dataset's images; a GIF there is one still image (see :mod:`maskdetect.media`).
+DATASET_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".gif",)
 FORMATS = ("voc", "kitti", "coco", "yolo", "tfrecord")
 
 Reader = Callable[[Path], Iterator["Item | Skip"]]
 
 
-def read_source(fmt: str, source: str | Path) -> Iterator[Item | Skip]:
+def read_dataset(fmt: str, source: str | Path) -> Iterator[Item | Skip]:
     """Items of the dataset at ``source`` in format ``fmt`` (one of :data:`FORMATS`), in a stable order."""
     source = Path(source)
     if fmt not in FORMATS:
@@ -56,7 +58,7 @@ def _find_image(stem_or_name: str, folders: list[Path]) -> Path | None:
             return candidate
     stem = Path(name).stem
     for folder in folders:
-        for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
+        for suffix in DATASET_IMAGE_SUFFIXES + tuple(s.upper() for s in DATASET_IMAGE_SUFFIXES):
             candidate = folder / (stem + suffix)
             if stem and candidate.is_file():
                 return candidate
@@ -245,7 +247,7 @@ def _hashable(value: object) -> object:
 def read_yolo(source: Path) -> Iterator[Item | Skip]:
     names = _yolo_names(source)
     image_dirs = [source] if source.name == "images" else sorted(p for p in source.rglob("images") if p.is_dir())
-    images = [p for d in image_dirs for p in sorted(d.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [p for d in image_dirs for p in sorted(d.rglob("*")) if p.suffix.lower() in DATASET_IMAGE_SUFFIXES]
     if not images:
         raise DataError(f"{source}: no images/ folder with images found. YOLO data needs images/ and labels/.")
     for image in images:
