@@ -207,3 +207,13 @@ def test_camera_frames_are_timed_and_the_camera_released_on_close():
     assert second.tag["frame"] == 1 and int(second.image[0, 0, 0]) == 1
     source.close()
     assert Camera.released
+
+
+def test_images_in_memory_are_a_source():
+    images = [np.zeros((4, 6, 3), np.uint8), np.ones((5, 7, 3), np.uint8)]
+    source = open_source(images)
+    assert source.kind == "images" and source.fps is None and source.total == 2
+    frames = list(source)
+    assert [(f.name, f.tag) for f in frames] == [("image-0000.jpg", {"image": "image-0000"}),
+                                                 ("image-0001.jpg", {"image": "image-0001"})]
+    assert frames[1].image.shape == (5, 7, 3)

@@ -56,7 +56,7 @@ class PredictionSummary:
     """What a run of the loop did.
 
     Attributes:
-        kind: source kind (``image``, ``folder``, ``video``, ``webcam``, ``stream``, ``camera``).
+        kind: source kind (``image``, ``folder``, ``images``, ``video``, ``webcam``, ``stream``, ``camera``).
         frames: images or frames processed.
         detections: boxes kept in total.
         seconds: wall time; fps: frames per second end to end.
@@ -181,7 +181,7 @@ def run_loop(predictor: "Predictor", source: Source, sinks: Sequence[Sink] = (),
     return summary
 
 
-def predict_source(predictor: "Predictor | str | Path", source: Source | str | Path | int,
+def predict_source(predictor: "Predictor | str | Path", source: Source | str | Path | int | Sequence[np.ndarray],
                    out: str | Path | None = None, *, json_path: str | Path | None = None,
                    monitor: FrameObserver | None = None, max_frames: int | None = None,
                    duration_s: float | None = None, live: bool = False, display: str | bool = "auto",
@@ -189,8 +189,9 @@ def predict_source(predictor: "Predictor | str | Path", source: Source | str | P
                    preset: str = "ultrafast", ffmpeg_threads: int = 0, pace: bool | None = None,
                    capture_factory: Callable[[Any], Any] | None = None, annotator: Any = None,
                    show_fps: bool = False, progress: bool = True) -> PredictionSummary:
-    """Detect in any source: an image, a folder of images, a video file, a webcam index, a stream URL, or an
-    opened :class:`~maskdetect.infer.sources.Source` (e.g. the Colab camera). What ``maskdetect predict`` runs.
+    """Detect in any source: an image, a folder of images, images in memory, a video file, a webcam index, a
+    stream URL, or an opened :class:`~maskdetect.infer.sources.Source` (e.g. the Colab camera). What
+    ``maskdetect predict``, the notebooks and the Colab camera run.
 
     Args:
         predictor: a loaded :class:`~maskdetect.infer.predictor.Predictor` or an export path.

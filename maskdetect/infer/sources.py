@@ -4,7 +4,8 @@
 iterable of :class:`Frame` (RGB ``uint8`` image, index at the source, time, the fields that name it in JSON
 records). :func:`maskdetect.infer.loop.run_loop` is the one loop that consumes them.
 
-* :class:`ImageFiles` — one image or every image of a folder, read one at a time.
+* :class:`ImageFiles` — one image or every image of a folder, read one at a time; :class:`ImageArrays` — images
+  already in memory.
 * :class:`VideoFile` — every frame of a video file, decoded ahead by a thread (a bounded queue), in order.
 * :class:`LiveCapture` — a webcam, an ``rtsp://``/``http://`` stream, or a file played as if live, with
   newest-frame semantics (:class:`LatestFrameCapture`): when inference is slower than the camera, stale frames are
@@ -28,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class Source:
     """Base of the frame sources: iterate it for :class:`Frame`s, then :meth:`close` it.
 
     Attributes:
-        kind: ``"image"``, ``"folder"``, ``"video"``, ``"webcam"``, ``"stream"`` or ``"camera"``.
+        kind: ``"image"``, ``"folder"``, ``"images"``, ``"video"``, ``"webcam"``, ``"stream"`` or ``"camera"``.
         name: what summaries and events call it (a file's stem, or the kind of a live source).
         location: the source for messages (URLs redacted).
         live: frames arrive in real time (dropped when stale, recorded in real time, Ctrl-C ends it cleanly).
@@ -143,6 +144,22 @@ class ImageFiles(Source):
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
             yield Frame(read_image(path), index, name=path.name, tag={"image": path.stem})
+
+
+class ImageArrays(Source):
+    """RGB images already in memory (e.g. decoded from TFRecords), named ``<name>-0000.jpg``, ... in outputs."""
+
+    kind = "images"
+
+    def __init__(self, images: Sequence[np.ndarray], name: str = "image") -> None:
+        super().__init__(name, f"{len(images)} images in memory")
+        self.images = images
+        self.total = len(images)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, image in enumerate(self.images):
+            stem = f"{self.name}-{index:04d}"
+            yield Frame(np.asarray(image), index, name=f"{stem}.jpg", tag={"image": stem})
 
 
 # -- video files ----------------------------------------------------------------------------------------------
@@ -462,10 +479,12 @@ def source_kind(source: str | Path | int) -> str:
                     f"{', '.join(VIDEO_SUFFIXES)}")
 
 
-def open_source(source: Source | str | Path | int, *, live: bool = False, max_frames: int | None = None,
-                pace: bool | None = None, capture_factory: Callable[[Any], Any] | None = None,
-                ffmpeg_threads: int = 0, read_timeout_s: float = 10.0) -> Source:
-    """The :class:`Source` for an image, a folder of images, a video file, a webcam index or a stream URL.
+def open_source(source: Source | str | Path | int | Sequence[np.ndarray], *, live: bool = False,
+                max_frames: int | None = None, pace: bool | None = None,
+                capture_factory: Callable[[Any], Any] | None = None, ffmpeg_threads: int = 0,
+                read_timeout_s: float = 10.0) -> Source:
+    """The :class:`Source` for an image, a folder of images, a video file, a webcam index, a stream URL, or a
+    list of RGB images in memory.
 
     Args:
         source: what to read (a :class:`Source` is returned as it is).
@@ -479,6 +498,8 @@ def open_source(source: Source | str | Path | int, *, live: bool = False, max_fr
     """
     if isinstance(source, Source):
         return source
+    if isinstance(source, (list, tuple)):
+        return ImageArrays(source)
     kind = source_kind(source)
     if kind in ("image", "folder"):
         return ImageFiles(source)
@@ -488,5 +509,5 @@ def open_source(source: Source | str | Path | int, *, live: bool = False, max_fr
                        read_timeout_s=read_timeout_s)
 
 
-__all__ = ["Frame", "Source", "ImageFiles", "VideoFile", "LiveCapture", "CameraFrames", "LatestFrameCapture",
-           "open_source", "source_kind", "list_images", "read_image"]
+__all__ = ["Frame", "Source", "ImageFiles", "ImageArrays", "VideoFile", "LiveCapture", "CameraFrames",
+           "LatestFrameCapture", "open_source", "source_kind", "list_images", "read_image"]
