@@ -2,7 +2,9 @@
 mAP@0.5 (the OD API's own evaluators), precision-recall curves and a confusion matrix (PNG), metrics JSON.
 
 Both paths feed the same decoded images through the same metric code, so the checkpoint's figures and the
-export's figures differ only by what export changes (they must agree within 0.5 AP).
+export's figures differ only by what export changes (they must agree within 0.5 AP). Ground truth and
+detections are :class:`~maskdetect.detections.Detections` (pixel ``xyxy``, 0-based classes) like everywhere
+else; they take the OD API's convention (``ymin, xmin, ymax, xmax``) only where they enter its evaluators.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from maskdetect.detections import box_iou
+from maskdetect.detections import Detections, box_iou
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.train.pipeline import split_files
@@ -27,15 +29,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ImageResult:
-    """Ground truth and detections of one image, boxes in pixels ``[ymin, xmin, ymax, xmax]``,
-    classes 1-based label-map ids."""
+    """Ground truth (confidence 1) and detections of one image."""
 
     image_id: str
-    gt_boxes: np.ndarray
-    gt_classes: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
+    truth: Detections
+    found: Detections
 
 
 def _split_files(run: Run, split: str) -> list[str]:
@@ -48,9 +46,9 @@ def _split_files(run: Run, split: str) -> list[str]:
     return list(run.pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
 
 
-def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """(image id, RGB uint8 image, pixel gt boxes, 1-based gt classes) for every record, decoded by the
-    OD API's own TfExampleDecoder (as training sees them)."""
+def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, Detections]]:
+    """(image id, RGB uint8 image, ground truth) for every record, decoded by the OD API's own TfExampleDecoder
+    (as training sees them)."""
     import tensorflow as tf
     from object_detection.core import standard_fields as fields
     from object_detection.data_decoders.tf_example_decoder import TfExampleDecoder
@@ -61,14 +59,15 @@ def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarra
         tensors = decode(record)
         image = tensors[fields.InputDataFields.image].numpy()
         height, width = image.shape[:2]
-        boxes = tensors[fields.InputDataFields.groundtruth_boxes].numpy() * [height, width, height, width]
-        classes = tensors[fields.InputDataFields.groundtruth_classes].numpy().astype(np.int64)
+        boxes = tensors[fields.InputDataFields.groundtruth_boxes].numpy()
+        classes = tensors[fields.InputDataFields.groundtruth_classes].numpy().astype(np.int64) - 1  # 1-based ids
+        truth = Detections.from_normalized(boxes, np.ones(len(boxes), np.float32), classes, (width, height))
         source = tensors[fields.InputDataFields.source_id].numpy().decode() or str(index)
-        yield f"{index:05d}:{source}", image, boxes.astype(np.float32), classes
+        yield f"{index:05d}:{source}", image, truth
 
 
-def checkpoint_detector(run: Run, checkpoint: str | None = None) -> tuple[Callable, str]:
-    """A function image -> (normalised boxes, scores, 1-based classes) from the run's newest checkpoint."""
+def checkpoint_detector(run: Run, checkpoint: str | None = None) -> tuple[Callable[[np.ndarray], Detections], str]:
+    """A function RGB image -> :class:`Detections` (all of them, no threshold) from the run's newest checkpoint."""
     import tensorflow as tf
     from object_detection.builders import model_builder
 
@@ -81,80 +80,73 @@ def checkpoint_detector(run: Run, checkpoint: str | None = None) -> tuple[Callab
         preprocessed, shapes = model.preprocess(tf.cast(image, tf.float32))
         return model.postprocess(model.predict(preprocessed, shapes), shapes)
 
-    def run_one(image: np.ndarray):
+    def run_one(image: np.ndarray) -> Detections:
         out = detect(image[None])
         n = int(out["num_detections"][0])
-        return (out["detection_boxes"][0, :n].numpy(), out["detection_scores"][0, :n].numpy(),
-                out["detection_classes"][0, :n].numpy().astype(np.int64) + 1)
+        return Detections.from_normalized(out["detection_boxes"][0].numpy(), out["detection_scores"][0].numpy(),
+                                          out["detection_classes"][0].numpy().astype(np.int64),
+                                          (image.shape[1], image.shape[0]), num_detections=n)
 
     return run_one, checkpoint
 
 
-def saved_model_detector(saved_model_dir: str | Path) -> Callable:
-    import tensorflow as tf
+def saved_model_detector(saved_model_dir: str | Path) -> Callable[[np.ndarray], Detections]:
+    """The exported model as the predictor loads it, with nothing filtered (no threshold, no cross-class NMS)."""
+    from maskdetect.infer.predictor import Predictor
 
     saved_model_dir = Path(saved_model_dir)
     if not (saved_model_dir / "saved_model.pb").exists():
         raise ConfigError(f"{saved_model_dir}: no saved_model.pb; run `maskdetect export RUN_DIR` first")
-    detect = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
-
-    def run_one(image: np.ndarray):
-        out = detect(input_tensor=tf.constant(image[None]))
-        n = int(out["num_detections"][0])
-        return (out["detection_boxes"][0, :n].numpy(), out["detection_scores"][0, :n].numpy(),
-                np.rint(out["detection_classes"][0, :n].numpy()).astype(np.int64))
-
-    return run_one
+    return Predictor(saved_model_dir, threshold=0.0, cross_class_nms=False, warmup=False).predict_raw
 
 
-def collect(detector: Callable, files: list[str], progress: bool = True) -> list[ImageResult]:
+def collect(detector: Callable[[np.ndarray], Detections], files: list[str], progress: bool = True
+            ) -> list[ImageResult]:
     from tqdm.auto import tqdm
 
-    results = []
-    for image_id, image, gt_boxes, gt_classes in tqdm(iter_examples(files), desc="evaluate", unit="img",
-                                                      disable=not progress):
-        height, width = image.shape[:2]
-        boxes, scores, classes = detector(image)
-        results.append(ImageResult(image_id, gt_boxes, gt_classes,
-                                   (boxes * [height, width, height, width]).astype(np.float32), scores, classes))
+    results = [ImageResult(image_id, truth, detector(image)) for image_id, image, truth in
+               tqdm(iter_examples(files), desc="evaluate", unit="img", disable=not progress)]
     if not results:
         raise DataError(f"{files}: no records to evaluate")
     return results
 
 
 def compute_metrics(results: list[ImageResult], class_names: list[str], iou_threshold: float = 0.5):
-    """COCO metrics and per-class AP@``iou_threshold`` from the OD API's evaluators, plus the PR curves."""
+    """COCO metrics and per-class AP@``iou_threshold`` from the OD API's evaluators, plus the PR curves.
+
+    The OD API takes pixel boxes as ``ymin, xmin, ymax, xmax``; COCO takes 1-based category ids, the PASCAL
+    evaluation (``ObjectDetectionEvaluation``, which also keeps the curves) 0-based class indices.
+    """
     from object_detection.core import standard_fields as fields
     from object_detection.metrics import coco_evaluation
     from object_detection.utils import object_detection_evaluation
 
-    categories = [{"id": i, "name": name} for i, name in enumerate(class_names, 1)]
-    coco = coco_evaluation.CocoDetectionEvaluator(categories)  # per-class AP: PASCAL below
-    pascal = object_detection_evaluation.ObjectDetectionEvaluator(
-        categories, matching_iou_threshold=iou_threshold, evaluate_precision_recall=True,
-        metric_prefix="PascalBoxes")
+    coco = coco_evaluation.CocoDetectionEvaluator([{"id": i, "name": name} for i, name in enumerate(class_names, 1)])
+    pascal = object_detection_evaluation.ObjectDetectionEvaluation(len(class_names),
+                                                                   matching_iou_threshold=iou_threshold)
     gt_key, det_key = fields.InputDataFields, fields.DetectionResultFields
     for r in results:
-        for evaluator in (coco, pascal):
-            evaluator.add_single_ground_truth_image_info(r.image_id, {
-                gt_key.groundtruth_boxes: r.gt_boxes, gt_key.groundtruth_classes: r.gt_classes,
-                gt_key.groundtruth_difficult: np.zeros(len(r.gt_classes), bool)})
-            evaluator.add_single_detected_image_info(r.image_id, {
-                det_key.detection_boxes: r.boxes, det_key.detection_scores: r.scores,
-                det_key.detection_classes: r.classes})
+        gt_yxyx, found_yxyx = r.truth.xyxy[:, [1, 0, 3, 2]], r.found.xyxy[:, [1, 0, 3, 2]]
+        coco.add_single_ground_truth_image_info(r.image_id, {
+            gt_key.groundtruth_boxes: gt_yxyx, gt_key.groundtruth_classes: r.truth.class_id + 1})
+        coco.add_single_detected_image_info(r.image_id, {
+            det_key.detection_boxes: found_yxyx, det_key.detection_scores: r.found.confidence,
+            det_key.detection_classes: r.found.class_id + 1})
+        pascal.add_single_ground_truth_image_info(r.image_id, gt_yxyx, r.truth.class_id,
+                                                  np.zeros(len(r.truth), bool))
+        pascal.add_single_detected_image_info(r.image_id, found_yxyx, r.found.confidence, r.found.class_id)
     coco_metrics = {k: float(v) for k, v in coco.evaluate().items()}
     pascal_metrics = pascal.evaluate()
     per_class = {}
     curves = {}
-    evaluation = pascal._evaluation  # the OD API keeps the curves here
     for index, name in enumerate(class_names):
-        ap = float(pascal_metrics.get(f"PascalBoxes_PerformanceByCategory/AP@{iou_threshold}IOU/{name}", math.nan))
+        ap = float(pascal_metrics.average_precisions[index])
         per_class[name] = None if math.isnan(ap) else ap
-        precision, recall = evaluation.precisions_per_class[index], evaluation.recalls_per_class[index]
+        precision, recall = pascal_metrics.precisions[index], pascal_metrics.recalls[index]
         if isinstance(precision, np.ndarray):
             curves[name] = (recall, precision)
     found = [v for v in per_class.values() if v is not None]
-    gt_counts = {name: int(sum((r.gt_classes == i).sum() for r in results)) for i, name in enumerate(class_names, 1)}
+    gt_counts = {name: int(sum((r.truth.class_id == i).sum() for r in results)) for i, name in enumerate(class_names)}
     return {
         "mAP@0.5": float(np.mean(found)) if found else None,
         "AP@0.5": per_class,
@@ -170,11 +162,11 @@ def confusion_matrix(results: list[ImageResult], num_classes: int, *, score_thre
     missed). Detections at or above `score_threshold` are matched greedily to ground truth by IoU."""
     matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
     for r in results:
-        keep = r.scores >= score_threshold
-        boxes, classes = r.boxes[keep], r.classes[keep]
-        order = np.argsort(-r.scores[keep])
-        matched_gt = np.zeros(len(r.gt_classes), bool)
-        ious = box_iou(boxes[:, [1, 0, 3, 2]], r.gt_boxes[:, [1, 0, 3, 2]]) if len(r.gt_boxes) else None
+        kept = r.found[r.found.confidence >= score_threshold]
+        classes, truth_classes = kept.class_id, r.truth.class_id
+        order = np.argsort(-kept.confidence)
+        matched_gt = np.zeros(len(r.truth), bool)
+        ious = box_iou(kept.xyxy, r.truth.xyxy) if len(r.truth) else None
         for d in order:
             best = -1
             if ious is not None:
@@ -183,11 +175,11 @@ def confusion_matrix(results: list[ImageResult], num_classes: int, *, score_thre
                     best = candidates[np.argmax(ious[d, candidates])]
             if best >= 0:
                 matched_gt[best] = True
-                matrix[r.gt_classes[best] - 1, classes[d] - 1] += 1
+                matrix[truth_classes[best], classes[d]] += 1
             else:
-                matrix[num_classes, classes[d] - 1] += 1
+                matrix[num_classes, classes[d]] += 1
         for g in np.where(~matched_gt)[0]:
-            matrix[r.gt_classes[g] - 1, num_classes] += 1
+            matrix[truth_classes[g], num_classes] += 1
     return matrix
 
 
