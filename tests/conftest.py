@@ -72,3 +72,19 @@ def tiny_export(tiny_run) -> TinyExport:
     tflite = export_tflite(paths.run_dir)
     return TinyExport(run_dir=paths.run_dir, saved_model=saved_model, tflite=tflite,
                       label_map=paths.exports / "label_map.pbtxt")
+
+
+@pytest.fixture(scope="session")
+def saved(tiny_export):
+    """The tiny SavedModel, loaded once (no score threshold)."""
+    from maskdetect.infer.predictor import Predictor
+
+    return Predictor(tiny_export.saved_model, threshold=0.0)
+
+
+@pytest.fixture(scope="session")
+def lite(tiny_export):
+    """The tiny TFLite model, loaded once (no score threshold)."""
+    from maskdetect.infer.predictor import Predictor
+
+    return Predictor(tiny_export.tflite, threshold=0.0)

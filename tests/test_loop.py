@@ -15,7 +15,6 @@ import maskdetect
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, VideoError
 from maskdetect.infer.loop import FrameObserver, predict_source, run_loop
-from maskdetect.infer.predictor import Predictor
 from maskdetect.infer.sinks import JsonSink, VideoSink, has_gui, in_notebook
 from maskdetect.infer.sources import open_source, read_image
 from maskdetect.infer.video import count_frames, even_size, make_test_clip, probe_video
@@ -152,11 +151,6 @@ def test_live_loop_writes_real_time_slots_and_stops_on_a_closed_window(tmp_path)
 
 
 # -- the real tiny export -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lite(tiny_export):
-    return Predictor(tiny_export.tflite, threshold=0.0)
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """Odd size, 29.97 FPS, with an audio track."""

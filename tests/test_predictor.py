@@ -66,16 +66,6 @@ def test_export_lookup(tmp_path):
 
 
 # -- the real model ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def saved(tiny_export):
-    return Predictor(tiny_export.saved_model, threshold=0.0)
-
-
-@pytest.fixture(scope="module")
-def lite(tiny_export):
-    return Predictor(tiny_export.tflite, threshold=0.0)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["saved", "lite"])
 def test_predict_image_batch_and_stream(request, backend):

@@ -1,0 +1,66 @@
+"""Evaluation (maskdetect.train.evaluate): the metric code on hand-made Detections, and the shared tiny run, whose
+checkpoint and export give the same metrics, plots and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from maskdetect.detections import Detections
+from maskdetect.train.evaluate import ImageResult, compute_metrics, confusion_matrix
+
+NAMES = ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+def _result(image_id, truth_xyxy, truth_classes, found_xyxy, found_scores, found_classes):
+    truth = Detections(xyxy=np.array(truth_xyxy, np.float32).reshape(-1, 4), confidence=np.ones(len(truth_classes)),
+                       class_id=truth_classes)
+    found = Detections(xyxy=np.array(found_xyxy, np.float32).reshape(-1, 4), confidence=found_scores,
+                       class_id=found_classes)
+    return ImageResult(image_id, truth, found)
+
+
+def test_metrics_and_confusion_matrix_on_detections():
+    results = [
+        # a: both faces found with the right class, plus a confident box on the background
+        _result("a", [[10, 10, 50, 60], [100, 20, 140, 70]], [0, 1],
+                [[11, 10, 50, 61], [100, 21, 141, 70], [200, 200, 220, 230]], [0.9, 0.8, 0.7], [0, 1, 0]),
+        # b: the mask worn incorrectly is called without_mask; the second face is missed
+        _result("b", [[30, 30, 90, 100], [150, 40, 190, 90]], [2, 0], [[31, 29, 90, 100]], [0.6], [1]),
+    ]
+    metrics, curves = compute_metrics(results, NAMES)
+    assert metrics["num_groundtruth"] == {"with_mask": 2, "without_mask": 1, "mask_weared_incorrect": 1}
+    assert metrics["AP@0.5"]["without_mask"] == pytest.approx(1.0)   # its one face, found first
+    assert metrics["AP@0.5"]["mask_weared_incorrect"] == pytest.approx(0.0)
+    assert 0.0 < metrics["AP@0.5"]["with_mask"] < 1.0                 # one of two found, after a false positive
+    assert metrics["mAP@0.5"] == pytest.approx(np.mean(list(metrics["AP@0.5"].values())))
+    assert "DetectionBoxes_Precision/mAP" in metrics["coco"] and set(curves) <= set(NAMES)
+    matrix = confusion_matrix(results, len(NAMES))
+    assert matrix.tolist() == [[1, 0, 0, 1],   # with_mask: one found, one missed
+                               [0, 1, 0, 0],   # without_mask: found
+                               [0, 1, 0, 0],   # incorrect: called without_mask
+                               [1, 0, 0, 0]]   # background: the false positive, called with_mask
+
+
+@pytest.mark.slow
+def test_evaluate_checkpoint_and_export_agree(tiny_export):
+    from maskdetect.train.evaluate import evaluate
+
+    ckpt = evaluate(tiny_export.run_dir, progress=False)
+    exported = evaluate(tiny_export.run_dir, export=True, progress=False)
+    assert ckpt["evaluated"] == "checkpoint" and exported["evaluated"] == "saved_model"
+    assert ckpt["num_images"] == exported["num_images"] > 0
+    for name in ("with_mask", "without_mask", "mask_weared_incorrect"):
+        a, b = ckpt["AP@0.5"][name], exported["AP@0.5"][name]
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert abs(a - b) <= 0.005
+    assert abs(ckpt["coco"]["DetectionBoxes_Precision/mAP"] - exported["coco"]["DetectionBoxes_Precision/mAP"]) <= 0.005
+    for metrics in (ckpt, exported):
+        for png in metrics["plots"].values():
+            assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert json.loads(open(metrics["path"]).read())["split"] == "val"
+        counts = np.array(metrics["confusion_matrix"]["counts"])
+        assert counts[:3].sum() == sum(metrics["num_groundtruth"].values())
