@@ -113,8 +113,6 @@ def split_images(run_dir: str | Path, splits: str | Sequence[str] = ("test", "va
     Raises:
         DataError: none of `splits` has a TFRecord file.
     """
-    import json
-
     from PIL import Image
 
     from maskdetect.data.tfrecord import iter_records, parse_example
