@@ -88,16 +88,17 @@ def test_predict_image_batch_and_stream(request, backend):
 
 
 @pytest.mark.slow
-def test_post_processing_options(tiny_export, saved):
+def test_post_processing_options(tiny_export, lite):
+    """Thresholds and NMS act on Detections after either runtime; the TFLite model loads in a blink."""
     image = read_image(sorted(SAMPLE_IMAGES.glob("*.jpg"))[0])
-    raw = saved.predict_raw(image)
-    assert len(saved.predict(image)) <= len(raw)
-    loose = Predictor(tiny_export.saved_model, threshold=0.0, cross_class_nms=False, warmup=False)
+    raw = lite.predict_raw(image)
+    assert len(lite.predict(image)) <= len(raw)
+    loose = Predictor(tiny_export.tflite, threshold=0.0, cross_class_nms=False, warmup=False)
     assert loose.predict(image) == raw
     cut = float(np.median(raw.confidence))
-    strict = Predictor(tiny_export.saved_model, threshold=cut, cross_class_nms=False, warmup=False)
+    strict = Predictor(tiny_export.tflite, threshold=cut, cross_class_nms=False, warmup=False)
     assert (strict.predict(image).confidence >= cut).all()
-    per_class = Predictor(tiny_export.saved_model, threshold=1.0, class_thresholds={"without_mask": 0.0},
+    per_class = Predictor(tiny_export.tflite, threshold=1.0, class_thresholds={"without_mask": 0.0},
                           cross_class_nms=False, warmup=False)
     assert set(per_class.predict(image).class_id.tolist()) <= {1}
     with pytest.raises(ConfigError, match="unknown class"):

@@ -1,0 +1,78 @@
+"""The package as a whole: stages import each other without cycles (in-function imports count too), and the
+templates ship inside the package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import maskdetect
+
+PACKAGE = Path(maskdetect.__file__).parent
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``module -> maskdetect modules it imports`` (top level or inside functions)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ("maskdetect",) + path.relative_to(PACKAGE).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t not in (name, "maskdetect")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles: strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert "maskdetect.infer.loop" in graph and "maskdetect.infer.predictor" in graph["maskdetect.infer.loop"]
+    assert cycles(graph) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check can fail
+
+
+def test_the_model_runtime_knows_no_sources_sinks_or_loop():
+    runtime = import_graph()["maskdetect.infer.predictor"]
+    assert not runtime & {"maskdetect.infer.sources", "maskdetect.infer.sinks", "maskdetect.infer.loop"}
+
+
+def test_templates_are_package_data():
+    from maskdetect.train.pipeline import CONFIG_DIR, MODELS
+
+    assert CONFIG_DIR.is_relative_to(PACKAGE)
+    assert all((CONFIG_DIR / spec.template).is_file() for spec in MODELS.values())
