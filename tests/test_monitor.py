@@ -224,3 +224,14 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(f"maskdetect.monitor.{module}"))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_help_shows_the_monitors_own_defaults(monkeypatch):
+    import inspect
+
+    text = add_monitor_arguments(argparse.ArgumentParser()).format_help()
+    defaults = {n: p.default for n, p in inspect.signature(Monitor.__init__).parameters.items()}
+    assert f"class ({defaults['smoothing_window']})" in text and f"T ({defaults['alert_threshold']})" in text
+    assert f"review frames ({defaults['review_max_frames']})" in text
+    monkeypatch.setitem(Monitor.__init__.__kwdefaults__, "smoothing_window", 21)  # a changed default ...
+    assert "class (21)" in add_monitor_arguments(argparse.ArgumentParser()).format_help()  # ... shows in --help

@@ -80,10 +80,10 @@ def _configure(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     if not checkpoint and not args.from_scratch:
         checkpoint = fetch_checkpoint(args.model)
-    paths = configure(args.data, args.out, args.model, image_size=args.image_size, batch_size=args.batch_size,
-                      num_steps=args.steps, learning_rate=args.learning_rate, checkpoint=checkpoint,
-                      eval_split=args.eval_split, overrides=args.set)
-    print(paths.pipeline_config)
+    run = configure(args.data, args.out, args.model, image_size=args.image_size, batch_size=args.batch_size,
+                    num_steps=args.steps, learning_rate=args.learning_rate, checkpoint=checkpoint,
+                    eval_split=args.eval_split, overrides=args.set)
+    print(run.pipeline_config)
     return 0
 
 

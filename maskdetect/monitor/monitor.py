@@ -296,22 +296,29 @@ def _plot_compliance(path: Path, counter: PeopleCounter, periods: list[dict[str,
 def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the tracking / counting / alert / review options (an argument group) to `parser`.
 
-    Options left out keep :class:`Monitor`'s defaults (shown in ``--help``).
+    Options left out keep :class:`Monitor`'s defaults, which ``--help`` shows as read from ``Monitor.__init__``
+    (so the two cannot drift apart).
     """
-    a = AlertSettings()
+    import inspect
+
+    d = {name: p.default for name, p in inspect.signature(Monitor.__init__).parameters.items()}
     group = parser.add_argument_group("tracking, counting and compliance alerts (videos)")
     add = group.add_argument
     add("--track", action="store_true", help="track faces: stable ids, smoothed classes, unique people counts")
-    add("--smoothing-window", type=int, metavar="FRAMES", help="frames per track voting for its class (15)")
-    add("--smoothing", choices=("majority", "score"), help="class vote: one per frame or confidence-weighted")
-    add("--count-window", type=float, metavar="S", dest="count_window_s", help="per-window counts length (10 s)")
-    add("--min-track-frames", type=int, metavar="N", help="ignore tracks seen in fewer frames (5)")
+    add("--smoothing-window", type=int, metavar="FRAMES",
+        help=f"frames per track voting for its class ({d['smoothing_window']})")
+    add("--smoothing", choices=("majority", "score"),
+        help=f"class vote: one per frame or confidence-weighted ({d['smoothing']})")
+    add("--count-window", type=float, metavar="S", dest="count_window_s",
+        help=f"per-window counts length ({d['count_window_s']:g} s)")
+    add("--min-track-frames", type=int, metavar="N",
+        help=f"ignore tracks seen in fewer frames ({d['min_track_frames']})")
     add("--alert-threshold", type=float, metavar="T",
-        help=f"alert when the fraction wearing masks correctly is below T ({a.threshold})")
-    add("--alert-seconds", type=float, metavar="S", help=f"... for at least S seconds ({a.seconds:g})")
-    add("--alert-margin", type=float, metavar="M", help=f"clear at T + M or above ({a.margin})")
+        help=f"alert when the fraction wearing masks correctly is below T ({d['alert_threshold']})")
+    add("--alert-seconds", type=float, metavar="S", help=f"... for at least S seconds ({d['alert_seconds']:g})")
+    add("--alert-margin", type=float, metavar="M", help=f"clear at T + M or above ({d['alert_margin']})")
     add("--alert-cooldown", type=float, metavar="S", dest="alert_cooldown_s",
-        help=f"minimum seconds between two alerts ({a.cooldown_s:g})")
+        help=f"minimum seconds between two alerts ({d['alert_cooldown_s']:g})")
     add("--alert-command", metavar="CMD", help="run CMD (no shell) for each alert event; event JSON on stdin "
         "and in $MASKDETECT_EVENT")
     add("--alert-url", metavar="URL", help="POST each alert event as JSON to URL")
@@ -320,8 +327,9 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     add("--review-dir", type=Path, metavar="DIR",
         help="save uncertain / class-flipping frames with Pascal VOC pre-annotations for review")
     add("--review-every", type=int, metavar="N", dest="review_every_n_frames",
-        help="per reason, at most one review frame per N frames (30)")
-    add("--review-max", type=int, metavar="N", dest="review_max_frames", help="at most N review frames (200)")
+        help=f"per reason, at most one review frame per N frames ({d['review_every_n_frames']})")
+    add("--review-max", type=int, metavar="N", dest="review_max_frames",
+        help=f"at most N review frames ({d['review_max_frames']})")
     return parser
 
 
