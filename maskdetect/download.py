@@ -25,13 +25,13 @@ import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from maskdetect.errors import DownloadError
+from maskdetect.fileio import make_partial
 from maskdetect.redact import install_log_filter, redact, redact_url, register_url_secrets
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def safe_extract(archive: str | Path, dest_dir: str | Path) -> Path:
     if not archive.is_file():
         raise DownloadError(f"{archive}: no such archive. Download it first.")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", suffix=".partial", dir=dest_dir))
+    tmp = make_partial(dest_dir / "extract", is_dir=True)
     try:
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, tmp)

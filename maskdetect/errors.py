@@ -23,3 +23,7 @@ class TrainingError(MaskdetectError):
 
 class VideoError(MaskdetectError):
     """A video could not be read or written (ffmpeg's own message is included)."""
+
+
+class OutputError(ConfigError):
+    """An output would destroy an input, or replace a file or folder maskdetect did not make."""

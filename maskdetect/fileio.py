@@ -1,32 +1,93 @@
-"""Writing files so that nothing the user had is lost: write to a temporary name, then rename."""
+"""Writing files so that nothing the user had is lost: write to a temporary name, then rename.
+
+Temporary names are ``.NAME.PID-XXXXXXXX.partial[.suffix]`` beside ``NAME``: the next write of ``NAME`` removes
+those whose process is gone (a run killed with ``kill -9`` leaves them), see :func:`remove_stale_partials`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+log = logging.getLogger(__name__)
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def make_partial(path: str | Path, *, is_dir: bool = False, suffix: str = "") -> Path:
+    """Create and return an empty temporary sibling of `path` (a file, or a folder if `is_dir`), named after
+    `path` and this process, with the permissions ``open``/``mkdir`` would give. Stale partials of `path` left
+    by dead processes are removed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)
+    prefix, end = f".{path.name}.{os.getpid()}-", ".partial" + suffix
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=end, dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        return tmp
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=end, dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
+    return Path(name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the temporary siblings of `path` (``.NAME.PID-XXXXXXXX.partial*``, and the pid-less
+    ``.NAME.XXXXXXXX.partial*`` of earlier versions) whose process is no longer running, and return them.
+    A ``.NAME.old`` left by a folder swap killed half-way is put back when `path` is missing, else removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-)?[A-Za-z0-9_]{{8}}\.partial")
+    removed = []
+    for entry in path.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None or (match.group(1) and _alive(int(match.group(1)))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir() and not old.is_symlink():
+        if not path.exists() and not path.is_symlink():
+            old.rename(path)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    if removed:
+        log.info("removed %d stale partial output(s) of %s left by killed runs: %s",
+                                         len(removed), path, ", ".join(p.name for p in removed))
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; on success it replaces `path`, on error it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-        os.chmod(tmp, 0o777 & ~_UMASK)
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
+    tmp = make_partial(path, is_dir=is_dir, suffix="" if is_dir else path.suffix)
     try:
         yield tmp
         if is_dir and path.exists():

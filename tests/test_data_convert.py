@@ -15,6 +15,7 @@ from data_fixtures import (SAMPLE, copy_voc, parse, read_records, voc_boxes, voc
 from maskdetect.cli import main as cli_main
 from maskdetect.data import convert
 from maskdetect.errors import ConfigError, DataError
+from maskdetect.guard import MARKER
 from maskdetect.labelmap import read_label_map
 
 # 231: box past the right edge; 64: eight 1-3 px faces; 603: both; 13 == 737 byte for byte.
@@ -60,8 +61,9 @@ def test_sample_clipping_tiny_boxes_and_manifest(sample_out):
     assert data["counts"] == manifest.counts and data["options"]["seed"] == 0
     for f in data["files"]:
         assert hashlib.sha256((out / f["name"]).read_bytes()).hexdigest() == f["sha256"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["label_map.pbtxt", "manifest.json"] + [f["name"] for f in data["files"]])
+    written = ["label_map.pbtxt", "manifest.json"] + [f["name"] for f in data["files"]]
+    assert sorted(p.name for p in out.iterdir()) == sorted(written + [MARKER])
+    assert json.loads((out / MARKER).read_text()) == {"command": "data convert", "files": sorted(written)}
     assert {f["name"] for f in data["files"]} == {"train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord",
                                                    "test-00000-of-00001.tfrecord"}
     tiny = [r for r in map(parse, read_records(out)) if r["image/filename"] == b"maksssksksss64.jpg"][0]
@@ -241,10 +243,10 @@ def test_truncated_tfrecord_input(tmp_path, sample_out):
 
 
 def test_no_usable_image_is_an_error(tmp_path):
-    (tmp_path / "annotations").mkdir()
-    write_voc_xml(tmp_path / "annotations" / "a.xml", "a.jpg", (1, 1), [])
+    (tmp_path / "src" / "annotations").mkdir(parents=True)
+    write_voc_xml(tmp_path / "src" / "annotations" / "a.xml", "a.jpg", (1, 1), [])
     with pytest.raises(DataError, match="no usable image"):
-        convert("voc", tmp_path, tmp_path / "o")
+        convert("voc", tmp_path / "src", tmp_path / "o")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no Pascal VOC"):
         convert("voc", tmp_path / "empty", tmp_path / "o")

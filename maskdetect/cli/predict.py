@@ -73,6 +73,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=_predict)
 
 
+def _check_outputs(args: argparse.Namespace, source) -> None:
+    """All the outputs of this run, checked against the source, the model and each other (maskdetect.guard)."""
+    from maskdetect.infer.sinks import check_outputs
+    from maskdetect.monitor.monitor import output_paths
+
+    extra = {"--events": args.events, "--review-dir": args.review_dir}
+    anchor = args.out if args.out is not None else args.json
+    if source.fps is not None and anchor is not None:
+        extra.update({f"the {name} file": path for name, path in output_paths(anchor).items()})
+    check_outputs(source, args.out, args.json, model=args.model, extra=extra, folders=("--review-dir",))
+
+
 def _predict(args: argparse.Namespace) -> int:
     from maskdetect.errors import ConfigError
     from maskdetect.infer.loop import predict_source
@@ -85,6 +97,7 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         if not source.live and args.out is None and args.json is None:
             raise ConfigError("nothing to write: pass --out (annotated output) and/or --json (detections)")
+        _check_outputs(args, source)  # before the model loads
         predictor = Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
                               cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou)
         monitor = None

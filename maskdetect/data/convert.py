@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -31,12 +32,14 @@ from maskdetect.data.records import SPLITS, Item, Sample, Skip
 from maskdetect.data.formats import read_dataset
 from maskdetect.data.split import parse_split, stratified_split
 from maskdetect.errors import ConfigError, DataError
-from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.fileio import atomic_write_json
+from maskdetect.guard import check_paths, owned_dir
 from maskdetect.labelmap import write_label_map
 
 log = logging.getLogger(__name__)
 
 SHARD_TARGET_BYTES = 64 * 2**20  # about this much image data per shard
+COMMAND = "data convert"
 
 
 @dataclass
@@ -144,9 +147,8 @@ def convert(format: str, source: str | Path, out: str | Path, *,
                "class_map": mapping, "classes": allowed, "seed": seed, "strict": strict, "min_blur": min_blur,
                "workers": workers, "num_shards": num_shards}
 
-    _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out, is_dir=True) as tmp:
+    check_paths({"--source": source}, {"--out": out}, folders=("--out",))
+    with owned_dir(out, COMMAND, legacy_files=_earlier_output_files) as tmp:
         spool_path = tmp / ".spool"
         manifest = _run(format, source, tmp, spool_path, fractions, mapping, allowed, seed, strict, min_blur,
                         workers, num_shards, options)
@@ -171,13 +173,14 @@ def _default_permissions(folder: Path) -> None:
         path.chmod(0o666 & ~umask)
 
 
-def _check_out(out: Path) -> None:
-    """Refuse to replace a file, or a non-empty folder that is not an earlier output of ``convert``."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise ConfigError(f"{out}: exists and is not a folder. Choose another output folder.")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise ConfigError(f"{out}: folder is not empty and has no manifest.json (it was not written by `maskdetect "
-                          f"data convert`); refusing to replace it. Choose another output folder or empty it.")
+def _earlier_output_files(folder: Path) -> set[str] | None:
+    """The files a ``convert`` from before the ownership marker wrote (its manifest lists them), or None."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        names = {f["name"] for f in manifest["files"]} if "maskdetect_version" in manifest else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None if names is None else names | {"manifest.json", "label_map.pbtxt"}
 
 
 def _run(fmt, source, tmp: Path, spool_path: Path, fractions, mapping, allowed, seed, strict, min_blur, workers,

@@ -21,7 +21,8 @@ from maskdetect.data.images import decode_image, laplacian_variance
 from maskdetect.data.records import split_from_name
 from maskdetect.data.tfrecord import iter_records, object_names, parse_example, tfrecord_files
 from maskdetect.errors import DataError
-from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.fileio import atomic_write_json
+from maskdetect.guard import check_paths, check_replaceable, owned_dir
 from maskdetect.labelmap import find_label_map, read_label_map
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ SIZE_BINS_PX = (0, 4, 8, 16, 32, 64, 128, 256, math.inf)  # of sqrt(box area) in
 OPTIONAL_KEYS = ("image/format", "image/height", "image/width", "image/filename", "image/source_id",
                  "image/object/class/text", "image/object/class/label")
 MOST_BLURRED = 20
+COMMAND = "data inspect"
 
 
 def inspect(path: str | Path, out: str | Path | None = None, *, max_samples: int = 16) -> dict:
@@ -42,7 +44,11 @@ def inspect(path: str | Path, out: str | Path | None = None, *, max_samples: int
 
     Raises:
         DataError: ``path`` holds no TFRecord file.
+        OutputError: ``out`` is or holds ``path``, lies inside it, or is a folder ``inspect`` did not make.
     """
+    if out is not None:
+        check_paths({"path": path}, {"--out": out}, folders=("--out",))
+        check_replaceable(out, COMMAND)
     files = tfrecord_files(path)
     stats = _Stats(max_samples)
     for file in files:
@@ -60,7 +66,7 @@ def inspect(path: str | Path, out: str | Path | None = None, *, max_samples: int
                             "label_map": label_names})
     report = stats.report(str(path))
     if out is not None:
-        with atomic_path(out, is_dir=True) as tmp:
+        with owned_dir(out, COMMAND) as tmp:
             atomic_write_json(tmp / "report.json", report)
             _plots(tmp, report, stats.samples)
         report["out"] = str(out)

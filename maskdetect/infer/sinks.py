@@ -33,6 +33,7 @@ from maskdetect.media import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
+OUTPUT_COMMAND = "predict"  # the owner named in the marker of an output folder of annotated images
 #: Annotated frames queued for the encoder thread.
 ENCODE_QUEUE = 8
 DISPLAY_MODES = ("auto", "window", "notebook", "none")
@@ -84,24 +85,36 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
 
 class ImageSink:
     """Annotated images: into folder `path` under their own file names, or (`single`, with an image suffix) to
-    the file `path` itself."""
+    the file `path` itself. In a folder, other files are kept, and a file of the same name is replaced only if
+    an earlier run wrote it (listed in the folder's marker, see :mod:`maskdetect.guard`)."""
 
     needs_image = True
 
     def __init__(self, path: str | Path, *, single: bool = False) -> None:
         self.path = Path(path)
         self._to_file = single and self.path.suffix.lower() in IMAGE_SUFFIXES
+        self._written: list[str] = []
 
     def write(self, result: FrameResult) -> bool:
-        target = self.path if self._to_file else self.path / (result.frame.name or f"{result.frame.index}.jpg")
-        write_image(target, result.annotated)
+        if self._to_file:
+            write_image(self.path, result.annotated)
+            return True
+        from maskdetect.guard import check_new_files
+
+        name = result.frame.name or f"{result.frame.index}.jpg"
+        if name not in self._written:
+            check_new_files(self.path, [name], OUTPUT_COMMAND)
+        write_image(self.path / name, result.annotated)
+        self._written.append(name)
         return True
 
     def close(self) -> None:
-        pass
+        from maskdetect.guard import record_files
 
-    def abort(self) -> None:
-        pass
+        if self._written:
+            record_files(self.path, self._written, OUTPUT_COMMAND)
+
+    abort = close  # the images written are ours too: a later run may replace them
 
 
 # -- video --------------------------------------------------------------------------------------------------
@@ -312,13 +325,39 @@ class DisplaySink:
 
 
 # -- choosing -----------------------------------------------------------------------------------------------
+def check_outputs(source: Source, out: str | Path | None, json_path: str | Path | None, *,
+                  model: str | Path | None = None, extra: dict[str, str | Path | None] | None = None,
+                  folders: tuple[str, ...] = ()) -> None:
+    """Refuse, before any model loads, outputs that are or lie inside the source or the model, an output folder
+    holding them, outputs that collide (:func:`maskdetect.guard.check_paths`), and annotated images that would
+    overwrite files an earlier ``predict`` did not write. `extra` are more outputs (``{option: path}``),
+    `folders` those of them that are folders.
+
+    Raises:
+        OutputError: naming both paths.
+    """
+    from maskdetect.guard import check_new_files, check_paths
+
+    folder_out = out is not None and source.fps is None and not (source.kind == "image" and
+                                                                 Path(out).suffix.lower() in IMAGE_SUFFIXES)
+    check_paths({"--source": source.path, "--model": model}, {"--out": out, "--json": json_path, **(extra or {})},
+                folders=folders + (("--out",) if folder_out else ()))
+    if folder_out and getattr(source, "paths", None):
+        check_new_files(out, [p.name for p in source.paths], OUTPUT_COMMAND)  # type: ignore[union-attr]
+
+
 def open_sinks(source: Source, out: str | Path | None = None, json_path: str | Path | None = None, *,
                display: str | bool = "auto", record_fps: float | str | Fraction | None = None,
                keep_audio: bool = True, crf: int = 23, preset: str = "ultrafast",
                ffmpeg_threads: int = 0) -> list[Sink]:
     """The sinks for `source`: `out` as annotated images (still images) or an H.264 video (videos: every frame,
     the source's exact rate and audio; live sources: a real-time recording at `record_fps`, default the
-    source's), `json_path` as JSON records, and for live sources a display (`display`, see :class:`DisplaySink`)."""
+    source's), `json_path` as JSON records, and for live sources a display (`display`, see :class:`DisplaySink`).
+
+    Raises:
+        OutputError: see :func:`check_outputs`.
+    """
+    check_outputs(source, out, json_path)
     sinks: list[Sink] = []
     if out is not None:
         if source.fps is None:
@@ -338,5 +377,6 @@ def open_sinks(source: Source, out: str | Path | None = None, json_path: str | P
     return sinks
 
 
-__all__ = ["FrameResult", "Sink", "ImageSink", "VideoSink", "JsonSink", "DisplaySink", "open_sinks", "write_image",
+__all__ = ["FrameResult", "Sink", "ImageSink", "VideoSink", "JsonSink", "DisplaySink", "check_outputs", "open_sinks",
+           "write_image",
            "has_gui", "in_notebook"]

@@ -27,7 +27,6 @@ import collections
 import logging
 import os
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +36,7 @@ from typing import Iterator
 import numpy as np
 
 from maskdetect.errors import VideoError
+from maskdetect.fileio import make_partial
 from maskdetect.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -364,10 +364,7 @@ class VideoWriter:
     def open(self) -> None:
         if self._proc is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(name)
+        self._tmp = make_partial(self.path)
         try:
             self._proc = _popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
@@ -457,9 +454,6 @@ class VideoWriter:
                 raise VideoError(f"ffmpeg failed writing {self.path} (exit code {code}):\n{self._stderr.text()}")
             if self.frames_written == 0:
                 raise VideoError(f"{self.path}: no frame was written")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp made it private; give it the usual permissions
             os.replace(self._tmp, self.path)
         except BaseException:
             self._cleanup()
