@@ -50,13 +50,18 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, dest: str | Path, *, sha256: str | None = None, desc: str | None = None) -> Path:
+def download(url: str, dest: str | Path, *, sha256: str | None = None, desc: str | None = None,
+             reuse_unkeyed: bool = True) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
-    An existing ``dest`` is reused when it matches ``sha256`` (or when no checksum is given). An interrupted
-    download left in ``dest.partial`` is resumed with ``Range``; if the server ignores the range or the file
-    changed (``If-Range`` with the ETag/Last-Modified seen before), it restarts from zero. The file appears under
-    ``dest`` only once complete and verified.
+    Downloads are keyed by what they are: ``dest.json`` beside a finished download records a hash of the URL
+    (never the URL: it may hold a key), the size, the ETag and the sha256. An existing ``dest`` is reused only
+    for the same URL, size and (if given) ``sha256``; otherwise it is downloaded again. A ``dest`` without that
+    record (e.g. an archive the user put there) is reused when it matches ``sha256`` (or when no checksum is
+    given) unless ``reuse_unkeyed`` is False. An interrupted download left in ``dest.partial`` is resumed with
+    ``Range`` only for the same URL; if the server ignores the range or the file changed (``If-Range`` with the
+    ETag/Last-Modified seen before), it restarts from zero. The file appears under ``dest`` only once complete
+    and verified.
 
     Raises:
         DownloadError: offline ("cannot reach HOST: ..."), HTTP errors, size or checksum mismatch. Messages
@@ -65,11 +70,21 @@ def download(url: str, dest: str | Path, *, sha256: str | None = None, desc: str
     dest = Path(dest)
     register_url_secrets(url)
     shown = redact_url(url)
+    key = url_key(url)
+    record_path = _meta_path(dest)
     if dest.is_file():
-        if sha256 is None or sha256_file(dest) == sha256.lower():
+        record = _read_meta(record_path)
+        digest = sha256_file(dest) if sha256 is not None or record else None
+        if record:
+            same = (record.get("url_sha256") == key and record.get("bytes") == dest.stat().st_size
+                    and record.get("sha256") == digest and (sha256 is None or digest == sha256.lower()))
+        else:
+            same = reuse_unkeyed and (sha256 is None or digest == sha256.lower())
+        if same:
             log.info("%s: already downloaded", dest)
             return dest
-        log.warning("%s: checksum differs from the expected one; downloading again", dest)
+        log.warning("%s: %s; downloading again", dest, "was downloaded from another URL or changed since" if record
+                    else "not a verified download of this URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     last_error: DownloadError | None = None
@@ -84,24 +99,40 @@ def download(url: str, dest: str | Path, *, sha256: str | None = None, desc: str
             time.sleep(min(2 ** attempt * 0.25, 4))
     else:
         raise last_error  # type: ignore[misc]
-    if sha256 is not None:
-        got = sha256_file(partial)
-        if got != sha256.lower():
-            partial.unlink(missing_ok=True)
-            _meta_path(partial).unlink(missing_ok=True)
-            raise DownloadError(f"{shown}: sha256 {got} differs from the expected {sha256.lower()}; the partial file "
-                                f"was deleted. Check the URL and the checksum, then run again.")
+    got = sha256_file(partial)
+    if sha256 is not None and got != sha256.lower():
+        partial.unlink(missing_ok=True)
+        _meta_path(partial).unlink(missing_ok=True)
+        raise DownloadError(f"{shown}: sha256 {got} differs from the expected {sha256.lower()}; the partial file "
+                            f"was deleted. Check the URL and the checksum, then run again.")
+    meta = _read_meta(_meta_path(partial))
+    record_path.unlink(missing_ok=True)  # never a record of the old file beside the new one
     os.replace(partial, dest)
+    record_path.write_text(json.dumps({"url_sha256": key, "bytes": dest.stat().st_size, "sha256": got,
+                                       "etag": meta.get("etag")}))
     _meta_path(partial).unlink(missing_ok=True)
     return dest
+
+
+def remove_download(dest: str | Path) -> None:
+    """Delete a finished download and its record (e.g. an archive once it is extracted)."""
+    dest = Path(dest)
+    dest.unlink(missing_ok=True)
+    _meta_path(dest).unlink(missing_ok=True)
+
+
+def url_key(url: str) -> str:
+    """What a download is keyed by: a sha256 of the URL (the URL itself may hold a key and is never stored)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
 class _Retryable(Exception):
     """A transient failure: connection dropped mid-way, short read."""
 
 
-def _meta_path(partial: Path) -> Path:
-    return partial.with_name(partial.name + ".json")
+def _meta_path(path: Path) -> Path:
+    """``NAME.json`` beside ``NAME``: what a download (or a partial one) is keyed by."""
+    return path.with_name(path.name + ".json")
 
 
 def _fetch(url: str, shown: str, partial: Path, desc: str) -> None:
@@ -112,6 +143,10 @@ def _fetch(url: str, shown: str, partial: Path, desc: str) -> None:
     meta_file = _meta_path(partial)
     have = partial.stat().st_size if partial.exists() else 0
     meta = _read_meta(meta_file) if have else {}
+    if have and meta.get("url_sha256") != url_key(url):  # another URL's partial (or an unkeyed one): not ours
+        log.info("%s: discarding a partial download of another URL", partial)
+        partial.unlink()
+        have, meta = 0, {}
     headers = {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -149,7 +184,7 @@ def _fetch(url: str, shown: str, partial: Path, desc: str) -> None:
             mode, start = "wb", 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
-        _write_meta(meta_file, response)
+        _write_meta(meta_file, response, url_key(url))
         received = start
         with open(partial, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
                                             unit_divisor=1024, desc=redact(desc), leave=False,
@@ -191,8 +226,9 @@ def _read_meta(path: Path) -> dict:
         return {}
 
 
-def _write_meta(path: Path, response) -> None:
-    meta = {"etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified")}
+def _write_meta(path: Path, response, key: str) -> None:
+    meta = {"url_sha256": key, "etag": response.headers.get("ETag"),
+            "last_modified": response.headers.get("Last-Modified")}
     path.write_text(json.dumps(meta))
 
 

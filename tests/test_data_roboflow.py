@@ -215,3 +215,24 @@ def test_missing_key_and_bad_options(fake_roboflow, monkeypatch, tmp_path):
         download_roboflow(tmp_path / "rf", url="http://x/y", workspace="ws", project="p", version=1)
     with pytest.raises(SystemExit):  # there is no --api-key option
         cli_main(["data", "download", "roboflow", "--api-key", KEY, "--out", str(tmp_path / "rf")])
+
+
+def test_a_stale_zip_or_a_refused_archive_never_serves_another_url(tmp_path):
+    """A hidden .rf.zip left by a killed run (no record of its URL) and an archive refused for its layout are
+    not reused for a different --url: the new URL is requested and its data installed."""
+    good = roboflow_zip(tmp_path)
+    wrong = io.BytesIO()
+    with zipfile.ZipFile(wrong, "w") as zf:
+        zf.writestr("images/a.jpg", b"not a tfrecord export")
+    (tmp_path / ".rf.zip").write_bytes(wrong.getvalue())  # killed after the download, before extraction
+    with serve({"/ds/good": good, "/ds/wrong": wrong.getvalue()}) as srv:
+        assert download_roboflow(tmp_path / "rf", url=srv.url(f"/ds/good?key={LINK_KEY}")) == tmp_path / "rf"
+        assert [r["path"].split("?")[0] for r in srv.requests] == ["/ds/good"]
+        assert inspect(tmp_path / "rf")["valid_records"] == 10
+        with pytest.raises(Exception, match="no \\*.tfrecord"):
+            download_roboflow(tmp_path / "rf2", url=srv.url(f"/ds/wrong?key={LINK_KEY}"))
+        assert not (tmp_path / "rf2").exists()
+        download_roboflow(tmp_path / "rf2", url=srv.url(f"/ds/good?key={LINK_KEY}"))  # the corrected URL
+        assert [r["path"].split("?")[0] for r in srv.requests][-1] == "/ds/good"
+    assert inspect(tmp_path / "rf2")["valid_records"] == 10
+    assert not list(tmp_path.glob(".rf*"))

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 
 from data_fixtures import serve
-from maskdetect.download import download, safe_extract
+from maskdetect.download import download, safe_extract, url_key
 from maskdetect.errors import DownloadError
 
 BODY = os.urandom(300_000)
@@ -41,6 +41,7 @@ def test_download_resumes_after_connection_drop(tmp_path):
 def test_download_resumes_partial_left_by_previous_run(tmp_path):
     (tmp_path / "f.bin.partial").write_bytes(BODY[:12345])
     with serve({"/f.bin": BODY}) as srv:
+        (tmp_path / "f.bin.partial.json").write_text(json.dumps({"url_sha256": url_key(srv.url("/f.bin"))}))
         download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
         assert srv.requests[0]["headers"]["Range"] == "bytes=12345-"
     assert (tmp_path / "f.bin").read_bytes() == BODY
@@ -48,8 +49,9 @@ def test_download_resumes_partial_left_by_previous_run(tmp_path):
 
 def test_download_restarts_when_remote_file_changed(tmp_path):
     (tmp_path / "f.bin.partial").write_bytes(b"x" * 5000)
-    (tmp_path / "f.bin.partial.json").write_text(json.dumps({"etag": '"old"'}))
     with serve({"/f.bin": BODY}) as srv:
+        meta = {"etag": '"old"', "url_sha256": url_key(srv.url("/f.bin"))}
+        (tmp_path / "f.bin.partial.json").write_text(json.dumps(meta))
         download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
         assert srv.requests[0]["headers"]["If-Range"] == '"old"'
     assert (tmp_path / "f.bin").read_bytes() == BODY
@@ -58,6 +60,7 @@ def test_download_restarts_when_remote_file_changed(tmp_path):
 def test_download_restarts_when_server_ignores_range(tmp_path):
     (tmp_path / "f.bin.partial").write_bytes(b"x" * 5000)
     with serve({"/f.bin": BODY}) as srv:
+        (tmp_path / "f.bin.partial.json").write_text(json.dumps({"url_sha256": url_key(srv.url("/f.bin"))}))
         srv.ignore_range = True
         download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
     assert (tmp_path / "f.bin").read_bytes() == BODY
@@ -66,6 +69,7 @@ def test_download_restarts_when_server_ignores_range(tmp_path):
 def test_download_partial_longer_than_file_restarts(tmp_path):
     (tmp_path / "f.bin.partial").write_bytes(b"x" * (len(BODY) + 10))
     with serve({"/f.bin": BODY}) as srv:
+        (tmp_path / "f.bin.partial.json").write_text(json.dumps({"url_sha256": url_key(srv.url("/f.bin"))}))
         download(srv.url("/f.bin"), tmp_path / "f.bin", sha256=SHA)
     assert (tmp_path / "f.bin").read_bytes() == BODY
 
@@ -201,3 +205,40 @@ def test_safe_extract_truncated_archive(tmp_path, kind):
 def test_safe_extract_missing_archive(tmp_path):
     with pytest.raises(DownloadError, match="no such archive"):
         safe_extract(tmp_path / "nope.zip", tmp_path / "out")
+
+
+# -- downloads are keyed by URL + size + sha256: a cached or partial file of another URL is never used ----------
+OTHER = os.urandom(50_000)
+
+
+@pytest.mark.parametrize("left_behind", ["finished", "partial", "unkeyed-partial", "record-of-another-file"])
+def test_a_file_left_by_another_url_is_never_used(tmp_path, left_behind):
+    with serve({"/a.bin": OTHER, "/b.bin": BODY}) as srv:
+        if left_behind == "finished":
+            download(srv.url("/a.bin"), tmp_path / "f.bin")
+        elif left_behind == "partial":
+            (tmp_path / "f.bin.partial").write_bytes(OTHER[:10_000])
+            (tmp_path / "f.bin.partial.json").write_text(json.dumps({"url_sha256": url_key(srv.url("/a.bin"))}))
+        elif left_behind == "unkeyed-partial":
+            (tmp_path / "f.bin.partial").write_bytes(OTHER[:10_000])
+        else:  # the record says URL b, but the file was changed since
+            download(srv.url("/b.bin"), tmp_path / "f.bin")
+            (tmp_path / "f.bin").write_bytes(OTHER)
+        before = len(srv.requests)
+        out = download(srv.url("/b.bin"), tmp_path / "f.bin")
+        assert [r["path"] for r in srv.requests[before:]] == ["/b.bin"]
+        assert "Range" not in srv.requests[-1]["headers"]
+        assert out.read_bytes() == BODY
+        download(srv.url("/b.bin"), tmp_path / "f.bin")  # the same URL again: reused, not requested
+        assert len(srv.requests) == before + 1
+    record = json.loads((tmp_path / "f.bin.json").read_text())
+    assert record == {"url_sha256": url_key(srv.url("/b.bin")), "bytes": len(BODY), "sha256": SHA,
+                      "etag": record["etag"]} and record["etag"]
+    assert "b.bin" not in (tmp_path / "f.bin.json").read_text()  # a hash, never the URL (it may hold a key)
+
+
+def test_an_unkeyed_file_is_reused_only_when_allowed(tmp_path):
+    (tmp_path / "f.bin").write_bytes(OTHER)  # e.g. an archive the user put there by hand
+    with serve({"/b.bin": BODY}) as srv:
+        assert download(srv.url("/b.bin"), tmp_path / "f.bin").read_bytes() == OTHER
+        assert download(srv.url("/b.bin"), tmp_path / "f.bin", reuse_unkeyed=False).read_bytes() == BODY

@@ -10,8 +10,10 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from maskdetect.errors import MaskdetectError
+from maskdetect.redact import quiet_third_party_loggers, redact
 
 COMMAND_MODULES = ("data", "run", "predict")
 
@@ -29,14 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    quiet_third_party_loggers()  # their request lines stay out even with -v (and are redacted if they come)
     try:
         return int(args.func(args) or 0)
     except MaskdetectError as exc:
-        print(f"maskdetect {args.command}: error: {exc}", file=sys.stderr)
+        print(f"maskdetect {args.command}: error: {redact(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"maskdetect {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: the traceback, with secrets hidden like everything else we print
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":

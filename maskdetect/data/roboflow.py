@@ -17,7 +17,7 @@ import logging
 import os
 from pathlib import Path
 
-from maskdetect.download import download, safe_extract
+from maskdetect.download import download, remove_download, safe_extract
 from maskdetect.errors import ConfigError, DataError, DownloadError
 from maskdetect.fileio import atomic_path
 from maskdetect.redact import redact, redact_url, register_secret
@@ -73,12 +73,12 @@ def download_roboflow(out: str | Path, *, workspace: str | None = None, project:
         raise ConfigError(f"{out}: already exists and is not empty. Choose a new output folder.")
     out.parent.mkdir(parents=True, exist_ok=True)
     if url is not None:
-        zip_path = out.with_name(f".{out.name}.zip")
-        download(url, zip_path, desc=f"roboflow {out.name}")
+        zip_path = out.with_name(f".{out.name}.zip")  # reused only for the same URL (see download())
+        download(url, zip_path, desc=f"roboflow {out.name}", reuse_unkeyed=False)
         with atomic_path(out, is_dir=True) as tmp:
             safe_extract(zip_path, tmp)
             _check_layout(tmp, redact_url(url))
-        zip_path.unlink(missing_ok=True)
+        remove_download(zip_path)
         return out
     with atomic_path(out, is_dir=True) as tmp:
         _download_with_package(tmp, str(workspace), str(project), version)  # type: ignore[arg-type]

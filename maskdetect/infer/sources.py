@@ -35,7 +35,7 @@ import numpy as np
 
 from maskdetect.errors import DataError, VideoError
 from maskdetect.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from maskdetect.redact import redact
+from maskdetect.redact import redact, register_url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +284,8 @@ class LatestFrameCapture:
     def start(self) -> "LatestFrameCapture":
         if self._thread is not None:
             return self
+        if isinstance(self.source, str):
+            register_url_secrets(self.source)  # OpenCV/ffmpeg messages may quote the password
         if self._factory is None:
             import cv2
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from maskdetect.errors import ConfigError, MaskdetectError
-from maskdetect.redact import redact_url
+from maskdetect.redact import redact_url, register_url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,12 @@ class UrlHook:
     """
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        register_url_secrets(url, webhook=True)  # its path is its key (Slack, Discord, Teams)
         if urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError(f"--alert-url must be an http(s) URL, got {redact_url(url, all_query=True)}")
+            raise ConfigError(f"--alert-url must be an http(s) URL, got {redact_url(url, webhook=True)}")
         self.url = url
         self.timeout_s = timeout_s
-        self.name = f"POST {redact_url(url, all_query=True)}"
+        self.name = f"POST {redact_url(url, webhook=True)}"
 
     def __call__(self, event: dict[str, Any]) -> None:
         import requests

@@ -7,6 +7,7 @@ user to connect, to pass a local archive, or to choose ``--from-scratch`` explic
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tarfile
@@ -16,11 +17,13 @@ from maskdetect.download import download, safe_extract, sha256_file
 from maskdetect.errors import DownloadError
 from maskdetect.fileio import atomic_write_json
 from maskdetect.train.pipeline import MODELS, REPO_ROOT
+from maskdetect.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
 ZOO_BASE_URL = os.environ.get("MASKDETECT_ZOO_URL", "http://download.tensorflow.org/models/object_detection/tf2/20200711")
 CACHE_DIR = REPO_ROOT / "workspace" / "pretrained"
+RECORD = "maskdetect_download.json"
 
 
 def archive_url(archive_name: str, base_url: str | None = None) -> str:
@@ -61,7 +64,7 @@ def fetch_checkpoint(model: str, *, cache_dir: str | Path | None = None, base_ur
     name = MODELS[model].zoo_archive
     cache = Path(cache_dir or CACHE_DIR)
     target = cache / name
-    if (target / "checkpoint" / "ckpt-0.index").exists():
+    if (target / "checkpoint" / "ckpt-0.index").exists() and _extracted_from(target, sha256):
         return checkpoint_prefix(target)
     archive = cache / f"{name}.tar.gz"
     url = archive_url(name, base_url)
@@ -73,5 +76,15 @@ def fetch_checkpoint(model: str, *, cache_dir: str | Path | None = None, base_ur
             f"archive at {archive}, or train without it by passing --from-scratch (much lower accuracy).") from exc
     _check_archive(archive, name)
     safe_extract(archive, cache)
-    atomic_write_json(target / "maskdetect_download.json", {"url": url, "archive_sha256": sha256_file(archive)})
+    atomic_write_json(target / RECORD, {"url": redact_url(url), "archive_sha256": sha256_file(archive)})
     return checkpoint_prefix(target)
+
+
+def _extracted_from(target: Path, sha256: str | None) -> bool:
+    """Whether the cached checkpoint may serve a request for the archive `sha256` (any, if None)."""
+    if sha256 is None:
+        return True
+    try:
+        return json.loads((target / RECORD).read_text())["archive_sha256"] == sha256.lower()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
