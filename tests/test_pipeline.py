@@ -83,8 +83,9 @@ def test_bad_overrides_are_clear(sample_data, tmp_path, override, message):
 def test_unknown_model_and_missing_data(sample_data, tmp_path):
     with pytest.raises(ConfigError, match="unknown model 'yolo'"):
         configure(sample_data, tmp_path / "run", "yolo")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no label_map.pbtxt"):
-        configure(tmp_path, tmp_path / "run")
+        configure(tmp_path / "empty", tmp_path / "run")
 
 
 def test_schedule_scales_with_batch_and_steps():

@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     cf.add_argument("--eval-split", default="val", help="split evaluated by default (default val)")
     cf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override any pipeline field, e.g. --set train_config.max_number_of_boxes=150 (repeatable)")
+    cf.add_argument("--force", action="store_true",
+                    help="reconfigure a run that has checkpoints: its old config, checkpoints, logs and exports "
+                         "move together to RUN_DIR/superseded/<time>/")
     cf.set_defaults(func=_configure)
 
     tr = subparsers.add_parser("train", help="train a configured run (resumes from its newest checkpoint)")
@@ -74,15 +77,20 @@ def _quiet_tensorflow() -> None:
 
 
 def _configure(args: argparse.Namespace) -> int:
-    from maskdetect.train.pipeline import configure
+    from maskdetect.guard import check_paths
+    from maskdetect.train.pipeline import check_options, check_run_dir, configure
     from maskdetect.train.zoo import fetch_checkpoint
 
+    numbers = dict(image_size=args.image_size, batch_size=args.batch_size, num_steps=args.steps,
+                   learning_rate=args.learning_rate)
+    check_options(**numbers)  # before a checkpoint is downloaded
+    check_paths({"--data": args.data, "--checkpoint": args.checkpoint}, {"--out": args.out})
+    check_run_dir(args.out, force=args.force)
     checkpoint = args.checkpoint
     if not checkpoint and not args.from_scratch:
         checkpoint = fetch_checkpoint(args.model)
-    run = configure(args.data, args.out, args.model, image_size=args.image_size, batch_size=args.batch_size,
-                    num_steps=args.steps, learning_rate=args.learning_rate, checkpoint=checkpoint,
-                    eval_split=args.eval_split, overrides=args.set)
+    run = configure(args.data, args.out, args.model, **numbers, checkpoint=checkpoint,
+                    eval_split=args.eval_split, overrides=args.set, force=args.force)
     print(run.pipeline_config)
     return 0
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.guard import check_paths
 from maskdetect.labelmap import read_label_map
 from maskdetect.train.run import Run, load_pipeline, save_pipeline
 
@@ -204,11 +205,22 @@ def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
             f"{where}: input size {size} does not suit the BiFPN (levels up to {max_level}): it must be divisible "
             f"by 2**max_level = {2 ** max_level} (else a shape mismatch) and at least 129 (EfficientNet's "
             f"minimum). Use a size in {ok}, or lower the pyramid's max_level.")
+    elif not max_level and (size < 32 or size % 32):
+        raise ConfigError(f"{where}: input size {size} must be a multiple of 32 (the backbone's stride), e.g. "
+                          f"320 or 640.")
     if pipeline.model.ssd.num_classes < 1:
         raise ConfigError(f"{where}: model.ssd.num_classes must be at least 1")
-    if pipeline.train_config.batch_size < 1:
-        raise ConfigError(f"{where}: train_config.batch_size must be at least 1")
+    train = pipeline.train_config
+    for key, value in (("batch_size", train.batch_size), ("num_steps", train.num_steps),
+                       ("max_number_of_boxes", train.max_number_of_boxes)):
+        if value < 1:
+            raise ConfigError(f"{where}: train_config.{key} must be at least 1 (got {value})")
     schedule = pipeline.train_config.optimizer.momentum_optimizer.learning_rate.cosine_decay_learning_rate
+    for key in ("learning_rate_base", "warmup_learning_rate"):
+        rate = getattr(schedule, key)
+        if not (math.isfinite(rate) and rate > 0):
+            raise ConfigError(f"{where}: {key} is {rate}; a learning rate must be a finite number above 0 "
+                              f"(e.g. 0.01)")
     if schedule.warmup_steps > schedule.total_steps:
         raise ConfigError(f"{where}: warmup_steps {schedule.warmup_steps} exceed total_steps {schedule.total_steps}")
 
@@ -227,10 +239,68 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
     return sorted(data_dir.glob(f"{split}-*.tfrecord")) or sorted(data_dir.glob(f"{split}*.tfrecord"))
 
 
+def check_options(*, image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
+                  learning_rate: float | None = None) -> None:
+    """Check the numbers ``configure`` writes, before anything is downloaded or written.
+
+    Raises:
+        ConfigError: naming the option, the value and what is allowed.
+    """
+    def whole(name: str, value: object, minimum: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{name} {value!r}: expected a whole number of at least {minimum}.")
+
+    whole("--batch-size", batch_size, 1)
+    whole("--steps", num_steps, 1)
+    if image_size is not None:
+        whole("--image-size", image_size, 32)  # the model's own rule follows in check_pipeline
+    if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate)
+                                          and learning_rate > 0):
+        raise ConfigError(f"--learning-rate {learning_rate!r}: expected a finite number above 0, e.g. 0.01.")
+
+
+def check_run_dir(out_dir: str | Path, *, force: bool = False) -> str | None:
+    """Refuse to reconfigure a run that has checkpoints unless `force`; return its newest checkpoint, if any.
+
+    Raises:
+        ConfigError: the run has checkpoints that the new pipeline.config would no longer describe.
+    """
+    found = sorted(Run(out_dir).checkpoints.glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[-1])
+                   if p.stem.split("-")[-1].isdigit() else -1)
+    if found and not force:
+        raise ConfigError(f"{out_dir}: this run has checkpoints (newest {found[-1].stem}) made with its current "
+                          f"pipeline.config; configuring it again would leave them out of step. Train further with "
+                          f"`maskdetect train {out_dir} --steps N`, configure a new --out, or pass --force (the old "
+                          f"config, checkpoints, logs and exports move together to {SUPERSEDED}/<time>/).")
+    return found[-1].stem if found else None
+
+
+SUPERSEDED = "superseded"
+_RUN_FILES = ("pipeline.config", "label_map.pbtxt", "data_manifest.json", "checkpoints", "train_log.jsonl",
+              "tensorboard", "plots", "export")
+
+
+def _supersede(out_dir: Path) -> Path | None:
+    """Move what a trained run holds into ``out_dir/superseded/<UTC time>/`` so the new config starts clean and
+    the old config stays with its checkpoints."""
+    import time
+
+    entries = [p for p in out_dir.iterdir() if p.name in _RUN_FILES or p.name.startswith("metrics-")]
+    if not entries:
+        return None
+    target = out_dir / SUPERSEDED / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target.mkdir(parents=True)
+    for entry in entries:
+        entry.rename(target / entry.name)
+    logger.warning("%s: the earlier run (config, checkpoints, logs, exports) moved to %s", out_dir, target)
+    return target
+
+
 def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MODEL, *,
               image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
               learning_rate: float | None = None, checkpoint: str | Path | None = None,
-              eval_split: str = "val", overrides: dict[str, Any] | Sequence[str] | None = None) -> Run:
+              eval_split: str = "val", overrides: dict[str, Any] | Sequence[str] | None = None,
+              force: bool = False) -> Run:
     """Write ``out_dir/pipeline.config`` (+ label map and data manifest) for training `model` on `data_dir`.
 
     Args:
@@ -245,6 +315,12 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
             scratch (say so explicitly: :func:`maskdetect.train.zoo.fetch_checkpoint` gets the COCO one).
         eval_split: the split evaluated beside training and by ``evaluate`` by default.
         overrides: ``{"dotted.key": value}`` or ``["dotted.key=value"]`` applied last, checked against the schema.
+        force: reconfigure a run that has checkpoints; its old config, checkpoints, logs and exports move
+            together to ``out_dir/superseded/<time>/`` (never left out of step with the new config).
+
+    Raises:
+        ConfigError: an invalid number (see :func:`check_options`, :func:`check_pipeline`), a run with
+            checkpoints without `force`, an output that is or lies inside the data folder.
 
     Returns:
         The :class:`~maskdetect.train.run.Run`.
@@ -256,6 +332,9 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     if model not in MODELS:
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     spec = MODELS[model]
+    check_options(image_size=image_size, batch_size=batch_size, num_steps=num_steps, learning_rate=learning_rate)
+    check_paths({"--data": data_dir, "--checkpoint": checkpoint}, {"--out": out_dir})
+    trained = check_run_dir(out_dir, force=force)
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir).resolve()
     label_map = data_dir / "label_map.pbtxt"
     if not label_map.exists():
@@ -274,7 +353,7 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
         set_value(pipeline, key, value)
     ssd = pipeline.model.ssd
     ssd.num_classes = len(class_names)
-    set_image_size(pipeline, image_size or spec.image_size)
+    set_image_size(pipeline, spec.image_size if image_size is None else image_size)
 
     train = pipeline.train_config
     train.batch_size = batch_size
@@ -314,6 +393,8 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     check_pipeline(pipeline, where=str(run.pipeline_config))
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    if trained:
+        _supersede(out_dir)
     with atomic_path(run.label_map) as tmp:
         shutil.copyfile(label_map, tmp)
     manifest = data_dir / "manifest.json"
