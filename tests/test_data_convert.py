@@ -108,7 +108,10 @@ def test_rename_classes_and_order(tmp_path):
     shutil.copy(SAMPLE / "images" / "maksssksksss231.jpg", voc / "images" / "a.jpg")
     write_voc_xml(voc / "annotations" / "a.xml", "a.jpg", (400, 249),
                   [("zebra", 1, 1, 9, 9), ("mask", 10, 10, 20, 20), ("no-mask", 30, 30, 40, 40), ("apple", 2, 2, 5, 5)])
-    m = convert("voc", voc, tmp_path / "o", split=(1, 0, 0), class_map={"mask": "with_mask", "no-mask": "without_mask"})
+    with pytest.raises(DataError, match="unknown class name.*'apple' \\(1 boxes, e.g. .*a.xml\\), 'zebra'"):
+        convert("voc", voc, tmp_path / "o", split=(1, 0, 0))
+    m = convert("voc", voc, tmp_path / "o", split=(1, 0, 0), class_map={"mask": "with_mask", "no-mask": "without_mask"},
+                allow_new_classes=True)
     assert m.classes == ["with_mask", "without_mask", "apple", "zebra"]
     with pytest.raises(DataError, match="unknown class 'zebra'.*a.xml|a.xml.*unknown class 'zebra'"):
         convert("voc", voc, tmp_path / "o2", split=(1, 0, 0), strict=True, class_map={"mask": "with_mask"},

@@ -36,7 +36,11 @@ def register(subparsers) -> None:
                     help="train,val,test fractions (default 0.8,0.1,0.1; 1,0,0 = all train), or 'keep' to keep "
                          "the source's train/valid/test folders")
     cv.add_argument("--map", action="append", metavar="OLD=NEW", default=None,
-                    help="rename or merge a class (repeatable), e.g. --map mask=with_mask")
+                    help="rename or merge a class (repeatable), e.g. --map face_covered=with_mask; names are compared "
+                         "without case or separators, and the names data sets use for our three classes (Mask, "
+                         "no-mask, without mask, mask_worn_incorrectly, ...) are known already")
+    cv.add_argument("--allow-new-classes", action="store_true",
+                    help="keep unknown class names as classes of their own (default: an error listing them)")
     cv.add_argument("--classes", help="comma-separated allowed class names (after --map), in label-map order; "
                                       "boxes of other classes are dropped (an error with --strict)")
     cv.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
@@ -77,7 +81,8 @@ def _convert(args: argparse.Namespace) -> int:
         min_blur = DEFAULT_BLUR_THRESHOLD
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     m = convert(args.format, args.source, args.out, split=args.split, class_map=args.map, classes=classes,
-                seed=args.seed, strict=args.strict, min_blur=min_blur, workers=args.workers, num_shards=args.shards)
+                seed=args.seed, strict=args.strict, min_blur=min_blur, workers=args.workers, num_shards=args.shards,
+                allow_new_classes=args.allow_new_classes)
     print(f"{m.out}: {m.counts['total']['images']} images, {m.counts['total']['boxes']} boxes, "
           f"{m.images_per_s} images/s")
     for split in ("train", "val", "test"):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import maskdetect
+from maskdetect.data.classnames import resolve_names
 from maskdetect.data.images import OUTSIDE_TOLERANCE_PX, Loaded, load_item
 from maskdetect.data.records import SPLITS, Item, Sample, Skip
 from maskdetect.data.formats import read_dataset
@@ -111,7 +112,8 @@ def class_order(present: set[str]) -> list[str]:
 def convert(format: str, source: str | Path, out: str | Path, *,
             split: Sequence[float] | str = (0.8, 0.1, 0.1), class_map: Mapping[str, str] | Sequence[str] | None = None,
             classes: Sequence[str] | None = None, seed: int = 0, strict: bool = False,
-            min_blur: float | None = None, workers: int | None = None, num_shards: int | None = None) -> Manifest:
+            min_blur: float | None = None, workers: int | None = None, num_shards: int | None = None,
+            allow_new_classes: bool = False) -> Manifest:
     """Convert the dataset at ``source`` into TFRecords in ``out`` and return the manifest.
 
     Args:
@@ -120,7 +122,9 @@ def convert(format: str, source: str | Path, out: str | Path, *,
         out: output folder; replaced atomically when the conversion succeeds.
         split: train, val, test fractions (``(1, 0, 0)`` puts everything in train), or ``"keep"`` to keep the
             source's own splits (from folder/file names such as Roboflow's ``train/``, ``valid/``, ``test/``).
-        class_map: renames/merges classes, ``{"mask": "with_mask"}`` or ``["mask=with_mask", ...]``.
+        class_map: renames/merges classes, ``{"mask": "with_mask"}`` or ``["mask=with_mask", ...]`` (names
+            compared without case or separators). Names data sets use for our classes (``Mask``, ``no-mask``,
+            ``mask_worn_incorrectly``, ...) are mapped anyway (:mod:`maskdetect.data.classnames`).
         classes: the allowed class names (after ``class_map``) in label-map order; boxes of other classes are
             dropped (or an error with ``strict``). Default: every class found, :data:`maskdetect.CLASSES` first.
         seed: split seed.
@@ -128,6 +132,8 @@ def convert(format: str, source: str | Path, out: str | Path, *,
         min_blur: drop faces whose crop has a Laplacian variance below this (images left without faces too).
         workers: threads decoding/encoding images (default: all cores).
         num_shards: files per split (default: about one per 64 MB of images).
+        allow_new_classes: keep class names that are neither ours, aliases, mapped nor listed as classes of
+            their own (default: a DataError listing them).
 
     Raises:
         DataError: unreadable dataset, no usable image, or (``strict``) any bad input.
@@ -145,7 +151,7 @@ def convert(format: str, source: str | Path, out: str | Path, *,
     source, out = Path(source), Path(out)
     options = {"format": format, "source": str(source), "split": fractions if fractions == "keep" else list(fractions),
                "class_map": mapping, "classes": allowed, "seed": seed, "strict": strict, "min_blur": min_blur,
-               "workers": workers, "num_shards": num_shards}
+               "workers": workers, "num_shards": num_shards, "allow_new_classes": allow_new_classes}
 
     check_paths({"--source": source}, {"--out": out}, folders=("--out",))
     with owned_dir(out, COMMAND, legacy_files=_earlier_output_files) as tmp:
@@ -196,6 +202,7 @@ def _run(fmt, source, tmp: Path, spool_path: Path, fractions, mapping, allowed, 
             items.append(entry)
     if not items and not skipped:
         raise DataError(f"{source}: no annotated images found. Check --format {fmt} and the folder layout.")
+    mapping = _resolve_class_names(items, mapping, allowed, options["allow_new_classes"])
 
     samples: list[Sample] = []
     offsets: list[tuple[int, int]] = []
@@ -251,6 +258,21 @@ def _run(fmt, source, tmp: Path, spool_path: Path, fractions, mapping, allowed, 
     duplicates = _duplicates(samples)
     return Manifest(out="", classes=names, counts=counts, files=files, options=options, skipped=skipped,
                     dropped_boxes=dropped, clipped_boxes=clipped, duplicates=duplicates, warnings=warnings)
+
+
+def _resolve_class_names(items: list[Item], mapping: dict[str, str], allowed, allow_new: bool) -> dict[str, str]:
+    """``{name in the data: class name}`` through --map, --classes and the alias table (or a DataError)."""
+    counts: Counter = Counter()
+    examples: dict[str, str] = {}
+    for item in items:
+        for box in item.boxes:
+            counts[box.name] += 1
+            examples.setdefault(box.name, item.key)
+    resolved = resolve_names(counts, mapping, allowed, allow_new=allow_new, examples=examples)
+    for name, new in resolved.items():
+        if name != new and name not in mapping:
+            log.info("class %r read as %r (a known alias)", name, new)
+    return resolved
 
 
 def _skip(skip: Skip, strict: bool, skipped: list[dict]) -> None:
