@@ -112,3 +112,16 @@ def test_cli_on_an_http_stream_with_a_password_stops_cleanly_on_sigint(tiny_expo
     info = probe_video(out)
     assert info.codec == "h264" and count_frames(out) > 0
     assert (tmp_path / "rec.json").is_file()
+
+
+@pytest.mark.slow
+def test_cli_strict_refuses_a_truncated_video_and_writes_nothing(tiny_export, tmp_path):
+    from test_video_input import faststart_mp4
+
+    data = faststart_mp4(tmp_path, frames=40).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    result = _cli("predict", "--model", str(tiny_export.tflite), "--source", str(cut), "--out",
+                  str(tmp_path / "o.mp4"), "--json", str(tmp_path / "o.json"), "--track", "--strict")
+    assert result.returncode == 2 and "of the 40 frames" in result.stderr and "Traceback" not in result.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("o.", ".o."))]

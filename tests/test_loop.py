@@ -13,7 +13,8 @@ import pytest
 
 import maskdetect
 from maskdetect.detections import Detections
-from maskdetect.errors import ConfigError, VideoError
+from maskdetect.errors import ConfigError, OutputError, VideoError
+from maskdetect.guard import MARKER
 from maskdetect.infer.loop import FrameObserver, predict_source, run_loop
 from maskdetect.infer.sinks import JsonSink, VideoSink, has_gui, in_notebook
 from maskdetect.infer.sources import open_source, read_image
@@ -226,7 +227,8 @@ def test_predict_source_on_images_and_folders(lite, tmp_path):
         shutil.copyfile(p, folder / p.name)
     summary = predict_source(lite, folder, tmp_path / "annotated", json_path=tmp_path / "dets.json")
     assert summary.frames == 3
-    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == sorted(p.name for p in folder.iterdir())
+    written = sorted(p.name for p in (tmp_path / "annotated").iterdir())
+    assert written == sorted([MARKER] + [p.name for p in folder.iterdir()])  # the marker: these are ours
     data = json.loads((tmp_path / "dets.json").read_text())
     assert data and set(data[0]) == {"image", "bbox_xyxy", "label", "score"}
     assert {r["image"] for r in data} <= {p.stem for p in folder.iterdir()}
@@ -295,3 +297,55 @@ def test_a_stream_that_gives_no_frame_is_an_error(lite, tmp_path):
 def test_headless_here():
     assert has_gui() is False  # opencv-python-headless: no window, a live source's display="auto" shows nothing
     assert in_notebook() is False
+
+
+# -- nothing the user has is lost (stub detector) -----------------------------------------------------------------
+def test_annotated_images_never_overwrite_the_source_or_files_we_did_not_write(tmp_path):
+    from test_guard import tree_hash
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:2]:
+        shutil.copyfile(p, folder / p.name)
+    before = tree_hash(folder)
+    for out, json_path, message in ((folder, None, "is the input"), (folder / "annotated", None, "inside the input"),
+                                    (tmp_path / "o", folder / "d.json", "inside the input"),
+                                    (tmp_path, None, "holds the input")):
+        with pytest.raises(OutputError, match=message):
+            predict_source(OneFace(), folder, out, json_path=json_path, progress=False)
+    out = tmp_path / "annotated"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    predict_source(OneFace(), folder, out, progress=False)
+    predict_source(OneFace(), folder, out, progress=False)  # ours now: replaced
+    assert (out / "notes.txt").read_text() == "mine"
+    mine = out / sorted(folder.iterdir())[0].name
+    (out / MARKER).unlink()  # no record that predict wrote them: they are the user's now
+    with pytest.raises(OutputError, match=f"already holds .*{mine.name}"):
+        predict_source(OneFace(), folder, out, progress=False)
+    assert tree_hash(folder) == before
+
+
+def test_a_truncated_video_is_a_warning_with_figures_and_an_error_with_strict(tmp_path, caplog):
+    from maskdetect.monitor.monitor import Monitor
+    from test_video_input import faststart_mp4
+
+    data = faststart_mp4(tmp_path, frames=60).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    before = cut.read_bytes()
+    monitor = Monitor(list(maskdetect.CLASSES), fps=25.0, track=True)
+    summary = predict_source(OneFace(), cut, tmp_path / "a.mp4", json_path=tmp_path / "a.json", monitor=monitor,
+                             progress=False)
+    assert summary.input["frames_declared"] == 60 and summary.input["frames_read"] == summary.frames < 60
+    assert not summary.input["complete"] and "ended early" in caplog.text
+    assert json.loads((tmp_path / "a.summary.json").read_text())["input"] == summary.input
+    with pytest.raises(VideoError, match=f"{summary.frames} of the 60 frames.*Nothing was written"):
+        predict_source(OneFace(), cut, tmp_path / "b.mp4", json_path=tmp_path / "b.json", strict=True,
+                       progress=False)
+    assert not (tmp_path / "b.mp4").exists() and not (tmp_path / "b.json").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    whole = predict_source(OneFace(), tmp_path / "clip.mp4", json_path=tmp_path / "c.json", strict=True,
+                           progress=False)
+    assert whole.input["complete"] and whole.frames == 60
+    assert cut.read_bytes() == before

@@ -129,8 +129,8 @@ def closed_port() -> int:
 def test_webhook_hooks_logs_errors_and_monitor_outputs(tmp_path, caplog, path, secrets):
     """A real POST per alert to a loopback server with the webhook's path shape, urllib3 at DEBUG, a failing
     hook, and every file the monitor writes."""
-    from maskdetect.hooks import HookError, UrlHook
-    from maskdetect.monitor import add_monitor_arguments, monitor_from_args
+    from maskdetect.monitor.hooks import HookError, UrlHook
+    from maskdetect.monitor.monitor import add_monitor_arguments, monitor_from_args
     from test_monitor import CLASSES, FPS, run_clip
 
     logging.getLogger("urllib3").setLevel(logging.DEBUG)  # as loud as it gets: the filter alone must hold
@@ -175,8 +175,8 @@ def test_download_errors_and_logs(tmp_path, caplog, capsys, url, secrets):
 @pytest.mark.parametrize("info,secrets", RTSP_USERINFO)
 def test_ffmpeg_and_opencv_errors_and_the_cli_error_line(info, secrets):
     """ffmpeg prints the URL it could not open; OpenCV fails to open it; the CLI prints the error line."""
-    from maskdetect.stream import LatestFrameCapture
-    from maskdetect.video import VideoReader
+    from maskdetect.infer.stream import LatestFrameCapture
+    from maskdetect.infer.video import VideoReader
 
     url = f"rtsp://{info}@127.0.0.1:{closed_port()}/live"
     with pytest.raises(MaskdetectError) as ffmpeg_error:

@@ -58,6 +58,10 @@ def register(subparsers) -> None:
     video = p.add_argument_group("video files")
     video.add_argument("--no-audio", dest="keep_audio", action="store_false", help="drop the audio track")
     video.add_argument("--crf", type=int, default=23, help="H.264 quality, lower is better (default 23)")
+    video.add_argument("--strict", action="store_true",
+                       help="a video that ends before the frames it declares (or that ffmpeg reports corrupt) is an "
+                            "error and nothing is written (default: a warning; the summary JSON records frames "
+                            "read vs declared)")
     video.add_argument("--preset", default="ultrafast",
                        help="x264 speed preset (default ultrafast: cheapest on the CPU the model needs; "
                             "veryfast or medium give files 2-4x smaller)")
@@ -93,7 +97,7 @@ def _predict(args: argparse.Namespace) -> int:
     from maskdetect.monitor.monitor import monitor_from_args
     from maskdetect.redact import redact
 
-    source = open_source(args.source, max_frames=args.max_frames)
+    source = open_source(args.source, max_frames=args.max_frames, strict=args.strict)
     try:
         if not source.live and args.out is None and args.json is None:
             raise ConfigError("nothing to write: pass --out (annotated output) and/or --json (detections)")

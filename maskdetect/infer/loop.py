@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class PredictionSummary:
         frames_dropped: live sources only: frames skipped because newer ones had arrived.
         interrupted: a live source was stopped by Ctrl-C (its outputs are complete).
         monitor: what the observer's ``close`` returned (the monitor's summary), if there was one.
+        input: video files: frames read vs declared (:meth:`maskdetect.infer.video.InputCheck.to_dict`; also
+            the ``"input"`` of the monitor's summary).
     """
 
     kind: str
@@ -77,6 +80,7 @@ class PredictionSummary:
     frames_dropped: int = 0
     interrupted: bool = False
     monitor: Any = field(default=None, repr=False)
+    input: dict[str, Any] | None = None
 
     @property
     def fps(self) -> float:
@@ -164,8 +168,13 @@ def run_loop(predictor: "Predictor", source: Source, sinks: Sequence[Sink] = (),
             raise VideoError(f"no frame could be read from {source.location}")
         for sink in sinks:
             sink.close()
+        checked = getattr(source, "input_check", None)
+        summary.input = checked.to_dict() if checked is not None else None
         if observer is not None:
-            summary.monitor = observer.close(paths[0])
+            if summary.input is not None and "source_frames" in inspect.signature(observer.close).parameters:
+                summary.monitor = observer.close(paths[0], source_frames=summary.input)
+            else:
+                summary.monitor = observer.close(paths[0])
     except BaseException:
         for sink in sinks:
             sink.abort()
@@ -188,7 +197,7 @@ def predict_source(predictor: "Predictor | str | Path", source: Source | str | P
                    record_fps: float | str | Fraction | None = None, keep_audio: bool = True, crf: int = 23,
                    preset: str = "ultrafast", ffmpeg_threads: int = 0, pace: bool | None = None,
                    capture_factory: Callable[[Any], Any] | None = None, annotator: Any = None,
-                   show_fps: bool = False, progress: bool = True) -> PredictionSummary:
+                   show_fps: bool = False, strict: bool = False, progress: bool = True) -> PredictionSummary:
     """Detect in any source: an image, a folder of images, images in memory, a video file, a webcam index, a
     stream URL, or an opened :class:`~maskdetect.infer.sources.Source` (e.g. the Colab camera). What
     ``maskdetect predict``, the notebooks and the Colab camera run.
@@ -203,13 +212,15 @@ def predict_source(predictor: "Predictor | str | Path", source: Source | str | P
         max_frames, duration_s: stop after this many frames / seconds.
         display, record_fps, keep_audio, crf, preset: see :func:`~maskdetect.infer.sinks.open_sinks`.
         annotator, show_fps, progress: see :func:`run_loop`.
+        strict: a video file that ends before the frames it declares (or is corrupt) is a VideoError and
+            nothing is written, instead of a warning (see :class:`~maskdetect.infer.sources.VideoFile`).
     """
     if isinstance(predictor, (str, Path)):
         from maskdetect.infer.predictor import Predictor
 
         predictor = Predictor(predictor)
     source = open_source(source, live=live, max_frames=max_frames, pace=pace, capture_factory=capture_factory,
-                         ffmpeg_threads=ffmpeg_threads)
+                         ffmpeg_threads=ffmpeg_threads, strict=strict)
     try:
         sinks = open_sinks(source, out, json_path, display=display, record_fps=record_fps, keep_audio=keep_audio,
                            crf=crf, preset=preset, ffmpeg_threads=ffmpeg_threads)

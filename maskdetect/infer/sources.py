@@ -170,9 +170,16 @@ class VideoFile(Source):
         path: the video file.
         max_frames: decode at most this many frames.
         ffmpeg_threads: decoder threads (0 = ffmpeg's choice).
+        strict: a file that ends before the frames it declares, or that ffmpeg reports corrupt, raises a
+            VideoError after its last frame (so the loop writes nothing) instead of logging a warning.
+
+    Attributes:
+        input_check: after the last frame, frames read vs declared
+            (:class:`~maskdetect.infer.video.InputCheck`).
     """
 
-    def __init__(self, path: str | Path, *, max_frames: int | None = None, ffmpeg_threads: int = 0) -> None:
+    def __init__(self, path: str | Path, *, max_frames: int | None = None, ffmpeg_threads: int = 0,
+                 strict: bool = False) -> None:
         from maskdetect.infer.video import VideoReader, probe_video
 
         path = Path(path)
@@ -185,6 +192,8 @@ class VideoFile(Source):
             total = min(total, max_frames) if total else max_frames
         self.total = total or None
         self._reader = VideoReader(path, info=self.info, max_frames=max_frames, threads=ffmpeg_threads)
+        self.max_frames, self.strict = max_frames, strict
+        self.input_check: InputCheck | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -217,9 +226,24 @@ class VideoFile(Source):
             if item is end:
                 if errors:
                     raise errors[0]
+                self._check_complete(index)
                 return
             yield Frame(item, index, time_s=index / fps, tag={"frame": index})
             index += 1
+
+    def _check_complete(self, frames_read: int) -> None:
+        from maskdetect.infer.video import check_input
+
+        if frames_read == 0:
+            return  # "no frame could be read" is the loop's error
+        self.input_check = check_input(self.location, self.info, frames_read, max_frames=self.max_frames,
+                                       decoder_messages=self._reader.messages)
+        if self.input_check.complete:
+            return
+        if self.strict:
+            raise VideoError(f"{self.input_check.message} Nothing was written (--strict).")
+        logger.warning("%s The outputs cover only what was read (pass --strict to make this an error).",
+                       self.input_check.message)
 
     def close(self) -> None:
         self._stop.set()
@@ -484,7 +508,7 @@ def source_kind(source: str | Path | int) -> str:
 def open_source(source: Source | str | Path | int | Sequence[np.ndarray], *, live: bool = False,
                 max_frames: int | None = None, pace: bool | None = None,
                 capture_factory: Callable[[Any], Any] | None = None, ffmpeg_threads: int = 0,
-                read_timeout_s: float = 10.0) -> Source:
+                read_timeout_s: float = 10.0, strict: bool = False) -> Source:
     """The :class:`Source` for an image, a folder of images, a video file, a webcam index, a stream URL, or a
     list of RGB images in memory.
 
@@ -494,6 +518,7 @@ def open_source(source: Source | str | Path | int | Sequence[np.ndarray], *, liv
         max_frames: video files: decode at most this many frames.
         pace, capture_factory, read_timeout_s: live sources (see :class:`LiveCapture`).
         ffmpeg_threads: video files: decoder threads (0 = ffmpeg's choice).
+        strict: video files: a truncated or corrupt file is an error, not a warning (see :class:`VideoFile`).
 
     Raises:
         DataError: a missing path or an unknown suffix; VideoError: a video or camera that cannot be opened.
@@ -506,7 +531,7 @@ def open_source(source: Source | str | Path | int | Sequence[np.ndarray], *, liv
     if kind in ("image", "folder"):
         return ImageFiles(source)
     if kind == "video" and not live:
-        return VideoFile(source, max_frames=max_frames, ffmpeg_threads=ffmpeg_threads)
+        return VideoFile(source, max_frames=max_frames, ffmpeg_threads=ffmpeg_threads, strict=strict)
     return LiveCapture(int(source) if kind == "webcam" else source, pace=pace, capture_factory=capture_factory,
                        read_timeout_s=read_timeout_s)
 

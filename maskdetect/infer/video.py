@@ -234,6 +234,7 @@ class VideoReader:
         self.max_frames = max_frames
         self._proc: subprocess.Popen | None = None
         self._stderr: _StderrTail | None = None
+        self.messages: list[str] = []  # ffmpeg's errors of a decode that still ended normally (corrupt data)
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -278,6 +279,7 @@ class VideoReader:
             if code != 0:
                 raise VideoError(f"ffmpeg could not decode {redact(self.source)} (exit code {code}):\n"
                                  f"{self._stderr.text()}")
+            self.messages = [line for line in self._stderr.text().splitlines() if line.strip()]
         finally:
             self.close()
 
@@ -305,6 +307,54 @@ class VideoReader:
         if proc.stdout:
             proc.stdout.close()
         proc.wait()
+
+
+@dataclass
+class InputCheck:
+    """Did a video file give every frame it declares? (see :func:`check_input`)
+
+    Attributes:
+        frames_read: frames decoded. frames_declared: frames the container declares (or duration x rate; None
+            when unknown), up to ``max_frames``. exact: the declared count is the container's, not an estimate.
+        decoder_messages: what ffmpeg reported while decoding (corrupt or missing data).
+    """
+
+    source: str
+    frames_read: int
+    frames_declared: int | None
+    exact: bool = True
+    decoder_messages: list[str] | None = None
+
+    @property
+    def complete(self) -> bool:
+        short = self.frames_declared is not None and self.frames_read < self.frames_declared - (0 if self.exact else 1)
+        return not short and not self.decoder_messages
+
+    @property
+    def message(self) -> str:
+        parts = []
+        if self.frames_declared is not None and self.frames_read < self.frames_declared:
+            parts.append(f"ended early: {self.frames_read} of the {self.frames_declared} frames it declares were "
+                         f"decoded")
+        if self.decoder_messages:
+            parts.append("ffmpeg reported: " + " | ".join(self.decoder_messages[-3:]))
+        return f"{self.source}: the video is truncated or corrupt ({'; '.join(parts)}); the outputs cover only " \
+               f"what was read. Re-copy or re-encode the file (pass --strict to make this an error)."
+
+    def to_dict(self) -> dict:
+        return {"frames_read": self.frames_read, "frames_declared": self.frames_declared,
+                "declared_is_estimate": not self.exact, "complete": self.complete,
+                "decoder_messages": list(self.decoder_messages or [])}
+
+
+def check_input(source: str | Path, info: VideoInfo, frames_read: int, *, max_frames: int | None = None,
+                decoder_messages: list[str] | None = None) -> InputCheck:
+    """Compare the frames decoded from `source` with those `info` declares (capped at `max_frames`)."""
+    declared, exact = (info.frame_count, True) if info.frame_count > 0 else (info.expected_frames, False)
+    if declared is not None and max_frames is not None:
+        declared = min(declared, max_frames)
+    return InputCheck(source=redact(str(source)), frames_read=frames_read, frames_declared=declared, exact=exact,
+                      decoder_messages=list(decoder_messages or []))
 
 
 def read_frames(source: str | Path, *, max_frames: int | None = None) -> Iterator[np.ndarray]:

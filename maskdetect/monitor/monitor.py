@@ -181,10 +181,10 @@ class Monitor:
         self.hooks.submit(event)
 
     # -- end of video -----------------------------------------------------------------------------------------
-    def close(self, out_path: str | Path) -> dict[str, Any]:
+    def close(self, out_path: str | Path, *, source_frames: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish: write ``<stem>.summary.json`` and ``<stem>.compliance.png`` beside `out_path`, close the
         events file, wait for hooks (at most `hook_wait_s`), and return the summary. Calling it again returns
-        the same summary."""
+        the same summary. `source_frames` (frames read vs declared by a video file) goes to ``"input"``."""
         if self._summary is not None:
             return self._summary
         paths = output_paths(out_path)
@@ -192,6 +192,7 @@ class Monitor:
         if self._events_file is not None:
             self._events_file.close()
         summary = self._build_summary(hook_stats)
+        summary["input"] = source_frames
         summary["outputs"] = {"summary": str(paths["summary"]), "plot": str(paths["plot"]),
                               "events": str(self.events_path) if self.events_path else None}
         try:
