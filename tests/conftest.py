@@ -27,6 +27,20 @@ def run_cli(*args: str, timeout: float = 900, **kwargs):
                           timeout=timeout, env=env, cwd=REPO, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _restore_third_party_log_levels():
+    """The CLI quiets urllib3/requests/absl for the whole process; tests that call it in-process must not
+    change what the next test's loggers show."""
+    import logging
+
+    from maskdetect.redact import THIRD_PARTY_LOGGERS
+
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
 @dataclass
 class TinyExport:
     run_dir: Path

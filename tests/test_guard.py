@@ -261,3 +261,23 @@ def test_inspect_refuses_to_write_inside_its_input(tmp_path):
         with pytest.raises(OutputError):
             inspect(data, out=out)
     assert tree_hash(data) == before
+
+
+def test_a_convert_killed_with_sigkill_leaves_a_partial_the_next_run_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from maskdetect.data import convert
+
+    out = tmp_path / "data"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from maskdetect.fileio import atomic_path\n"
+        "with atomic_path(sys.argv[1], is_dir=True) as tmp:\n"
+        "    (tmp / 'train-00000-of-00001.tfrecord').write_bytes(os.urandom(1 << 20))\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"), str(out)])
+    assert killed.returncode == -signal.SIGKILL
+    (partial,) = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    convert("voc", SAMPLE, out, split=(1, 0, 0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -55,16 +55,6 @@ SIGNED = [
 CORPUS = WEBHOOKS + RTSP + SIGNED
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger_levels():
-    from maskdetect.redact import THIRD_PARTY_LOGGERS
-
-    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
-    yield
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-
-
 def leaks(text: str, secrets: list[str]) -> list[str]:
     return [s for s in secrets if s in text]
 

@@ -31,7 +31,9 @@ def register(subparsers) -> None:
                     "Bad inputs are skipped and listed in manifest.json (or stop the run with --strict).")
     cv.add_argument("--format", required=True, choices=FORMATS, help="input format")
     cv.add_argument("--source", required=True, help="dataset folder (or a COCO .json / a .tfrecord file)")
-    cv.add_argument("--out", required=True, help="output folder (replaced only when the conversion succeeds)")
+    cv.add_argument("--out", required=True,
+                    help="output folder, outside --source; replaced when the conversion succeeds, and only if it is "
+                         "new, empty or an earlier `data convert` output holding nothing but its own files")
     cv.add_argument("--split", default="0.8,0.1,0.1",
                     help="train,val,test fractions (default 0.8,0.1,0.1; 1,0,0 = all train), or 'keep' to keep "
                          "the source's train/valid/test folders")
@@ -58,7 +60,8 @@ def register(subparsers) -> None:
                          description="Check every record; print counts per split and class, box sizes, duplicates "
                                      "and blur; with --out write report.json and PNGs.")
     ins.add_argument("path", help="a .tfrecord file or a folder of them")
-    ins.add_argument("--out", help="folder for report.json, class_histogram.png, box_sizes.png, samples.png")
+    ins.add_argument("--out", help="folder for report.json, class_histogram.png, box_sizes.png, samples.png (outside "
+                                   "PATH; replaced only if new, empty or an earlier `data inspect` output)")
     ins.add_argument("--json", action="store_true", help="print the whole report as JSON")
     ins.set_defaults(func=_inspect)
 

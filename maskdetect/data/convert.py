@@ -1,7 +1,8 @@
 """``convert``: any supported dataset -> sharded OD API TFRecords + ``label_map.pbtxt`` + ``manifest.json``.
 
 Everything is read, checked and converted before anything is written, and the output folder appears only when
-complete (:func:`maskdetect.fileio.atomic_path`). Bad inputs are skipped and listed in the manifest, or, with
+complete. It may not be, hold or lie inside the source, and replaces an existing folder only if an earlier
+``convert`` made it and it holds nothing else (:mod:`maskdetect.guard`). Bad inputs are skipped and listed in the manifest, or, with
 ``strict=True``, stop the conversion with a DataError naming the file and the fix.
 
 Example:
@@ -119,7 +120,7 @@ def convert(format: str, source: str | Path, out: str | Path, *,
     Args:
         format: ``voc``, ``kitti``, ``coco``, ``yolo`` or ``tfrecord``.
         source: dataset folder (or file: a COCO JSON, a TFRecord).
-        out: output folder; replaced atomically when the conversion succeeds.
+        out: output folder; replaced atomically when the conversion succeeds (see :func:`maskdetect.guard.owned_dir`).
         split: train, val, test fractions (``(1, 0, 0)`` puts everything in train), or ``"keep"`` to keep the
             source's own splits (from folder/file names such as Roboflow's ``train/``, ``valid/``, ``test/``).
         class_map: renames/merges classes, ``{"mask": "with_mask"}`` or ``["mask=with_mask", ...]`` (names
@@ -137,7 +138,8 @@ def convert(format: str, source: str | Path, out: str | Path, *,
 
     Raises:
         DataError: unreadable dataset, no usable image, or (``strict``) any bad input.
-        ConfigError: invalid options.
+        ConfigError: invalid options. OutputError (a ConfigError): `out` is, holds or lies inside `source`, or is a
+            folder `convert` did not make.
     """
     started = time.perf_counter()
     fractions = parse_split(split) if isinstance(split, str) else parse_split(list(split))
