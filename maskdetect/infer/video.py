@@ -338,8 +338,7 @@ class InputCheck:
                          f"decoded")
         if self.decoder_messages:
             parts.append("ffmpeg reported: " + " | ".join(self.decoder_messages[-3:]))
-        return f"{self.source}: the video is truncated or corrupt ({'; '.join(parts)}); the outputs cover only " \
-               f"what was read. Re-copy or re-encode the file (pass --strict to make this an error)."
+        return f"{self.source}: the video is truncated or corrupt ({'; '.join(parts)}). Re-copy or re-encode it."
 
     def to_dict(self) -> dict:
         return {"frames_read": self.frames_read, "frames_declared": self.frames_declared,
