@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from maskdetect.errors import ConfigError, OutputError
 from maskdetect.fileio import atomic_path, make_partial, remove_stale_partials
 from maskdetect.guard import MARKER, check_new_files, check_paths, owned_dir, record_files
+from maskdetect.infer.video import make_test_clip
 from conftest import SAMPLE, run_cli
 
 
@@ -39,7 +40,7 @@ def layout(tmp_path):
     (tmp_path / "src" / "sub").mkdir(parents=True)
     for name in ("a.jpg", "b.jpg", "sub/c.jpg"):
         (tmp_path / "src" / name).write_bytes(name.encode() * 100)
-    (tmp_path / "clip.mp4").write_bytes(b"video" * 1000)
+    make_test_clip(tmp_path / "clip.mp4", size_wh=(64, 48), fps="10", frames=3, audio=False)  # predict opens it
     (tmp_path / "link").symlink_to(tmp_path / "src")
     (tmp_path / "clip-link.mp4").symlink_to(tmp_path / "clip.mp4")
     os.link(tmp_path / "clip.mp4", tmp_path / "hard.mp4")

@@ -165,7 +165,7 @@ def test_download_errors_and_logs(tmp_path, caplog, capsys, url, secrets):
 @pytest.mark.parametrize("info,secrets", RTSP_USERINFO)
 def test_ffmpeg_and_opencv_errors_and_the_cli_error_line(info, secrets):
     """ffmpeg prints the URL it could not open; OpenCV fails to open it; the CLI prints the error line."""
-    from maskdetect.infer.stream import LatestFrameCapture
+    from maskdetect.infer.sources import LatestFrameCapture
     from maskdetect.infer.video import VideoReader
 
     url = f"rtsp://{info}@127.0.0.1:{closed_port()}/live"

@@ -313,7 +313,11 @@ class LatestFrameCapture:
         if self._factory is None:
             import cv2
 
-            capture = cv2.VideoCapture(self.source)
+            if isinstance(self.source, str) and "://" in self.source:
+                # straight to FFmpeg: OpenCV's other backends (CAP_IMAGES) print the whole URL, password included
+                capture = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG)
+            else:
+                capture = cv2.VideoCapture(self.source)
         else:
             capture = self._factory(self.source)
         if not capture.isOpened():
