@@ -32,6 +32,8 @@ import types
 logger = logging.getLogger(__name__)
 
 _INSTALLED = False
+#: ``TF_CPP_MIN_LOG_LEVEL`` as the user set it (None: unset; we then default it to 2, and ``-v`` to 0).
+USER_TF_CPP_MIN_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 
 
 class CompatError(RuntimeError):

@@ -74,18 +74,42 @@ def show_video(path: str | Path, *, width: int = 640) -> None:
 
 def show_table(rows: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], *, index: str | None = None,
                digits: int = 3) -> None:
-    """Show a table: a list of row dicts, or ``{row name: {column: value}}``."""
-    import pandas as pd
+    """Show a table: a list of row dicts, or ``{row name: {column: value}}`` (`index` names the row column).
 
+    Floats are rounded to `digits`; a missing value is an empty cell. Plain HTML, so no table library is needed.
+    """
     if isinstance(rows, Mapping):
-        frame = pd.DataFrame.from_dict(dict(rows), orient="index")
-        if index:
-            frame.index.name = index
+        records = [{index or "": name, **dict(row)} for name, row in rows.items()]
     else:
-        frame = pd.DataFrame(list(rows))
-        if index and index in frame.columns:
-            frame = frame.set_index(index)
-    _display(frame.round(digits))
+        records = [dict(row) for row in rows]
+    columns: list[str] = []
+    for record in records:  # every key, in first-seen order
+        columns += [column for column in record if column not in columns]
+    if index in columns:
+        columns.remove(index)
+        columns.insert(0, index)
+
+    def text(value: Any) -> str:
+        return "" if value is None else str(round(value, digits) if isinstance(value, float) else value)
+
+    table = [[text(record.get(column)) for column in columns] for record in records]
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(value)}</td>" for value in row) + "</tr>" for row in table)
+    plain = "\n".join("  ".join(map(str, row)) for row in [columns, *table])
+    _display(_Table(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>", plain))
+
+
+class _Table:
+    """A table shown as HTML in Jupyter, as plain text elsewhere (consoles, a saved notebook's text)."""
+
+    def __init__(self, markup: str, plain: str) -> None:
+        self._markup, self._plain = markup, plain
+
+    def _repr_html_(self) -> str:
+        return self._markup
+
+    def __repr__(self) -> str:
+        return self._plain
 
 
 def ap_table(metrics: Mapping[str, Any]) -> None:

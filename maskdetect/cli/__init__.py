@@ -12,6 +12,7 @@ import logging
 import sys
 import traceback
 
+from maskdetect import logs
 from maskdetect.errors import MaskdetectError
 from maskdetect.redact import quiet_third_party_loggers, redact
 
@@ -20,7 +21,8 @@ COMMAND_MODULES = ("data", "run", "predict")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskdetect", description="Face-mask detection on the TF2 OD API.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug messages, and show TensorFlow's own log lines and warnings")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"maskdetect.cli.{name}").register(subparsers)
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure(verbose=args.verbose)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     quiet_third_party_loggers()  # their request lines stay out even with -v (and are redacted if they come)
     try:

@@ -1,0 +1,72 @@
+"""maskdetect.logs: TensorFlow's native start-up lines and library warnings hidden by default, shown with -v."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from maskdetect import logs
+
+STARTUP_NOISE = [
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    b"I0000 00:00:1795934998.951490    5032 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU "
+    b"will not be used.",
+    b"I0000 00:00:1795934999.050152    5032 cpu_feature_guard.cc:227] This TensorFlow binary is optimized",
+    b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow",
+    b"E0000 00:00:1795935027.047268    5032 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+    b"Failed call to cuInit: UNKNOWN ERROR (303)",
+    b"W1122 10:11:12.123456   77 tensorflow/core/framework/op_kernel.cc:1830] OP_REQUIRES failed at x.cc:3",
+]
+KEPT = [
+    b"E1122 10:11:12.123456   77 bfc_allocator.cc:485] Allocator (GPU_0_bfc) ran out of memory",
+    b"F1122 10:11:12.123456   77 check.cc:12] Check failed: shape.ok()",
+    b"[libx264 @ 0x55] using cpu capabilities: MMX2 SSE2Fast",
+    b"train:  50%|#####     | 2/4 [00:03<00:03, 0.6step/s]",
+    b"I like masks",
+]
+
+
+@pytest.mark.parametrize("line", STARTUP_NOISE)
+def test_startup_noise_is_recognised(line):
+    assert logs.is_noise(line)
+
+
+@pytest.mark.parametrize("line", KEPT)
+def test_everything_else_is_kept(line):
+    assert not logs.is_noise(line)
+
+
+PROGRAM = r"""
+import os, sys, warnings
+from maskdetect import logs
+logs.configure(verbose={verbose})
+os.write(2, b"\n".join({noise!r} + {kept!r}) + b"\n")
+sys.stderr.write("\rbar 1/2")  # a progress bar's update, no newline
+sys.stderr.flush()
+warnings.warn("old API", DeprecationWarning)
+warnings.warn_explicit("tf noise", UserWarning, "x.py", 1, module="tensorflow.python.ops")
+import logging
+logging.getLogger("tensorflow").warning("From tensorflow: calling deprecated")
+print("result", flush=True)
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_native_lines_python_warnings_and_tf_logger_are_quiet_unless_verbose(verbose):
+    code = PROGRAM.format(verbose=verbose, noise=STARTUP_NOISE, kept=KEPT)
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"result\n"
+    err = done.stderr
+    for line in KEPT:
+        assert line in err
+    assert b"\rbar 1/2" in err
+    noisy = [line for line in STARTUP_NOISE if line in err]
+    warned = [text for text in (b"old API", b"tf noise", b"From tensorflow") if text in err]
+    if verbose:
+        assert noisy == STARTUP_NOISE and len(warned) == 3
+    else:
+        assert noisy == [] and warned == []
