@@ -33,6 +33,27 @@ def _cli(*args, **kwargs):
                           timeout=600, **kwargs)
 
 
+def tensorflow_log_lines(stderr: str) -> list[str]:
+    """Lines of TensorFlow's native log (cuInit, cudart_stub, oneDNN, absl's banner) in a command's stderr."""
+    from maskdetect.logs import TF_LOG_LINE
+
+    return [line for line in stderr.splitlines()
+            if TF_LOG_LINE.match(line.encode()) or "absl::InitializeLog" in line or "cuInit" in line]
+
+
+@pytest.mark.slow
+def test_cli_predict_prints_no_tensorflow_startup_line(tiny_export, tmp_path):
+    """The SavedModel on an image at the default verbosity: our result line only, no TensorFlow start-up lines
+    and no deprecation warnings (the HTTP-stream test below checks that -v still shows them)."""
+    image = sorted((REPO / "sample" / "face-mask" / "images").glob("*.jpg"))[0]
+    result = _cli("predict", "--model", str(tiny_export.saved_model), "--source", str(image),
+                  "--out", str(tmp_path / "out.jpg"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert tensorflow_log_lines(result.stderr) == [], result.stderr
+    assert "Warning" not in result.stderr and "deprecated" not in result.stderr, result.stderr
+    assert result.stdout.strip().endswith(str(tmp_path / "out.jpg"))
+
+
 @pytest.mark.slow
 def test_cli_video_with_json_and_tracking(tiny_export, clip, tmp_path):
     out = tmp_path / "cli.mp4"
@@ -108,6 +129,7 @@ def test_cli_on_an_http_stream_with_a_password_stops_cleanly_on_sigint(tiny_expo
         server.shutdown()
     assert proc.returncode == 0, stderr[-2000:]
     assert "S3cretPass" not in stdout + stderr
+    assert tensorflow_log_lines(stderr)  # -v hides nothing
     assert "***@127.0.0.1" in stdout
     info = probe_video(out)
     assert info.codec == "h264" and count_frames(out) > 0
