@@ -1,8 +1,8 @@
-"""Google Colab helpers: install the pinned environment, copy a run to Drive, capture the browser's webcam.
+"""Google Colab helpers: install what the runtime lacks, check the GPU, keep runs on Drive, the browser's webcam.
 
 The install step runs BEFORE the package's requirements are installed, so this module imports only the
-standard library at module level (NumPy/PIL are imported inside the webcam functions), and it can be run
-as a plain script from a fresh clone::
+standard library at module level (NumPy/PIL/TensorFlow are imported inside the functions that need them), and
+it can be run as a plain script from a fresh clone::
 
     python REPO/maskdetect/colab.py install --repo REPO       # prints whether the runtime must restart
 
@@ -12,12 +12,12 @@ or, from a notebook cell, loaded by path so that it can see what the running ker
     bootstrap = runpy.run_path(f"{REPO}/maskdetect/colab.py")
     result = bootstrap["install"](REPO)                          # result["restart"] is True or False
 
-`install` compares the installed versions with ``requirements.txt`` (installed with dependencies, constrained to
-the same pins) and ``requirements-nodeps.txt`` (the OD API and tf-models-official, installed ``--no-deps``: see
-../shared/DESIGN.md §1), installs only what differs, then ``pip install --no-deps -e REPO``. It says plainly
-whether the runtime must be restarted: a package the kernel has already imported changed under it, or
-TensorFlow was imported before ``TF_USE_LEGACY_KERAS=1`` was set (the Keras switch only works before
-TensorFlow's first import).
+`install` keeps what Colab ships (TensorFlow 2.20, tf_keras, NumPy, protobuf 5, pandas, Pillow): it asks pip
+for the dependency ranges declared in ``pyproject.toml``, which those versions satisfy, then adds the OD API
+packages of ``requirements-nodeps.txt`` without their dependencies (../shared/DESIGN.md §1), then
+``pip install --no-deps -e REPO``. It says plainly whether the runtime must be restarted: a package the kernel
+has already imported changed under it, or TensorFlow was imported before ``TF_USE_LEGACY_KERAS=1`` was set (the
+Keras switch only works before TensorFlow's first import). On Colab neither happens.
 
 :data:`REPO_URL` is the one place where the project's repository is named (a placeholder until it is
 published); the notebooks' "Open in Colab" links are built from it by :func:`colab_url`.
@@ -47,16 +47,13 @@ from typing import Any, Iterator, Sequence  # noqa: E402
 REPO_URL = "https://github.com/OWNER/maskdetect"
 DRIVE_MOUNT = "/content/drive"
 DRIVE_RUNS = "MyDrive/maskdetect/runs"
-REQUIREMENTS = "requirements.txt"
 REQUIREMENTS_NODEPS = "requirements-nodeps.txt"
 KERAS_SWITCH = ("TF_USE_LEGACY_KERAS", "1")
 
 # Distribution name -> top-level module, where they differ (to tell whether the kernel has imported it).
-_MODULE_OF = {"tensorflow": "tensorflow", "tf-keras": "tf_keras", "tf-slim": "tf_slim", "protobuf": "google.protobuf",
-              "pyyaml": "yaml", "pillow": "PIL", "opencv-python-headless": "cv2", "imageio-ffmpeg": "imageio_ffmpeg",
-              "av": "av", "gin-config": "gin", "tf-models-research-object-detection": "object_detection",
-              "tf-models-official": "official", "scipy": "scipy", "numpy": "numpy", "pandas": "pandas",
-              "matplotlib": "matplotlib", "pycocotools": "pycocotools", "tensorboard": "tensorboard"}
+_MODULE_OF = {"tf-keras": "tf_keras", "protobuf": "google.protobuf", "pyyaml": "yaml", "pillow": "PIL",
+              "opencv-python-headless": "cv2", "opencv-python": "cv2", "gin-config": "gin",
+              "tf-models-research-object-detection": "object_detection", "tf-models-official": "official"}
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 # The rules of maskdetect.redact, copied: this file runs before the package is installed (tests/test_redact.py
 # checks the two agree).
@@ -113,6 +110,21 @@ def read_pins(path: str | Path) -> dict[str, str]:
     return pins
 
 
+def declared_dependencies(repo: str | Path, extras: Sequence[str] = ()) -> list[str]:
+    """The requirement strings of ``pyproject.toml`` (``[project] dependencies`` plus the chosen `extras`)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        from pip._vendor import tomli as tomllib  # type: ignore[no-redef]
+
+    project = tomllib.loads((Path(repo) / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    optional = project.get("optional-dependencies", {})
+    unknown = [extra for extra in extras if extra not in optional]
+    if unknown:
+        raise ValueError(f"unknown extra(s) {unknown}: pyproject.toml offers {sorted(optional)}")
+    return list(project.get("dependencies", [])) + [dep for extra in extras for dep in optional[extra]]
+
+
 def installed_versions() -> dict[str, str]:
     """``{normalized name: version}`` of every distribution visible to this Python."""
     versions: dict[str, str] = {}
@@ -128,16 +140,12 @@ def _same_version(installed: str | None, wanted: str) -> bool:
     return installed is not None and installed.split("+", 1)[0] == wanted
 
 
-def plan_install(repo: str | Path, installed: dict[str, str] | None = None) -> dict[str, dict[str, tuple]]:
-    """What :func:`install` would change: ``{"deps"|"nodeps": {name: (installed or None, wanted)}}``."""
-    repo = Path(repo)
+def plan_nodeps(repo: str | Path, installed: dict[str, str] | None = None) -> dict[str, tuple[str | None, str]]:
+    """The pins of ``requirements-nodeps.txt`` that differ from what is installed: ``{name: (installed, wanted)}``."""
     installed = installed_versions() if installed is None else installed
-    plan: dict[str, dict[str, tuple]] = {}
-    for key, filename in (("deps", REQUIREMENTS), ("nodeps", REQUIREMENTS_NODEPS)):
-        pins = read_pins(repo / filename)
-        plan[key] = {name: (installed.get(name), version) for name, version in pins.items()
-                     if not _same_version(installed.get(name), version)}
-    return plan
+    pins = read_pins(Path(repo) / REQUIREMENTS_NODEPS)
+    return {name: (installed.get(name), version) for name, version in pins.items()
+            if not _same_version(installed.get(name), version)}
 
 
 def _editable_install_of(repo: Path) -> bool:
@@ -154,38 +162,63 @@ def _editable_install_of(repo: Path) -> bool:
         Path(url[len("file://"):]).resolve() == repo.resolve()
 
 
-def _pip(args: Sequence[str], python: str) -> None:
-    command = [python, "-m", "pip", "install", "--quiet", "--progress-bar", "off", *args]
-    print("$ pip install " + redact(" ".join(args)), flush=True)
-    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = redact(process.stdout.strip())
-    if output:
-        print(output, flush=True)
+def _pip(args: Sequence[str], python: str) -> str:
+    """Run ``pip install ARGS`` quietly; its output, redacted (it is printed only when pip has something to say)."""
+    command = [python, "-m", "pip", "install", "--quiet", "--progress-bar", "off", "--disable-pip-version-check",
+               *args]
+    print("$ pip install " + redact(" ".join(a for a in args if a != "-")), flush=True)
+    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if process.stderr.strip():
+        print(redact(process.stderr.strip()), flush=True)
     if process.returncode:
         raise RuntimeError(f"pip install failed (exit {process.returncode}); see its output above")
+    return process.stdout
 
 
-def _loaded(names: Sequence[str], modules: Sequence[str]) -> list[str]:
-    loaded = set(modules)
-    return [name for name in names if _MODULE_OF.get(name, name.replace("-", "_")) in loaded]
+def _pip_plan(requirements: Sequence[str], python: str) -> dict[str, str]:
+    """``{name: version}`` that ``pip install REQUIREMENTS`` would install (pip's --dry-run report)."""
+    report = json.loads(_pip(["--dry-run", "--report", "-", *requirements], python) or "{}")
+    return {normalize(item["metadata"]["name"]): item["metadata"]["version"] for item in report.get("install", [])}
 
 
-def install(repo: str | Path, *, python: str | None = None, dry_run: bool = False,
+def restart_reasons(changed: Sequence[str], kernel_modules: Sequence[str], keras_switch_late: bool) -> list[str]:
+    """Why the kernel must restart after `changed` distributions were installed (empty: it need not)."""
+    loaded = set(kernel_modules)
+    stale = [name for name in sorted(changed) if _MODULE_OF.get(name, name.replace("-", "_")) in loaded]
+    reasons = []
+    if stale:
+        reasons.append(f"this kernel had already imported {', '.join(stale)}, which changed under it")
+    if keras_switch_late:
+        reasons.append(f"TensorFlow was imported before {KERAS_SWITCH[0]}={KERAS_SWITCH[1]} was set")
+    return reasons
+
+
+def install(repo: str | Path, *, python: str | None = None, dry_run: bool = False, extras: Sequence[str] = (),
             kernel_modules: Sequence[str] | None = None, in_kernel: bool = True) -> dict[str, Any]:
-    """Install the pinned requirements that differ, then the package itself (editable) from `repo`.
+    """Add what the runtime lacks for maskdetect, keeping what it has (on Colab: its TensorFlow, NumPy, protobuf).
+
+    Three steps, each a no-op when already done:
+
+    1. the dependencies declared in ``pyproject.toml``: ranges that Colab's own packages satisfy (TensorFlow
+       2.20-2.21, protobuf 5-7, NumPy 1.26-2.x, ...), so pip keeps them and installs only what is missing (no
+       runtime restart, no pip conflict lines against google-colab's pins);
+    2. the pins of ``requirements-nodeps.txt`` (the OD API and tf-models-official) that differ, ``--no-deps``
+       (their declared dependencies pin old packages: ../shared/DESIGN.md §1);
+    3. ``pip install --no-deps -e REPO`` unless maskdetect is already installed editable from `repo`.
 
     Args:
-        repo: the cloned repository (holds ``requirements.txt``, ``requirements-nodeps.txt``, ``pyproject.toml``).
+        repo: the cloned repository (holds ``pyproject.toml`` and ``requirements-nodeps.txt``).
         python: the interpreter to install into (default: this one, i.e. the notebook's kernel).
-        dry_run: only print and return the plan.
+        dry_run: only print and return what would change (pip's ``--dry-run`` report).
+        extras: optional dependency groups of ``pyproject.toml`` to add (e.g. ``["roboflow"]``).
         kernel_modules: modules the running kernel has imported (default: ``sys.modules`` of this process,
             which IS the kernel when this is called from a notebook cell).
         in_kernel: False when run as a script (``!python colab.py install``): the kernel's modules cannot be
             seen from there, so the message names what changed and leaves the decision to the user.
 
     Returns:
-        ``{"changed": {name: [old, new]}, "restart": bool, "reason": str}``: ``changed`` is every distribution pip
-        changed (dependencies included; the plan in a dry run); ``restart`` is True when a package the kernel has
+        ``{"changed": {name: [old, new]}, "restart": bool, "reason": str}``: ``changed`` is every distribution
+        that changed (what would change, in a dry run); ``restart`` is True when a package the kernel has
         imported was changed under it, or TensorFlow was imported before the Keras switch was set.
     """
     repo = Path(repo).resolve()
@@ -194,18 +227,16 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
     keras_switch_late = "tensorflow" in modules and os.environ.get(KERAS_SWITCH[0]) != KERAS_SWITCH[1]
     os.environ[KERAS_SWITCH[0]] = KERAS_SWITCH[1]  # for TensorFlow imported later in this kernel
 
+    dependencies = declared_dependencies(repo, extras)
     before = installed_versions()
-    plan = plan_install(repo, before)
-    changed = {name: [old, new] for part in plan.values() for name, (old, new) in part.items()}
-    for name, (old, new) in sorted(changed.items()):
-        print(f"  {name}: {old or 'not installed'} -> {new}", flush=True)
-    if not changed:
-        print("All pinned requirements are already installed.", flush=True)
-    if not dry_run:
-        if plan["deps"]:
-            _pip(["-c", str(repo / REQUIREMENTS), *(f"{n}=={v}" for n, (_, v) in plan["deps"].items())], python)
-        if plan["nodeps"]:
-            _pip(["--no-deps", *(f"{n}=={v}" for n, (_, v) in plan["nodeps"].items())], python)
+    nodeps = plan_nodeps(repo, before)
+    if dry_run:
+        planned = {**_pip_plan(dependencies, python), **{name: new for name, (_, new) in nodeps.items()}}
+        changed = {name: [before.get(name), new] for name, new in sorted(planned.items())}
+    else:
+        _pip(dependencies, python)
+        if nodeps:
+            _pip(["--no-deps", *(f"{name}=={version}" for name, (_, version) in nodeps.items())], python)
         if _editable_install_of(repo) and python == sys.executable:
             print(f"maskdetect is already installed from {repo}.", flush=True)
         else:
@@ -213,18 +244,16 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
         importlib.invalidate_caches()
         if in_kernel and importlib.util.find_spec("maskdetect") is None:
             sys.path.insert(0, str(repo))  # a running kernel does not read the .pth of a new editable install
-        after = installed_versions()  # what pip really changed, unpinned dependencies included
+        after = installed_versions()
         changed = {name: [before.get(name), after.get(name)] for name in sorted(set(before) | set(after))
                    if before.get(name) != after.get(name) and name != "maskdetect"}
+    for name, (old, new) in changed.items():
+        print(f"  {name}: {old or 'not installed'} -> {new}", flush=True)
+    if not changed:
+        print("Everything maskdetect needs is already installed.", flush=True)
 
-    stale = _loaded(sorted(changed), modules)
-    reasons = []
-    if stale:
-        reasons.append(f"this kernel had already imported {', '.join(stale)}, which changed under it")
-    if keras_switch_late:
-        reasons.append(f"TensorFlow was imported before {KERAS_SWITCH[0]}={KERAS_SWITCH[1]} was set")
-    restart = bool(reasons)
-    if restart:
+    reasons = restart_reasons(list(changed), modules, keras_switch_late)
+    if reasons:
         print("RESTART NEEDED: " + "; ".join(reasons) + ". Restart the runtime (Colab: Runtime > Restart session), "
               "then run the notebook again from the top: this step will find nothing left to install.", flush=True)
     elif changed and not in_kernel:
@@ -232,7 +261,28 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
               "using maskdetect (Colab: Runtime > Restart session).", flush=True)
     else:
         print("No restart needed: continue with the next cell.", flush=True)
-    return {"changed": changed, "restart": restart, "reason": "; ".join(reasons)}
+    return {"changed": changed, "restart": bool(reasons), "reason": "; ".join(reasons)}
+
+
+def gpu_report() -> dict[str, Any]:
+    """Which GPUs TensorFlow sees, after the install (call it after ``import maskdetect``); says what to do if none.
+
+    Returns:
+        ``{"tensorflow": version, "gpus": [names], "cuda_build": bool}``.
+    """
+    import tensorflow as tf
+
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    cuda_build = tf.test.is_built_with_cuda()
+    print(f"TensorFlow {tf.__version__}: {len(gpus)} GPU(s) {', '.join(gpus)}".rstrip(), flush=True)
+    if not gpus:
+        why = ("this runtime has no GPU: choose one (Runtime > Change runtime type > T4 GPU), then run the "
+               "notebook again from the top" if in_colab() or not cuda_build else
+               "this TensorFlow cannot reach the GPU driver")
+        print(f"No GPU: {why}. If the runtime has a GPU but TensorFlow does not see it, TensorFlow was replaced "
+              "by another build: Runtime > Disconnect and delete runtime, then run again (the install keeps "
+              "Colab's own TensorFlow). Training on a CPU works, many times slower.", flush=True)
+    return {"tensorflow": tf.__version__, "gpus": gpus, "cuda_build": bool(cuda_build)}
 
 
 def restart_runtime() -> None:
@@ -262,33 +312,34 @@ def clone(repo_url: str, dest: str | Path, *, branch: str | None = None) -> Path
 
 # --- Google Drive --------------------------------------------------------------------------------------------
 def mount_drive(mount_point: str | Path = DRIVE_MOUNT) -> Path:
-    """Mount Google Drive at `mount_point` (Colab asks the user to allow it) and return the mount point."""
+    """Mount Google Drive at `mount_point` (Colab asks the user to allow it, once) and return the mount point."""
     from google.colab import drive  # type: ignore[import-not-found]
 
     drive.mount(str(mount_point))
     return Path(mount_point)
 
 
-def copy_to_drive(run_dir: str | Path, dest: str = DRIVE_RUNS, *, mount_point: str | Path = DRIVE_MOUNT) -> Path:
-    """Copy the run directory to ``<Drive>/<dest>/<run name>`` (Drive mounted first) and return the copy.
-
-    An earlier copy of the same run is updated in place (files are overwritten, none deleted).
+def run_dir_for(name: str, local_runs: str | Path, *, drive_mount: str | Path | None = None,
+                drive_runs: str = DRIVE_RUNS) -> Path:
+    """Where the run `name` lives: ``<Drive>/<drive_runs>/<name>`` with `drive_mount` (Drive is mounted first),
+    so that checkpoints are saved to Drive while training and a new runtime resumes from them; else
+    ``<local_runs>/<name>``.
 
     Raises:
-        RuntimeError: not on Colab (no ``google.colab``).
+        RuntimeError: `drive_mount` given but not on Colab (no ``google.colab``).
     """
+    if drive_mount is None:
+        return Path(local_runs) / name
     try:
         import google.colab  # type: ignore[import-not-found]  # noqa: F401
     except ImportError as exc:
-        raise RuntimeError("copy_to_drive needs Google Colab; off Colab copy the run directory yourself") from exc
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run directory")
-    target = mount_drive(mount_point) / dest / run_dir.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(run_dir, target, dirs_exist_ok=True)
-    print(f"copied {run_dir} -> {target}", flush=True)
-    return target
+        raise RuntimeError("a run on Google Drive needs Colab; off Colab pass drive_mount=None") from exc
+    run_dir = mount_drive(drive_mount) / drive_runs / name
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.index"))
+    print(f"run directory on Google Drive: {run_dir}" +
+          (f" (resuming: {len(checkpoints)} checkpoint(s) there)" if checkpoints else ""), flush=True)
+    return run_dir
 
 
 # --- browser webcam (Colab) ----------------------------------------------------------------------------------
@@ -448,15 +499,17 @@ def run_browser_webcam(predictor, *, monitor=None, record_path: str | Path | Non
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python maskdetect/colab.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    inst = commands.add_parser("install", help="install the pinned requirements that differ, then the package")
+    inst = commands.add_parser("install", help="install what this Python lacks for maskdetect, then the package")
     inst.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
                       help="the cloned repository (default: the one holding this file)")
     inst.add_argument("--dry-run", action="store_true", help="only print what would change")
+    inst.add_argument("--extra", action="append", default=[], metavar="NAME",
+                      help="an optional dependency group of pyproject.toml to add, e.g. roboflow (repeatable)")
     commands.add_parser("colab-url", help="print the Open-in-Colab links of the notebooks")
     args = parser.parse_args(argv)
     if args.command == "install":
         try:
-            result = install(args.repo, dry_run=args.dry_run, kernel_modules=(), in_kernel=False)
+            install(args.repo, dry_run=args.dry_run, extras=args.extra, kernel_modules=(), in_kernel=False)
         except (RuntimeError, ValueError, OSError) as exc:
             print(f"error: {redact(str(exc))}", file=sys.stderr)
             return 1
