@@ -1,11 +1,11 @@
-# make setup | make demo | make test | make bench
+# make setup | make demo | make test | make bench | make notebook
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv pip install --python $(PY) --quiet
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench notebook clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# Jupyter Lab on the notebooks, from this venv (its kernel is this venv's Python); JUPYTER_ARGS adds options
+notebook: setup
+	$(VENV)/bin/jupyter lab notebooks/ $(JUPYTER_ARGS)
 
 bench: setup
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

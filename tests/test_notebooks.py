@@ -169,30 +169,58 @@ def test_inject_puts_each_override_after_the_cell_that_defines_it():
 
 
 # --- the notebooks, executed ---------------------------------------------------------------------------------
+def roboflow_export_of_the_sample(tmp_path: Path) -> bytes:
+    """The bundled sample as a Roboflow TFRecord export (train/valid/test) whose classes are named like a
+    Roboflow data set's (``Mask``, ``No_Mask``, ``Incorrect_Mask``), zipped."""
+    import io
+    import zipfile
+
+    from maskdetect.data import convert
+
+    theirs = {"with_mask": "Mask", "without_mask": "No_Mask", "mask_weared_incorrect": "Incorrect_Mask"}
+    folder = tmp_path / "theirs"
+    convert("voc", REPO / "sample" / "face-mask", folder, split=(0.7, 0.15, 0.15), class_map=theirs, seed=0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for ours, split in (("train", "train"), ("val", "valid"), ("test", "test")):
+            for k, shard in enumerate(sorted(folder.glob(f"{ours}-*.tfrecord"))):
+                archive.write(shard, f"{split}/masks-{k}.tfrecord")
+            archive.write(folder / "label_map.pbtxt", f"{split}/masks_label_map.pbtxt")
+    return buffer.getvalue()
+
+
 @pytest.mark.slow
 def test_01_train_on_colab_runs_headless(tmp_path):
-    """Install (a no-op here) -> sample data -> inspect -> configure -> train 4 steps at TINY_SIZE px -> evaluate ->
-    export -> predict -> copy to a fake Drive, with a fake ``google.colab`` driving the Colab branches."""
+    """The Roboflow path on a fake Colab: install (a no-op here) -> GPU check -> a Roboflow export link
+    (served on loopback) with other class names -> convert with CLASS_MAP -> inspect -> configure -> train 4 steps
+    at TINY_SIZE px with the run on (fake) Drive -> evaluate -> export -> predict."""
+    from data_fixtures import serve
+
     workspace, drive = tmp_path / "workspace", tmp_path / "drive"
-    prelude = FAKE_COLAB.replace("{SECRETS!r}", repr({"ROBOFLOW_API_KEY": "not-used-by-the-sample"}))
-    started = time.monotonic()
-    notebook = execute(NOTEBOOK_01, {
-        "REPO_DIR": str(REPO), "WORKSPACE": str(workspace), "DATA_SOURCE": "sample", "INTERACTIVE": False,
-        "DRIVE_MOUNT": str(drive), "NUM_STEPS": 4, "BATCH_SIZE": 2, "IMAGE_SIZE": TINY_SIZE, "FROM_SCRATCH": True,
-        "EXPORT_TFLITE": False, "RUN_NAME": "ci",
-    }, cwd=tmp_path, prelude=prelude, save_to=tmp_path / "01-executed.ipynb")
+    prelude = FAKE_COLAB.replace("{SECRETS!r}", repr({"ROBOFLOW_API_KEY": "not-used-by-an-export-link"}))
+    with serve({"/ds/masks.zip": roboflow_export_of_the_sample(tmp_path)}) as server:
+        started = time.monotonic()
+        notebook = execute(NOTEBOOK_01, {
+            "REPO_DIR": str(REPO), "WORKSPACE": str(workspace), "DATA_SOURCE": "url",
+            "EXPORT_URL": server.url("/ds/masks.zip?key=Secr3tLinkKey"), "INTERACTIVE": False,
+            "DRIVE_MOUNT": str(drive), "NUM_STEPS": 4, "BATCH_SIZE": 2, "CHECKPOINT_EVERY": 2,
+            "IMAGE_SIZE": TINY_SIZE, "FROM_SCRATCH": True, "EXPORT_TFLITE": False, "RUN_NAME": "ci",
+        }, cwd=tmp_path, prelude=prelude, save_to=tmp_path / "01-executed.ipynb")
     seconds = time.monotonic() - started
     print(f"notebook 01 ran in {seconds:.0f} s")
 
     text = text_of(notebook)
     assert "No restart needed" in text and "RESTART NEEDED" not in text
-    assert "Colab: True" in text
-    run = workspace / "runs" / "ci"
+    assert "Colab: True" in text and "No GPU" in text  # the GPU check ran after the install, and said what to do
+    assert "Secr3tLinkKey" not in text + html_of(notebook)
+    assert not [line for line in text.splitlines() if "cuInit" in line or "absl::InitializeLog" in line]
+    run = drive / "MyDrive" / "maskdetect" / "runs" / "ci"  # the run lives on Drive
     assert (run / "pipeline.config").exists() and (run / "metrics-val.json").exists()
+    assert (run / "checkpoints" / "ckpt-2.index").exists() and (run / "checkpoints" / "ckpt-4.index").exists()
     assert (run / "export" / "saved_model" / "saved_model.pb").exists()
     assert json.loads((run / "train_log.jsonl").read_text().splitlines()[-1])["step"] == 4
-    copied = drive / "MyDrive" / "maskdetect" / "runs" / "ci"
-    assert (copied / "pipeline.config").exists() and (copied / "export" / "saved_model").is_dir()
+    classes = json.loads((run / "data_manifest.json").read_text())["class_names"]
+    assert classes[:2] == ["with_mask", "without_mask"]  # CLASS_MAP gave ours, in our order
     page = html_of(notebook)
     assert page.count("<img") >= 3 + 2 + 1  # inspect PNGs, PR curves + confusion matrix, predictions
     assert "with_mask" in page and "AP@0.5" in page  # the per-class table
