@@ -16,8 +16,9 @@ from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, OutputError, VideoError
 from maskdetect.guard import MARKER
 from maskdetect.infer.loop import FrameObserver, predict_source, run_loop
-from maskdetect.infer.sinks import JsonSink, VideoSink, has_gui, in_notebook
-from maskdetect.infer.sources import open_source, read_image
+from maskdetect.infer.sinks import (DisplaySink, FrameResult, JsonSink, VideoSink, has_gui, in_notebook,
+                                    why_no_window)
+from maskdetect.infer.sources import Frame, open_source, read_image
 from maskdetect.infer.video import count_frames, even_size, make_test_clip, probe_video
 from test_sources import FakeCapture
 
@@ -297,6 +298,61 @@ def test_a_stream_that_gives_no_frame_is_an_error(lite, tmp_path):
 def test_headless_here():
     assert has_gui() is False  # opencv-python-headless: no window, a live source's display="auto" shows nothing
     assert in_notebook() is False
+    assert "pip install opencv-python" in why_no_window()
+
+
+def shown_frame() -> FrameResult:
+    image = np.zeros((24, 32, 3), np.uint8)
+    return FrameResult(Frame(image, 0), Detections.empty(), annotated=image)
+
+
+def test_show_without_a_window_says_why_and_goes_on(caplog):
+    view = DisplaySink("window", "t")
+    assert view.mode == "none" and view.write(shown_frame()) is True
+    assert "no window: this OpenCV is a build without a GUI" in caplog.text
+    caplog.clear()
+    assert DisplaySink("auto", "t").mode == "none" and caplog.text == ""  # auto: silent
+
+
+def test_show_in_jupyter_without_a_window_goes_inline(monkeypatch, caplog):
+    import types
+
+    monkeypatch.setattr("maskdetect.infer.sinks.in_notebook", lambda: True)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda image, display_id=False: shown.append(image) or
+                        types.SimpleNamespace(update=shown.append))
+    view = DisplaySink(True, "t")
+    assert view.mode == "notebook" and "shown in the notebook instead" in caplog.text
+    view.write(shown_frame())
+    view.write(shown_frame())
+    assert len(shown) == 2 and shown[0].format == "jpeg"
+
+
+def test_a_window_that_fails_is_dropped_not_fatal(monkeypatch, caplog):
+    import cv2
+
+    monkeypatch.setattr("maskdetect.infer.sinks.why_no_window", lambda: None)
+    keys = iter([ord("x"), ord("q")])
+    monkeypatch.setattr(cv2, "imshow", lambda title, frame: None)
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
+    view = DisplaySink("window", "t")
+    assert view.mode == "window"
+    assert view.write(shown_frame()) is True and view.write(shown_frame()) is False  # q stops
+
+    def broken(title, frame):
+        raise cv2.error("display gone")
+
+    monkeypatch.setattr(cv2, "imshow", broken)
+    assert view.write(shown_frame()) is True and view.mode == "none"
+    assert "the window failed" in caplog.text
+
+
+def test_cli_show_asks_for_a_window():
+    from maskdetect.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["predict", "--model", "m", "--source", "0", "--show"]).display == "window"
+    assert parser.parse_args(["predict", "--model", "m", "--source", "0"]).display == "auto"
 
 
 # -- nothing the user has is lost (stub detector) -----------------------------------------------------------------

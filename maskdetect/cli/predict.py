@@ -67,8 +67,11 @@ def register(subparsers) -> None:
                             "veryfast or medium give files 2-4x smaller)")
     live = p.add_argument_group("webcams and streams")
     live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    live.add_argument("--show", dest="display", action="store_const", const="window", default="auto",
+                      help="show the annotated frames live in a window (q or Esc stops); where no window can open "
+                           "(headless OpenCV, no display) it says why and goes on without one")
     live.add_argument("--display", choices=DISPLAY_CHOICES, default="auto",
-                      help="window (GUI OpenCV), notebook, none, or auto (default)")
+                      help="window (as --show), notebook, none, or auto (default: a window when one can open)")
     live.add_argument("--record-fps", metavar="RATE", help="recording frame rate, e.g. 30 or 30000/1001 "
                       "(default: the source's)")
     from maskdetect.monitor.monitor import add_monitor_arguments

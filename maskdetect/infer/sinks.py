@@ -238,6 +238,11 @@ class JsonSink:
 # -- display ------------------------------------------------------------------------------------------------
 def has_gui() -> bool:
     """True when ``cv2.imshow`` can open a window: OpenCV built with a GUI backend, and (on Linux) a display."""
+    return why_no_window() is None
+
+
+def why_no_window() -> str | None:
+    """Why no OpenCV window can open here, with the fix; None when one can."""
     import os
     import sys
 
@@ -246,11 +251,13 @@ def has_gui() -> bool:
     for line in cv2.getBuildInformation().splitlines():
         if line.strip().startswith("GUI:"):
             if line.split(":", 1)[1].strip().upper() in ("", "NONE", "NO"):
-                return False
+                return ("this OpenCV is a build without a GUI (opencv-python-headless, which servers and Colab need). "
+                        "For a window on a desktop: pip uninstall -y opencv-python-headless && "
+                        "pip install opencv-python")
             break
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False
-    return True
+        return "there is no display (DISPLAY and WAYLAND_DISPLAY are unset): a window needs a desktop session"
+    return None
 
 
 def in_notebook() -> bool:
@@ -266,9 +273,13 @@ def in_notebook() -> bool:
 class DisplaySink:
     """Shows the annotated frames: an OpenCV window, an updating image in Jupyter, a `show` callable, or nothing.
 
+    It never stops the loop by failing: ``"window"`` (or True, ``--show``) where no window can open logs the
+    reason and its fix and shows the frames inline in Jupyter or nowhere; a window that fails later (display
+    closed) is dropped with a warning.
+
     Args:
         mode: ``"auto"`` (window if possible, else inline in Jupyter, else none), ``"window"``, ``"notebook"``,
-            ``"none"``, or True (like auto, with a warning when nothing can show) / False.
+            ``"none"``, or True (as ``"window"``) / False.
         title: window title.
         show: called with each annotated RGB frame instead (e.g. the Colab camera's page).
     """
@@ -280,12 +291,14 @@ class DisplaySink:
                  show: Callable[[np.ndarray], Any] | None = None) -> None:
         if show is not None:
             mode = "callback"
-        elif mode in ("auto", True):
-            found = "window" if has_gui() else "notebook" if in_notebook() else "none"
-            if mode is True and found == "none":
-                logger.warning("no display: OpenCV has no GUI here (opencv-python-headless) and this is not "
-                               "a notebook; frames are not shown")
-            mode = found
+        elif mode in ("auto", "window", True):
+            reason = why_no_window()
+            fallback = "notebook" if in_notebook() else "none"
+            if reason is not None and mode != "auto":
+                logger.warning("no window: %s. %s", reason,
+                               "Frames are shown in the notebook instead." if fallback == "notebook" else
+                               "Frames are not shown (the recording and JSON are written as asked).")
+            mode = "window" if reason is None else fallback
         elif mode is False:
             mode = "none"
         if mode not in ("window", "notebook", "none", "callback"):
@@ -301,8 +314,12 @@ class DisplaySink:
         if self.mode == "callback":
             self._show(frame)
         elif self.mode == "window":
-            cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+            try:
+                cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+            except cv2.error as exc:
+                logger.warning("the window failed (%s); going on without it", str(exc).strip().splitlines()[-1])
+                self.mode = "none"
         elif self.mode == "notebook":
             from IPython.display import Image, display
 
@@ -318,8 +335,11 @@ class DisplaySink:
         if self.mode == "window":
             import cv2
 
-            cv2.destroyWindow(self.title)
-            cv2.waitKey(1)
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:
+                pass
 
     abort = close
 
@@ -379,4 +399,4 @@ def open_sinks(source: Source, out: str | Path | None = None, json_path: str | P
 
 __all__ = ["FrameResult", "Sink", "ImageSink", "VideoSink", "JsonSink", "DisplaySink", "check_outputs", "open_sinks",
            "write_image",
-           "has_gui", "in_notebook"]
+           "has_gui", "in_notebook", "why_no_window"]
