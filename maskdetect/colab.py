@@ -42,9 +42,13 @@ import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Iterator, Sequence  # noqa: E402
 
-# The project's repository, a placeholder until it is published: replace OWNER here, then in the copies that
-# tests/test_notebooks.py checks against this one (the notebooks' REPO_URL and badges, the README's links).
+# The project's repository, a placeholder until it is published. Set it with
+# `python maskdetect/colab.py set-repo https://github.com/YOU/maskdetect`: that rewrites this line and its copies
+# (REPO_FILES: the notebooks' REPO_URL and badges, the README's links), which tests/test_notebooks.py checks.
 REPO_URL = "https://github.com/OWNER/maskdetect"
+PLACEHOLDER_OWNER = "OWNER"
+REPO_FILES = ("maskdetect/colab.py", "README.md", "notebooks/01-train-on-colab.ipynb",
+              "notebooks/02-video-and-webcam.ipynb")
 DRIVE_MOUNT = "/content/drive"
 DRIVE_RUNS = "MyDrive/maskdetect/runs"
 REQUIREMENTS_NODEPS = "requirements-nodeps.txt"
@@ -73,11 +77,39 @@ def colab_url(notebook: str, repo_url: str = REPO_URL, branch: str = "main") -> 
         >>> colab_url("01-train-on-colab.ipynb", "https://github.com/me/maskdetect")
         'https://colab.research.google.com/github/me/maskdetect/blob/main/notebooks/01-train-on-colab.ipynb'
     """
+    owner, name = _owner_and_name(repo_url)
+    return f"https://colab.research.google.com/github/{owner}/{name}/blob/{branch}/notebooks/{notebook}"
+
+
+def _owner_and_name(repo_url: str) -> tuple[str, str]:
     match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", repo_url)
     if not match:
         raise ValueError(f"{redact(repo_url)}: not a https://github.com/OWNER/REPO URL")
-    owner, name = match.groups()
-    return f"https://colab.research.google.com/github/{owner}/{name}/blob/{branch}/notebooks/{notebook}"
+    return match.group(1), match.group(2)
+
+
+def set_repo(repo_url: str, root: str | Path = Path(__file__).resolve().parents[1]) -> list[Path]:
+    """Name the project's GitHub repository in every place that links to it (REPO_FILES under `root`): the
+    ``REPO_URL`` line of this file, the notebooks' clone URL and "Open in Colab" badges, the README's badges.
+
+    Returns:
+        The files changed.
+    """
+    new_owner, new_name = _owner_and_name(repo_url)
+    source = Path(root) / REPO_FILES[0]
+    current = re.search(r'^REPO_URL = "([^"]+)"', source.read_text(encoding="utf-8"), re.MULTILINE).group(1)
+    old_owner, old_name = _owner_and_name(current)
+    changed = []
+    for name in REPO_FILES:
+        path = Path(root) / name
+        text = path.read_text(encoding="utf-8")
+        updated = text.replace(f'REPO_URL = "{current}"', f'REPO_URL = "https://github.com/{new_owner}/{new_name}"')
+        for prefix in ("github.com/", "colab.research.google.com/github/"):
+            updated = updated.replace(f"{prefix}{old_owner}/{old_name}", f"{prefix}{new_owner}/{new_name}")
+        if updated != text:
+            path.write_text(updated, encoding="utf-8")
+            changed.append(path)
+    return changed
 
 
 def redact(text: str) -> str:
@@ -506,6 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     inst.add_argument("--extra", action="append", default=[], metavar="NAME",
                       help="an optional dependency group of pyproject.toml to add, e.g. roboflow (repeatable)")
     commands.add_parser("colab-url", help="print the Open-in-Colab links of the notebooks")
+    named = commands.add_parser("set-repo", help="name the project's GitHub repository in the README's and the "
+                                "notebooks' links and clone URL (replaces the placeholder OWNER)")
+    named.add_argument("url", help="https://github.com/YOU/maskdetect")
     args = parser.parse_args(argv)
     if args.command == "install":
         try:
@@ -514,6 +549,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {redact(str(exc))}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "set-repo":
+        try:
+            changed = set_repo(args.url)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print("updated: " + (", ".join(str(p) for p in changed) or "nothing (already set)"))
+        return 0
+    if _owner_and_name(REPO_URL)[0] == PLACEHOLDER_OWNER:
+        print("warning: REPO_URL is still the placeholder OWNER; run: python maskdetect/colab.py set-repo "
+              "https://github.com/YOU/maskdetect", file=sys.stderr)
     for notebook in ("01-train-on-colab.ipynb", "02-video-and-webcam.ipynb"):
         print(colab_url(notebook))
     return 0

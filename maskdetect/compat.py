@@ -32,6 +32,13 @@ import types
 logger = logging.getLogger(__name__)
 
 _INSTALLED = False
+#: The OD API packages, installed WITHOUT their dependencies (requirements-nodeps.txt holds the same pins; a
+#: test checks): their declared dependencies pin packages that break current TensorFlow.
+NODEPS_PINS = ("tf-models-research-object-detection==2.8.0.post1", "tf-models-official==2.20.0", "lvis==0.5.3",
+               "trackers==2.6.1")
+#: Their top-level modules.
+NODEPS_MODULES = ("object_detection", "official", "lvis", "trackers")
+NODEPS_INSTALL = "pip install --no-deps " + " ".join(NODEPS_PINS)
 #: ``TF_CPP_MIN_LOG_LEVEL`` as the user set it (None: unset; we then default it to 2, and ``-v`` to 0).
 USER_TF_CPP_MIN_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 

@@ -4,6 +4,7 @@ webcam, with a fake ``google.colab``; and, slow, the install in a fresh venv hol
 from __future__ import annotations
 
 import json
+import runpy
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import COLAB_RUNTIME, REPO
 
 from maskdetect import colab
 
@@ -106,6 +107,32 @@ def test_colab_links_are_built_from_the_one_repo_url():
         colab.colab_url("x.ipynb", "https://gitlab.com/acme/maskdetect")
 
 
+def test_set_repo_names_the_repository_everywhere_it_is_linked(tmp_path):
+    for name in colab.REPO_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, tmp_path / name)
+    changed = colab.set_repo("https://github.com/acme/maskdetect.git", root=tmp_path)
+    assert sorted(changed) == sorted(tmp_path / name for name in colab.REPO_FILES)
+    for name in colab.REPO_FILES:
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert "OWNER/maskdetect" not in text, name
+        assert "acme/maskdetect" in text
+    moved = runpy.run_path(str(tmp_path / "maskdetect" / "colab.py"))
+    assert moved["REPO_URL"] == "https://github.com/acme/maskdetect"
+    assert colab.set_repo("https://github.com/acme/maskdetect", root=tmp_path) == []  # already set
+    with pytest.raises(ValueError, match="not a https://github.com"):
+        colab.set_repo("https://gitlab.com/acme/maskdetect", root=tmp_path)
+
+
+def test_the_placeholder_stops_a_colab_clone_with_a_clear_error():
+    """The notebooks' clone cells refuse the placeholder (its 404 would say nothing useful)."""
+    import nbformat
+
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        clone = [c.source for c in nbformat.read(path, as_version=4).cells if "git clone" in c.source]
+        assert len(clone) == 1 and 'if "/OWNER/" in REPO_URL:' in clone[0] and "raise ValueError" in clone[0]
+
+
 # --- fake google.colab ---------------------------------------------------------------------------------------
 @pytest.fixture
 def fake_colab(monkeypatch):
@@ -192,14 +219,6 @@ def test_data_url_round_trip():
 
 
 # --- the real thing: a venv holding Colab's own versions ------------------------------------------------------
-#: Colab's GPU runtime (../shared/DESIGN.md §5; Python 3.13 there, 3.11 here). google-colab pins pandas and
-#: requests exactly: the stand-in below declares those pins (requests 2.32.4 is a version it pinned), so pip
-#: reports a conflict if the install touches them.
-COLAB_RUNTIME = {"tensorflow": "2.20.0", "tf-keras": "2.20.1", "keras": "3.13.2", "numpy": "2.1.3",
-                 "protobuf": "5.29.6", "pandas": "2.2.3", "pillow": "11.3.0", "matplotlib": "3.10.0",
-                 "imageio-ffmpeg": "0.6.0", "requests": "2.32.4"}
-
-
 def notebook_install_cell() -> str:
     """The source of notebook 01's install cell (the one that runs ``bootstrap["install"]``)."""
     import nbformat

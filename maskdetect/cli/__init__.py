@@ -40,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     except MaskdetectError as exc:
         print(f"maskdetect {args.command}: error: {redact(exc)}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        from maskdetect.compat import NODEPS_INSTALL, NODEPS_MODULES
+
+        if (exc.name or "").split(".")[0] not in NODEPS_MODULES:
+            raise
+        print(f"maskdetect {args.command}: error: {exc.name} is not installed. The Object Detection API packages "
+              f"are installed without their own dependencies, in one extra step:\n  {NODEPS_INSTALL}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"maskdetect {args.command}: interrupted", file=sys.stderr)
         return 130
