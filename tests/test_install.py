@@ -5,6 +5,7 @@ Linux, macOS and Windows."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -79,9 +80,13 @@ def test_pip_install_in_a_fresh_venv_then_help_and_a_prediction(tiny_export, tmp
             timings[name] = round(time.monotonic() - started, 1)
         return done
 
+    source = tmp_path / "maskdetect-src"  # pip builds in the source tree: not in the clone (no stale build/)
+    shutil.copytree(REPO / "maskdetect", source / "maskdetect", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(REPO / name, source / name)
     run(sys.executable, "-m", "venv", str(venv))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run(*pip, str(REPO), name="pip install project")
+    run(*pip, str(source), name="pip install project")
     run(*pip, *compat.NODEPS_INSTALL.split()[2:], name="pip install --no-deps step")
     cli = str(venv / "bin" / "maskdetect")
     assert "usage: maskdetect" in run(cli, "--help").stdout
