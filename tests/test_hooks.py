@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import email
 import json
 import logging
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -14,7 +17,8 @@ from typing import Iterator
 import pytest
 
 from maskdetect.errors import ConfigError
-from maskdetect.monitor.hooks import EVENT_ENV, CommandHook, HookError, HookRunner, UrlHook
+from maskdetect.monitor.hooks import (EVENT_ENV, SMTP_ENV, CommandHook, EmailHook, HookError, HookRunner, UrlHook,
+                                     alert_message)
 
 EVENT = {"event": "alert_raised", "alert_id": 1, "frame_index": 10, "timestamp_s": 1.0, "compliance": 0.5}
 
@@ -62,8 +66,10 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append({"path": self.path, "type": self.headers["Content-Type"],
-                                     "json": json.loads(body)})
+        kind = self.headers["Content-Type"] or ""
+        self.server.received.append({"path": self.path, "type": kind,
+                                     "json": json.loads(body) if "json" in kind else body.decode(),
+                                     "title": self.headers["Title"]})
         self.send_response(self.server.status)
         self.end_headers()
 
@@ -90,7 +96,102 @@ def url_of(httpd: ThreadingHTTPServer, path: str = "/alert") -> str:
 
 def test_url_hook_posts_json(server):
     UrlHook(url_of(server, "/alert?token=s3cret"))(EVENT)
-    assert server.received == [{"path": "/alert?token=s3cret", "type": "application/json", "json": EVENT}]
+    assert server.received == [{"path": "/alert?token=s3cret", "type": "application/json", "json": EVENT,
+                                "title": None}]
+
+
+RAISED = {"event": "alert_raised", "alert_id": 1, "frame_index": 300, "timestamp_s": 10.0, "compliance": 0.5,
+          "people_in_view": 4, "run_start_s": 8.0, "threshold": 0.75, "source": "door"}
+MESSAGE = "maskdetect alert on door: 50% of 4 people wear a mask correctly (below 75%) at 10.0 s"
+
+
+@pytest.mark.parametrize(("shape", "body"), [
+    ("slack", {"text": MESSAGE}), ("teams", {"text": MESSAGE}), ("discord", {"content": MESSAGE}), ("ntfy", MESSAGE),
+])
+def test_url_hook_speaks_the_chat_webhooks_shape(server, shape, body):
+    hook = UrlHook(url_of(server, "/services/T000/B000/XXXX"), shape=shape)
+    hook(RAISED)
+    assert server.received[0]["json"] == body
+    assert (server.received[0]["title"] == "maskdetect") == (shape == "ntfy")
+    assert alert_message({**RAISED, "event": "alert_cleared", "compliance": 0.9}) == (
+        "maskdetect on door: alert cleared, 90% wear a mask correctly at 10.0 s")
+    with pytest.raises(ConfigError, match="alert-format"):
+        UrlHook(url_of(server), shape="irc")
+
+
+class SMTPStandIn(socketserver.StreamRequestHandler):
+    """Just enough SMTP (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) to receive a message on loopback."""
+
+    def handle(self) -> None:
+        def reply(line: str) -> None:
+            self.wfile.write(line.encode() + b"\r\n")
+
+        reply("220 loopback ESMTP")
+        data: list[str] | None = None
+        while line := self.rfile.readline():
+            text = line.decode().rstrip("\r\n")
+            if data is not None:
+                if text == ".":
+                    self.server.messages.append("\n".join(data))
+                    data = None
+                    reply("250 queued")
+                else:
+                    data.append(text[1:] if text.startswith("..") else text)
+                continue
+            verb = text.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                reply("250-loopback")
+                reply("250 AUTH PLAIN")
+            elif verb == "AUTH":
+                self.server.logins.append(base64.b64decode(text.split()[2]).split(b"\0"))
+                reply("235 accepted")
+            elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+                reply("250 ok")
+            elif verb == "DATA":
+                data = []
+                reply("354 go on")
+            elif verb == "QUIT":
+                reply("221 bye")
+                return
+            else:
+                reply("502 not here")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[socketserver.ThreadingTCPServer]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SMTPStandIn)
+    server.daemon_threads = True
+    server.messages, server.logins = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_email_hook_sends_through_the_server_in_the_environment(smtp_server, monkeypatch, caplog):
+    port = smtp_server.server_address[1]
+    monkeypatch.setenv(SMTP_ENV, f"smtp://alerts%40example.com:App-Passw0rd@127.0.0.1:{port}")
+    hook = EmailHook(["ops@example.com", "boss@example.com"])
+    hook(RAISED)
+    assert smtp_server.logins == [[b"", b"alerts@example.com", b"App-Passw0rd"]]
+    message = email.message_from_string(smtp_server.messages[0])
+    assert message["Subject"].replace("\n ", " ") == MESSAGE
+    assert message["To"] == "ops@example.com, boss@example.com" and message["From"] == "alerts@example.com"
+    assert '"compliance": 0.5' in message.get_payload()
+    assert "App-Passw0rd" not in hook.name
+    logging.getLogger("test").warning("the password is %s", "App-Passw0rd")  # registered as a secret
+    assert "App-Passw0rd" not in caplog.text
+
+
+def test_email_hook_failures_and_bad_settings(monkeypatch):
+    monkeypatch.delenv(SMTP_ENV, raising=False)
+    with pytest.raises(ConfigError, match=SMTP_ENV):
+        EmailHook(["ops@example.com"])
+    with pytest.raises(ConfigError, match="smtp://"):
+        EmailHook(["ops@example.com"], "http://mail.example.com")
+    with pytest.raises(HookError, match="ConnectionRefusedError"):
+        EmailHook(["ops@example.com"], f"smtp://127.0.0.1:{free_port()}", timeout_s=2)(RAISED)
 
 
 def test_url_hook_http_error_is_a_hook_error_without_the_secret(server):
@@ -180,3 +281,19 @@ def test_close_does_not_wait_forever():
     runner.close(wait_s=0.2)
     assert time.perf_counter() - started < 1.5
     runner.submit(EVENT)  # after close: ignored, no error
+
+
+def test_cli_options_make_the_chat_and_email_hooks(tmp_path, monkeypatch):
+    from maskdetect.cli import build_parser
+    from maskdetect.monitor.monitor import monitor_from_args
+
+    monkeypatch.setenv(SMTP_ENV, "smtps://bot:Pa55word-x@mail.example.com")
+    args = build_parser().parse_args(["predict", "--model", "m", "--source", "0", "--alert-url",
+                                      "https://hooks.slack.com/services/T/B/secretpart", "--alert-format", "slack",
+                                      "--alert-email", "ops@example.com", "--alert-email", "it@example.com"])
+    monitor = monitor_from_args(args, tmp_path / "rec.mp4", ["with_mask", "without_mask"], 30.0)
+    url, mail = monitor.hooks.hooks
+    assert isinstance(url, UrlHook) and url.shape == "slack" and "secretpart" in url.url
+    assert isinstance(mail, EmailHook) and mail.to == ["ops@example.com", "it@example.com"] and mail.tls
+    assert mail.port == 465 and mail.sender == "maskdetect@" + socket.gethostname()
+    monitor.close(tmp_path / "rec.mp4")

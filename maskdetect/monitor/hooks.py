@@ -1,28 +1,58 @@
-"""Alert hooks: run a command or POST JSON to a URL for each alert event, off the video thread.
+"""Alert hooks: run a command, POST to a URL (raw JSON or a chat webhook's shape) or send an e-mail for each
+alert event, off the video thread.
 
-A hook that fails (non-zero exit, timeout, connection refused, HTTP error) is logged and counted; it never
-raises into the caller. URLs are redacted (credentials and query values) before they reach any log line.
+A hook that fails (non-zero exit, timeout, connection refused, HTTP or SMTP error) is logged and counted; it
+never raises into the caller. URLs are redacted (credentials and query values) before they reach any log line;
+the mail server's password comes from the environment and is never logged.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import queue
 import shlex
+import smtplib
+import socket
+import ssl
 import subprocess
 import threading
+from email.message import EmailMessage
 from typing import Any, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from maskdetect.errors import ConfigError, MaskdetectError
-from maskdetect.redact import redact_url, register_url_secrets
+from maskdetect.redact import redact_url, register_secret, register_url_secrets
 
 logger = logging.getLogger(__name__)
 
 EVENT_ENV = "MASKDETECT_EVENT"
 """Environment variable holding the event JSON for command hooks (it is also on their stdin)."""
+SMTP_ENV = "MASKDETECT_SMTP_URL"
+"""Environment variable naming the mail server of e-mail alerts: ``smtp://USER:PASSWORD@HOST:587`` (STARTTLS)
+or ``smtps://USER:PASSWORD@HOST:465`` (TLS)."""
+#: ``--alert-format``: the body a URL hook posts. ``json``: the event itself; ``slack``/``teams``:
+#: ``{"text": message}``; ``discord``: ``{"content": message}``; ``ntfy``: the message as plain text.
+WEBHOOK_SHAPES = ("json", "slack", "teams", "discord", "ntfy")
+
+
+def alert_message(event: dict[str, Any]) -> str:
+    """One line for people about an alert event (chat messages, e-mail subjects).
+
+    Example:
+        >>> alert_message({"event": "alert_raised", "compliance": 0.5, "threshold": 0.75, "people_in_view": 4,
+        ...                "timestamp_s": 12.0, "source": "door"})
+        'maskdetect alert on door: 50% of 4 people wear a mask correctly (below 75%) at 12.0 s'
+    """
+    where = f" on {event['source']}" if event.get("source") else ""
+    share = f"{100 * float(event.get('compliance') or 0):.0f}%"
+    at = f"at {float(event.get('timestamp_s') or 0):.1f} s"
+    if event.get("event") == "alert_cleared":
+        return f"maskdetect{where}: alert cleared, {share} wear a mask correctly {at}"
+    return (f"maskdetect alert{where}: {share} of {event.get('people_in_view', '?')} people wear a mask correctly "
+            f"(below {100 * float(event.get('threshold') or 0):.0f}%) {at}")
 
 
 class HookError(MaskdetectError):
@@ -67,31 +97,113 @@ class CommandHook:
 
 
 class UrlHook:
-    """POST the event as JSON to a URL (``http`` or ``https``).
+    """POST each event to a URL (``http`` or ``https``): the event as JSON, or shaped for a chat webhook.
 
     Args:
         url: Target; may hold credentials (they are sent, never logged).
         timeout_s: Connect and read timeout.
+        shape: one of :data:`WEBHOOK_SHAPES` (Slack, Teams and Discord incoming webhooks, an ntfy topic URL).
     """
 
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, shape: str = "json") -> None:
         register_url_secrets(url, webhook=True)  # its path is its key (Slack, Discord, Teams)
         if urlsplit(url).scheme not in ("http", "https"):
             raise ConfigError(f"--alert-url must be an http(s) URL, got {redact_url(url, webhook=True)}")
+        if shape not in WEBHOOK_SHAPES:
+            raise ConfigError(f"--alert-format {shape!r}: choose one of {', '.join(WEBHOOK_SHAPES)}")
         self.url = url
         self.timeout_s = timeout_s
-        self.name = f"POST {redact_url(url, webhook=True)}"
+        self.shape = shape
+        self.name = f"POST {redact_url(url, webhook=True)}" + ("" if shape == "json" else f" ({shape})")
+
+    def _body(self, event: dict[str, Any]) -> dict[str, Any]:
+        message = alert_message(event)
+        if self.shape == "ntfy":
+            return {"data": message.encode("utf-8"),
+                    "headers": {"Title": "maskdetect", "Tags": "warning" if event.get("event") == "alert_raised"
+                                else "white_check_mark"}}
+        payload = {"json": event, "slack": {"text": message}, "teams": {"text": message},
+                   "discord": {"content": message}}[self.shape]
+        return {"json": payload}
 
     def __call__(self, event: dict[str, Any]) -> None:
         import requests
 
         try:
-            response = requests.post(self.url, json=event, timeout=self.timeout_s)
+            response = requests.post(self.url, timeout=self.timeout_s, **self._body(event))
         except requests.RequestException as exc:
             # requests' messages repeat the URL (with its query): log only the kind of failure
             raise HookError(f"{self.name} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise HookError(f"{self.name} answered HTTP {response.status_code}")
+
+
+class EmailHook:
+    """Send each event as an e-mail through the SMTP server named in ``$MASKDETECT_SMTP_URL``.
+
+    ``smtp://`` upgrades to TLS with STARTTLS when the server offers it and refuses to send a password in clear
+    to any server but a loopback one; ``smtps://`` is TLS from the start.
+
+    Args:
+        to: recipients.
+        smtp_url: the server (default: ``$MASKDETECT_SMTP_URL``); its password is registered as a secret.
+        sender: the From address (default: the server's user name if it is an address, else maskdetect@HOST).
+    """
+
+    def __init__(self, to: Sequence[str], smtp_url: str | None = None, *, sender: str | None = None,
+                 timeout_s: float = 10.0) -> None:
+        smtp_url = smtp_url or os.environ.get(SMTP_ENV)
+        if not smtp_url:
+            raise ConfigError(f"--alert-email needs the mail server in ${SMTP_ENV}, e.g. "
+                              "smtp://you%40gmail.com:APP-PASSWORD@smtp.gmail.com:587")
+        parts = urlsplit(smtp_url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError(f"${SMTP_ENV} must be smtp://USER:PASSWORD@HOST:PORT or smtps://..., got "
+                              f"{redact_url(smtp_url)}")
+        if not to:
+            raise ConfigError("--alert-email: give at least one recipient address")
+        from urllib.parse import unquote
+
+        self.user = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        register_secret(self._password)
+        self.host, self.tls = parts.hostname, parts.scheme == "smtps"
+        self.port = parts.port or (465 if self.tls else 587)
+        self.to = list(to)
+        self.sender = sender or (self.user if self.user and "@" in self.user else f"maskdetect@{socket.gethostname()}")
+        self.timeout_s = timeout_s
+        self.name = f"e-mail to {', '.join(self.to)} via {self.host}:{self.port}"
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        message = EmailMessage()
+        message["Subject"] = alert_message(event)
+        message["From"], message["To"] = self.sender, ", ".join(self.to)
+        message.set_content(alert_message(event) + "\n\n" + json.dumps(event, indent=2) + "\n")
+        try:
+            if self.tls:
+                server = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s,
+                                          context=ssl.create_default_context())
+            else:
+                server = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+            with server:
+                server.ehlo()
+                if not self.tls and server.has_extn("starttls"):
+                    server.starttls(context=ssl.create_default_context())
+                    server.ehlo()
+                elif not self.tls and self.user and not _is_loopback(self.host):
+                    raise HookError(f"{self.name}: the server offers no TLS; not sending the password in clear")
+                if self.user:
+                    server.login(self.user, self._password or "")
+                server.send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise HookError(f"{self.name} failed: {type(exc).__name__}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
 
 
 class HookRunner:

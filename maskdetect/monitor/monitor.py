@@ -31,7 +31,7 @@ from maskdetect.monitor.compliance import AlertRule, AlertSettings, PeopleCounte
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.monitor.hooks import CommandHook, Hook, HookRunner, UrlHook
+from maskdetect.monitor.hooks import SMTP_ENV, WEBHOOK_SHAPES, CommandHook, EmailHook, Hook, HookRunner, UrlHook
 from maskdetect.monitor.review import ReviewQueue
 from maskdetect.monitor.track import SMOOTHED_CLASS_KEY, SmoothingMethod, Tracker, TrackerSettings
 
@@ -322,7 +322,12 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         help=f"minimum seconds between two alerts ({d['alert_cooldown_s']:g})")
     add("--alert-command", metavar="CMD", help="run CMD (no shell) for each alert event; event JSON on stdin "
         "and in $MASKDETECT_EVENT")
-    add("--alert-url", metavar="URL", help="POST each alert event as JSON to URL")
+    add("--alert-url", metavar="URL", help="POST each alert event to URL (as JSON, or see --alert-format)")
+    add("--alert-format", choices=WEBHOOK_SHAPES, default="json",
+        help="body of --alert-url: json (the event), slack / teams / discord (an incoming webhook's message), "
+             "ntfy (plain text to an ntfy topic URL)")
+    add("--alert-email", action="append", metavar="ADDRESS",
+        help=f"e-mail each alert event to ADDRESS (repeatable) through the server in ${SMTP_ENV}")
     add("--hook-timeout", type=float, default=10.0, metavar="S", help="timeout of each hook call (10 s)")
     add("--events", type=Path, metavar="FILE", help="alert events JSON-lines file (default <out>.events.jsonl)")
     add("--review-dir", type=Path, metavar="DIR",
@@ -335,7 +340,7 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 _ENABLING = ("track", "alert_threshold", "alert_seconds", "alert_cooldown_s", "alert_command", "alert_url",
-             "events", "review_dir")
+             "alert_email", "events", "review_dir")
 _PASS_THROUGH = {"smoothing_window": "smoothing_window", "smoothing": "smoothing", "count_window_s": "count_window_s",
                  "min_track_frames": "min_track_frames", "alert_threshold": "alert_threshold",
                  "alert_seconds": "alert_seconds", "alert_margin": "alert_margin",
@@ -356,8 +361,11 @@ def monitor_from_args(args: argparse.Namespace, out_path: str | Path, class_name
     if getattr(args, "alert_command", None):
         hooks.append(CommandHook(args.alert_command, timeout_s=timeout))
     if getattr(args, "alert_url", None):
-        hooks.append(UrlHook(args.alert_url, timeout_s=timeout))
+        hooks.append(UrlHook(args.alert_url, timeout_s=timeout, shape=getattr(args, "alert_format", "json")))
         logger.info("alert events will be sent by %s", hooks[-1].name)  # the hook's name is redacted
+    if getattr(args, "alert_email", None):
+        hooks.append(EmailHook(args.alert_email, timeout_s=timeout))
+        logger.info("alert events will be sent by %s", hooks[-1].name)
     options = {key: getattr(args, name) for name, key in _PASS_THROUGH.items() if getattr(args, name, None) is not None}
     return Monitor(class_names, fps, track=bool(getattr(args, "track", False)),
                    events_path=getattr(args, "events", None) or output_paths(out_path)["events"], hooks=hooks,
