@@ -201,3 +201,23 @@ def parse(record: bytes) -> dict:
     image = tf.io.decode_jpeg(out["image/encoded"]).numpy()
     out["image"] = image
     return out
+
+
+def roboflow_export_of_the_sample(tmp_path: Path) -> bytes:
+    """The bundled sample as a Roboflow TFRecord export (train/valid/test) whose classes are named like a
+    Roboflow data set's (``Mask``, ``No_Mask``, ``Incorrect_Mask``), zipped."""
+    import io
+    import zipfile
+
+    from maskdetect.data import convert
+
+    theirs = {"with_mask": "Mask", "without_mask": "No_Mask", "mask_weared_incorrect": "Incorrect_Mask"}
+    folder = tmp_path / "theirs"
+    convert("voc", SAMPLE, folder, split=(0.7, 0.15, 0.15), class_map=theirs, seed=0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for ours, split in (("train", "train"), ("val", "valid"), ("test", "test")):
+            for k, shard in enumerate(sorted(folder.glob(f"{ours}-*.tfrecord"))):
+                archive.write(shard, f"{split}/masks-{k}.tfrecord")
+            archive.write(folder / "label_map.pbtxt", f"{split}/masks_label_map.pbtxt")
+    return buffer.getvalue()

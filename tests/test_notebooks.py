@@ -169,32 +169,12 @@ def test_inject_puts_each_override_after_the_cell_that_defines_it():
 
 
 # --- the notebooks, executed ---------------------------------------------------------------------------------
-def roboflow_export_of_the_sample(tmp_path: Path) -> bytes:
-    """The bundled sample as a Roboflow TFRecord export (train/valid/test) whose classes are named like a
-    Roboflow data set's (``Mask``, ``No_Mask``, ``Incorrect_Mask``), zipped."""
-    import io
-    import zipfile
-
-    from maskdetect.data import convert
-
-    theirs = {"with_mask": "Mask", "without_mask": "No_Mask", "mask_weared_incorrect": "Incorrect_Mask"}
-    folder = tmp_path / "theirs"
-    convert("voc", REPO / "sample" / "face-mask", folder, split=(0.7, 0.15, 0.15), class_map=theirs, seed=0)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for ours, split in (("train", "train"), ("val", "valid"), ("test", "test")):
-            for k, shard in enumerate(sorted(folder.glob(f"{ours}-*.tfrecord"))):
-                archive.write(shard, f"{split}/masks-{k}.tfrecord")
-            archive.write(folder / "label_map.pbtxt", f"{split}/masks_label_map.pbtxt")
-    return buffer.getvalue()
-
-
 @pytest.mark.slow
 def test_01_train_on_colab_runs_headless(tmp_path):
     """The Roboflow path on a fake Colab: install (a no-op here) -> GPU check -> a Roboflow export link
     (served on loopback) with other class names -> convert with CLASS_MAP -> inspect -> configure -> train 4 steps
     at TINY_SIZE px with the run on (fake) Drive -> evaluate -> export -> predict."""
-    from data_fixtures import serve
+    from data_fixtures import roboflow_export_of_the_sample, serve
 
     workspace, drive = tmp_path / "workspace", tmp_path / "drive"
     prelude = FAKE_COLAB.replace("{SECRETS!r}", repr({"ROBOFLOW_API_KEY": "not-used-by-an-export-link"}))

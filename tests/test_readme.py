@@ -1,0 +1,126 @@
+"""The README's commands: every ``maskdetect`` line parses with the real CLI (no option that does not exist, no
+missing required one), every ``make`` target exists, and the Roboflow data lines run verbatim against a
+loopback export link. (The training lines run, tiny, in test_workflow/test_notebooks; the pip lines in
+test_install; ``set-repo`` in test_colab_install.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from maskdetect.cli import build_parser
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def readme_commands() -> list[tuple[str, str]]:
+    """``(line as written, normalized)`` for each command of the README's ```bash blocks: continuation lines
+    joined; normalized: comments and leading ``VAR=value`` assignments dropped, `$VAR` set in the block expanded,
+    the optional ``[...]`` parts kept as options."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        variables: dict[str, str] = {}
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.strip(), comments=True)
+            if len(words) == 1 and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                name, value = words[0].split("=", 1)
+                variables[name] = value
+                continue
+            while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                words.pop(0)
+            if not words:
+                continue
+            words = [part for w in words for part in (shlex.split(variables[w[1:]]) if w[1:] in variables else [w])]
+            words = [w.strip("[]") for w in words if w.strip("[]") not in ("", "...")]
+            for part in " ".join(shlex.quote(w) for w in words).split(" '&&' "):
+                commands.append((line.strip(), part))
+    return commands
+
+
+COMMANDS = [normalized for _, normalized in readme_commands()]
+CLI_COMMANDS = [c for c in COMMANDS if c.startswith("maskdetect ")]
+
+
+def test_the_readme_has_commands_to_check():
+    assert len(CLI_COMMANDS) >= 15 and any(c.startswith("make ") for c in COMMANDS)
+
+
+@pytest.mark.parametrize("command", CLI_COMMANDS)
+def test_every_maskdetect_command_parses(command, capsys):
+    words = shlex.split(command)[1:]
+    try:
+        args = build_parser().parse_args(words)
+    except SystemExit:
+        pytest.fail(f"the README's command does not parse: {command}\n{capsys.readouterr().err}")
+    assert callable(args.func)
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("make ")])
+def test_every_make_target_exists(command):
+    done = subprocess.run(["make", "-n", *shlex.split(command)[1:]], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_the_roboflow_data_lines_run_verbatim(tmp_path):
+    """`data download roboflow --url` from a loopback export link whose classes are named Mask/No_Mask, then
+    `data convert --format tfrecord --split keep --map ...`: our classes, in our order, Roboflow's split kept."""
+    import json
+
+    from data_fixtures import roboflow_export_of_the_sample, serve
+
+    lines = [raw for raw, _ in readme_commands() if "rf-export" in raw and ("--url" in raw or "convert" in raw)]
+    assert len(lines) == 2
+    with serve({"/ds/masks.zip": roboflow_export_of_the_sample(tmp_path / "made")}) as server:
+        env = {**os.environ, "ROBOFLOW_EXPORT_URL": server.url("/ds/masks.zip?key=L1nkSecret"),
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        for line in lines:
+            done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=600)
+            assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+            assert "L1nkSecret" not in done.stdout + done.stderr
+    manifest = json.loads((tmp_path / "workspace" / "data" / "rf" / "manifest.json").read_text())
+    assert manifest["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
+    assert {"train", "val", "test"} <= set(manifest["counts"])
+
+
+def test_make_notebook_serves_the_notebooks_from_the_venv(tmp_path):
+    """`make notebook` (README) starts Jupyter Lab on notebooks/ with this venv's kernel; stopped once it serves."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    options = (f"--no-browser --allow-root --ip=127.0.0.1 --port={port} --IdentityProvider.token=t0ken "
+               f"--ServerApp.root_dir={REPO}/notebooks")  # root: CI containers
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
+    server = subprocess.Popen(["make", "--no-print-directory", "notebook", f"JUPYTER_ARGS={options}"], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, listing = time.monotonic() + 120, None
+        while listing is None:
+            assert server.poll() is None, "make notebook ended"
+            assert time.monotonic() < deadline, "Jupyter Lab did not answer"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token=t0ken", timeout=5) as reply:
+                    listing = json.loads(reply.read())
+            except OSError:
+                time.sleep(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kernelspecs?token=t0ken", timeout=5) as reply:
+            specs = json.loads(reply.read())
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert {item["name"] for item in listing["content"]} >= {"01-train-on-colab.ipynb", "02-video-and-webcam.ipynb"}
+    assert "python3" in specs["kernelspecs"]
