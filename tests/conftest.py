@@ -17,12 +17,7 @@ SAMPLE = REPO / "sample" / "face-mask"
 TINY_SIZE = 256  # the smallest input SSD EfficientDet-D0 accepts (>= 129 and divisible by 2**7)
 TINY_STEPS = 6
 
-#: Colab's GPU runtime (../shared/DESIGN.md §5; Python 3.13 there, 3.11 here). google-colab pins pandas and
-#: requests exactly: the stand-in of tests/test_colab_install.py declares those pins (requests 2.32.4 is a version it pinned), so pip
-#: reports a conflict if the install touches them.
-COLAB_RUNTIME = {"tensorflow": "2.20.0", "tf-keras": "2.20.1", "keras": "3.13.2", "numpy": "2.1.3",
-                 "protobuf": "5.29.6", "pandas": "2.2.3", "pillow": "11.3.0", "matplotlib": "3.10.0",
-                 "imageio-ffmpeg": "0.6.0", "requests": "2.32.4"}
+sys.path.insert(0, str(REPO / "bench"))  # bench_colab_install: the Colab stand-in, shared with its test
 
 
 def run_cli(*args: str, timeout: float = 900, **kwargs):

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import COLAB_RUNTIME, REPO
+from bench_colab_install import COLAB_RUNTIME, disk_bytes, make_colab_standin, versions
+from conftest import REPO
 
 from maskdetect import colab
 
@@ -229,33 +230,6 @@ def notebook_install_cell() -> str:
     return cells[0]
 
 
-def make_colab_standin(venv: Path, run) -> Path:
-    """A venv with COLAB_RUNTIME installed (uv, from its cache) and a google-colab that pins pandas and requests."""
-    run(sys.executable, "-m", "venv", str(venv))
-    python = venv / "bin" / "python"
-    uv = Path(sys.executable).parent / "uv"
-    run(str(uv), "pip", "install", "--quiet", "--python", str(python),
-        *(f"{name}=={version}" for name, version in COLAB_RUNTIME.items()))
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    info = site / "google_colab-1.0.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: google-colab\nVersion: 1.0.0\n"
-                                   f"Requires-Dist: pandas=={COLAB_RUNTIME['pandas']}\n"
-                                   f"Requires-Dist: requests=={COLAB_RUNTIME['requests']}\n")
-    (info / "RECORD").write_text("")
-    return python
-
-
-def venv_versions(python: Path) -> dict[str, str]:
-    code = f"import json, runpy; print(json.dumps(runpy.run_path({str(COLAB_SCRIPT)!r})['installed_versions']()))"
-    return json.loads(subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout)
-
-
-def disk_bytes(path: Path) -> int:
-    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
-
-
 @pytest.mark.slow
 def test_colab_runtime_keeps_its_tensorflow_then_trains_exports_and_predicts(tmp_path):
     """On Colab's versions, notebook 01's install cell adds only what is missing: TensorFlow 2.20, NumPy,
@@ -272,24 +246,24 @@ def test_colab_runtime_keeps_its_tensorflow_then_trains_exports_and_predicts(tmp
         return result
 
     venv = tmp_path / "colab"
-    python = make_colab_standin(venv, run)
+    python = make_colab_standin(venv)
     before_bytes = disk_bytes(venv)
     plan = run(str(python), str(COLAB_SCRIPT), "install", "--dry-run", "--repo", str(REPO), name="dry run")
     assert "tensorflow:" not in plan.stdout and "  tf-slim: not installed -> " in plan.stdout
 
     kernel = ("import numpy\n"  # a Colab kernel has numpy imported: it must not change under it
               f"REPO_DIR, INSTALL = {str(REPO)!r}, True\n{notebook_install_cell()}")
-    before = venv_versions(python)
+    before = versions(python)
     installed = run(str(python), "-c", kernel, name="install cell")
     output = installed.stdout + installed.stderr
     assert "No restart needed" in output and "RESTART NEEDED" not in output, output
     assert "incompatible" not in output and "conflict" not in output, output
-    after = venv_versions(python)
+    after = versions(python)
     assert {name: after.get(name) for name in COLAB_RUNTIME} == COLAB_RUNTIME
     added_bytes = disk_bytes(venv) - before_bytes
 
     run(str(Path(sys.executable).parent / "uv"), "pip", "install", "--quiet", "--python", str(python),
-        "pytest", "hypothesis")
+        "pytest")
     run(str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
         str(REPO / "tests" / "test_compat.py"), cwd=REPO, name="compat tests")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from conftest import COLAB_RUNTIME, REPO
+from bench_colab_install import COLAB_RUNTIME
+from conftest import REPO
 from maskdetect import colab, compat
 from maskdetect.cli import main as cli_main
 
