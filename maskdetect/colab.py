@@ -307,13 +307,14 @@ def gpu_report() -> dict[str, Any]:
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     cuda_build = tf.test.is_built_with_cuda()
     print(f"TensorFlow {tf.__version__}: {len(gpus)} GPU(s) {', '.join(gpus)}".rstrip(), flush=True)
-    if not gpus:
-        why = ("this runtime has no GPU: choose one (Runtime > Change runtime type > T4 GPU), then run the "
-               "notebook again from the top" if in_colab() or not cuda_build else
-               "this TensorFlow cannot reach the GPU driver")
-        print(f"No GPU: {why}. If the runtime has a GPU but TensorFlow does not see it, TensorFlow was replaced "
-              "by another build: Runtime > Disconnect and delete runtime, then run again (the install keeps "
-              "Colab's own TensorFlow). Training on a CPU works, many times slower.", flush=True)
+    if not gpus and in_colab():
+        print("No GPU: choose one (Runtime > Change runtime type > T4 GPU), then run the notebook again from the "
+              "top. If this runtime has one and TensorFlow does not see it, Colab's TensorFlow was replaced by an "
+              "earlier install: Runtime > Disconnect and delete runtime, then run again (this install keeps "
+              "Colab's own).", flush=True)
+    elif not gpus:
+        print(f"No GPU visible to TensorFlow (CUDA build: {'yes' if cuda_build else 'no'}): training runs on the "
+              "CPU, many times slower.", flush=True)
     return {"tensorflow": tf.__version__, "gpus": gpus, "cuda_build": bool(cuda_build)}
 
 

@@ -72,6 +72,22 @@ def test_restart_only_when_an_imported_package_changed_or_keras_came_too_late(ch
         assert text in reason
 
 
+@pytest.mark.parametrize("gpus, on_colab, said", [
+    (["/physical_device:GPU:0"], True, "1 GPU(s) /physical_device:GPU:0"),
+    ([], True, "Runtime > Change runtime type > T4 GPU"),
+    ([], False, "training runs on the CPU"),
+])
+def test_gpu_report_after_the_install_says_what_to_do(monkeypatch, capsys, gpus, on_colab, said):
+    fake_tf = types.SimpleNamespace(__version__="2.20.0", test=types.SimpleNamespace(is_built_with_cuda=lambda: True),
+                                    config=types.SimpleNamespace(list_physical_devices=lambda kind: [
+                                        types.SimpleNamespace(name=name) for name in gpus]))
+    monkeypatch.setitem(sys.modules, "tensorflow", fake_tf)
+    monkeypatch.setattr(colab, "in_colab", lambda: on_colab)
+    assert colab.gpu_report() == {"tensorflow": "2.20.0", "gpus": gpus, "cuda_build": True}
+    out = capsys.readouterr().out
+    assert said in out and ("No GPU" in out) == (not gpus)
+
+
 def test_script_needs_only_the_standard_library():
     """`python -S` (no site-packages at all) can load the module and read what it would install."""
     code = (f"import runpy, sys; before = set(sys.modules); bootstrap = runpy.run_path({str(COLAB_SCRIPT)!r}); "
