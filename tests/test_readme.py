@@ -1,4 +1,4 @@
-"""The README's commands: every ``maskdetect`` line parses with the real CLI (no option that does not exist, no
+"""The README's commands (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI (no option that does not exist, no
 missing required one), every ``make`` target exists, and the Roboflow data lines run verbatim against a
 loopback export link. (The training lines run, tiny, in test_workflow/test_notebooks; the pip lines in
 test_install; ``set-repo`` in test_colab_install.)"""
@@ -44,12 +44,25 @@ def readme_commands() -> list[tuple[str, str]]:
     return commands
 
 
+def notebook_commands() -> list[str]:
+    """The ``maskdetect ... --option`` commands the notebooks' text shows (their code cells run in test_notebooks)."""
+    import nbformat
+
+    found = []
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                found += [c for c in re.findall(r"`(maskdetect [^`]+)`", cell.source) if " --" in c]
+    return found
+
+
 COMMANDS = [normalized for _, normalized in readme_commands()]
-CLI_COMMANDS = [c for c in COMMANDS if c.startswith("maskdetect ")]
+CLI_COMMANDS = [c for c in COMMANDS if c.startswith("maskdetect ")] + notebook_commands()
 
 
-def test_the_readme_has_commands_to_check():
+def test_the_readme_and_notebooks_have_commands_to_check():
     assert len(CLI_COMMANDS) >= 15 and any(c.startswith("make ") for c in COMMANDS)
+    assert len(notebook_commands()) >= 1
 
 
 @pytest.mark.parametrize("command", CLI_COMMANDS)
