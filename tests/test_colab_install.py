@@ -247,10 +247,10 @@ def notebook_install_cell() -> str:
 
 
 @pytest.mark.slow
-def test_colab_runtime_keeps_its_tensorflow_then_trains_exports_and_predicts(tmp_path):
+def test_colab_runtime_keeps_its_tensorflow_then_trains_and_exports(tmp_path):
     """On Colab's versions, notebook 01's install cell adds only what is missing: TensorFlow 2.20, NumPy,
     protobuf 5.29, pandas, Pillow and requests stay, pip reports no conflict, no restart is asked for. Then the
-    compat tests and a tiny train + export + predict run there (the compat layer on TF 2.20 / protobuf 5.29)."""
+    compat tests and a tiny train + export run there (the compat layer on TF 2.20 / protobuf 5.29)."""
     timings: dict[str, float] = {}
 
     def run(*args, timeout=1800, name=None, **kwargs):
@@ -292,12 +292,9 @@ def test_colab_runtime_keeps_its_tensorflow_then_trains_exports_and_predicts(tmp
         "--batch-size", "2", "--steps", "2", "--from-scratch")
     trained = run(*cli, "train", str(run_dir), "--steps-per-iteration", "2", name="train 2 steps")
     assert json.loads(trained.stdout[trained.stdout.index("{"):])["final_step"] == 2
-    run(*cli, "export", str(run_dir), name="export")
-    image = sorted((REPO / "sample" / "face-mask" / "images").glob("*.jpg"))[0]
-    predicted = run(*cli, "predict", "--model", str(run_dir / "export"), "--source", str(image),
-                    "--out", str(tmp_path / "out.jpg"), name="predict")
-    assert (tmp_path / "out.jpg").stat().st_size > 0
-    assert "cuInit" not in predicted.stderr and "absl::InitializeLog" not in predicted.stderr
+    exported = run(*cli, "export", str(run_dir), name="export")
+    assert (run_dir / "export" / "saved_model" / "saved_model.pb").is_file()
+    assert "cuInit" not in exported.stderr and "absl::InitializeLog" not in exported.stderr  # quiet on TF 2.20 too
     changed = sorted(name for name in after if before.get(name) != after[name])
     assert not [name for name in changed if before.get(name)], "the install upgraded what Colab has"
     figures = {"timings_s": timings, "install_added_mb": round(added_bytes / 1e6), "added": changed}
