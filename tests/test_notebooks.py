@@ -183,7 +183,7 @@ def test_01_train_on_colab_runs_headless(tmp_path):
         notebook = execute(NOTEBOOK_01, {
             "REPO_DIR": str(REPO), "WORKSPACE": str(workspace), "DATA_SOURCE": "url",
             "EXPORT_URL": server.url("/ds/masks.zip?key=Secr3tLinkKey"), "INTERACTIVE": False,
-            "DRIVE_MOUNT": str(drive), "NUM_STEPS": 4, "BATCH_SIZE": 2, "CHECKPOINT_EVERY": 2,
+            "DRIVE_MOUNT": str(drive), "NUM_STEPS": 4, "BATCH_SIZE": 2, "CHECKPOINT_EVERY": 4,
             "IMAGE_SIZE": TINY_SIZE, "FROM_SCRATCH": True, "EXPORT_TFLITE": False, "RUN_NAME": "ci",
         }, cwd=tmp_path, prelude=prelude, save_to=tmp_path / "01-executed.ipynb")
     seconds = time.monotonic() - started
@@ -196,7 +196,7 @@ def test_01_train_on_colab_runs_headless(tmp_path):
     assert not [line for line in text.splitlines() if "cuInit" in line or "absl::InitializeLog" in line]
     run = drive / "MyDrive" / "maskdetect" / "runs" / "ci"  # the run lives on Drive
     assert (run / "pipeline.config").exists() and (run / "metrics-val.json").exists()
-    assert (run / "checkpoints" / "ckpt-2.index").exists() and (run / "checkpoints" / "ckpt-4.index").exists()
+    assert (run / "checkpoints" / "ckpt-4.index").exists()  # written to Drive by train(); a new runtime resumes
     assert (run / "export" / "saved_model" / "saved_model.pb").exists()
     assert json.loads((run / "train_log.jsonl").read_text().splitlines()[-1])["step"] == 4
     classes = json.loads((run / "data_manifest.json").read_text())["class_names"]
