@@ -268,7 +268,7 @@ def test_colab_runtime_keeps_its_tensorflow_then_trains_and_exports(tmp_path):
     assert "tensorflow:" not in plan.stdout and "  tf-slim: not installed -> " in plan.stdout
 
     kernel = ("import numpy\n"  # a Colab kernel has numpy imported: it must not change under it
-              f"REPO_DIR, INSTALL = {str(REPO)!r}, True\n{notebook_install_cell()}")
+              f"REPO_DIR, INSTALL, DATA_SOURCE = {str(REPO)!r}, True, \"sample\"\n{notebook_install_cell()}")
     before = versions(python)
     installed = run(str(python), "-c", kernel, name="install cell")
     output = installed.stdout + installed.stderr
