@@ -132,7 +132,7 @@ def test_set_repo_names_the_repository_everywhere_it_is_linked(tmp_path):
     assert sorted(changed) == sorted(tmp_path / name for name in colab.REPO_FILES)
     for name in colab.REPO_FILES:
         text = (tmp_path / name).read_text(encoding="utf-8")
-        assert "OWNER/maskdetect" not in text, name
+        assert "github.com/OWNER/maskdetect" not in text and "github/OWNER/maskdetect" not in text, name
         assert "acme/maskdetect" in text
     moved = runpy.run_path(str(tmp_path / "maskdetect" / "colab.py"))
     assert moved["REPO_URL"] == "https://github.com/acme/maskdetect"
