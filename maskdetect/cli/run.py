@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     tr.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     tr.add_argument("--steps-per-iteration", type=int, default=10,
                     help="steps per compiled call (progress/NaN check granularity; default 10)")
+    tr.add_argument("--recalibration-batches", type=int, default=50,
+                    help="training batches over which BatchNorm statistics are recomputed after the last step "
+                         "(default 50; 0 keeps the moving averages)")
     tr.set_defaults(func=_train)
 
     ev = subparsers.add_parser("evaluate", help="COCO metrics, per-class AP@0.5, PR curves, confusion matrix")
@@ -100,7 +103,8 @@ def _train(args: argparse.Namespace) -> int:
     from maskdetect.train.train import train
 
     result = train(args.run_dir, num_steps=args.steps, strategy=args.strategy,
-                   steps_per_iteration=args.steps_per_iteration, checkpoint_every=args.checkpoint_every)
+                   steps_per_iteration=args.steps_per_iteration, checkpoint_every=args.checkpoint_every,
+                   recalibration_batches=args.recalibration_batches)
     print(json.dumps(result.__dict__, indent=2))
     return 0
 

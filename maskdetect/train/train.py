@@ -34,6 +34,7 @@ class TrainResult:
     steps_per_sec: float | None
     seconds: float
     checkpoint: str | None
+    batchnorm_recalibrated: int = 0
 
 
 def make_strategy(name: str = "default", *, tpu_address: str | None = None, cpu_replicas: int = 2):
@@ -80,13 +81,73 @@ def _leaves_training_mode():
         leave_training_mode()
 
 
+def batchnorm_layers(model) -> list:
+    """The built Keras BatchNormalization layers of a detection model (backbone, FPN/BiFPN and heads)."""
+    from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
+
+    return [layer for layer in model.submodules if isinstance(layer, BatchNormalizationBase) and layer.built]
+
+
+def recalibrate_batchnorm(model, batches, num_batches: int, *, progress: bool = True) -> int:
+    """Set every BatchNorm layer's moving mean and variance to the average of its batch statistics over
+    `num_batches` training batches, the weights fixed; returns the number of batches used.
+
+    Why: inference normalises with the moving statistics, which training keeps as an exponential average that
+    starts at mean 0, variance 1 and moves by ``1 - decay`` per step. Trained from scratch, the activations
+    before a BatchNorm have variances of 1e-4 to 1e-10 (the templates' small initialisers), so after N steps
+    the moving variance is still about ``decay**N`` (0.997**600 = 0.17): far from the truth, which flattens
+    every activation at inference and gives every image the same scores. Averaging the batch statistics of
+    the final weights (as SWA's ``bn_update`` does) makes inference see what training saw.
+    """
+    import numpy as np
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    layers = [layer for layer in batchnorm_layers(model) if layer.trainable]
+    if not layers or num_batches < 1:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
+            for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0  # each batch's statistics replace the moving ones; we average them here
+
+    @tf.function
+    def forward(images, true_shapes):
+        model.predict(images, true_shapes)
+
+    tf.keras.backend.set_learning_phase(True)
+    used = 0
+    try:
+        for features, _ in tqdm(batches, total=num_batches, desc="batchnorm", unit="batch", disable=not progress,
+                                dynamic_ncols=True):
+            forward(features["image"], features["true_image_shape"])
+            for layer, acc in zip(layers, sums):
+                acc[0] += layer.moving_mean.numpy()
+                acc[1] += layer.moving_variance.numpy()
+            used += 1
+            if used >= num_batches:
+                break
+    finally:
+        leave_training_mode()
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    if used:
+        for layer, (mean, variance) in zip(layers, sums):
+            layer.moving_mean.assign((mean / used).astype(np.float32))
+            layer.moving_variance.assign((variance / used).astype(np.float32))
+    return used
+
+
 def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: str = "default",
           steps_per_iteration: int = 10, checkpoint_every: int | None = None, max_to_keep: int = 5,
-          progress: bool = True) -> TrainResult:
+          recalibration_batches: int = 50, progress: bool = True) -> TrainResult:
     """Train the run in `run_dir` (made by :func:`maskdetect.train.pipeline.configure`) up to `num_steps`.
 
     Starts from the newest checkpoint in ``run_dir/checkpoints`` if there is one (resume), else from the
-    config's ``fine_tune_checkpoint`` (if any), else from scratch. Raises :class:`TrainingError` on a
+    config's ``fine_tune_checkpoint`` (if any), else from scratch. When the steps are done, the BatchNorm
+    statistics are recomputed over `recalibration_batches` training batches (:func:`recalibrate_batchnorm`;
+    0 keeps the moving averages) before the final checkpoint is written. Raises :class:`TrainingError` on a
     non-finite loss, leaving the last good checkpoint as the newest.
     """
     import numpy as np
@@ -204,13 +265,23 @@ def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: 
                 log.flush()
                 bar.update(count)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}")
-                if step - last_saved >= checkpoint_every or step >= total_steps:
+                if step - last_saved >= checkpoint_every and step < total_steps:
                     manager.save(checkpoint_number=step)
                     last_saved = step
         bar.close()
+        recalibrated = 0
+        if step > start_step:
+            if recalibration_batches:
+                recalibration_data = inputs.train_input(train_config=train_config,
+                                                        train_input_config=train_input_config,
+                                                        model_config=model_config, model=model).repeat()
+                recalibrated = recalibrate_batchnorm(model, recalibration_data, recalibration_batches,
+                                                     progress=progress)
+            manager.save(checkpoint_number=step)
         writer.flush()
     result = TrainResult(start_step=start_step, final_step=int(global_step.numpy()), first_loss=first_loss,
                          last_loss=last_loss, steps_per_sec=float(np.median(rates)) if rates else None,
-                         seconds=time.monotonic() - started, checkpoint=manager.latest_checkpoint)
+                         seconds=time.monotonic() - started, checkpoint=manager.latest_checkpoint,
+                         batchnorm_recalibrated=recalibrated)
     logger.info("trained %s", json.dumps(asdict(result)))
     return result
