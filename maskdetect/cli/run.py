@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     source.add_argument("--from-scratch", action="store_true", help="train without a pretrained checkpoint")
     cf.add_argument("--eval-split", default="val", help="split evaluated by default (default val)")
     cf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override any pipeline field, e.g. --set train_config.max_number_of_boxes=150 (repeatable)")
+                    help="override any pipeline field, e.g. --set train_input_reader.max_number_of_boxes=150 (repeatable)")
     cf.add_argument("--force", action="store_true",
                     help="reconfigure a run that has checkpoints: its old config, checkpoints, logs and exports "
                          "move together to RUN_DIR/superseded/<time>/")

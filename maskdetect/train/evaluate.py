@@ -137,6 +137,16 @@ def compute_metrics(results: list[ImageResult], class_names: list[str], iou_thre
         pascal.add_single_detected_image_info(r.image_id, found_yxyx, r.found.confidence, r.found.class_id)
     coco_metrics = {k: float(v) for k, v in coco.evaluate().items()}
     pascal_metrics = pascal.evaluate()
+    faces = object_detection_evaluation.ObjectDetectionEvaluator(  # every class one: localisation alone
+        [{"id": 1, "name": "face"}], matching_iou_threshold=iou_threshold, metric_prefix="Faces")
+    for r in results:
+        faces.add_single_ground_truth_image_info(r.image_id, {
+            gt_key.groundtruth_boxes: r.gt_boxes, gt_key.groundtruth_classes: np.ones(len(r.gt_classes), int),
+            gt_key.groundtruth_difficult: np.zeros(len(r.gt_classes), bool)})
+        faces.add_single_detected_image_info(r.image_id, {
+            det_key.detection_boxes: r.boxes, det_key.detection_scores: r.scores,
+            det_key.detection_classes: np.ones(len(r.classes), int)})
+    agnostic = float(faces.evaluate()[f"Faces_Precision/mAP@{iou_threshold}IOU"])
     per_class = {}
     curves = {}
     for index, name in enumerate(class_names):
@@ -150,6 +160,7 @@ def compute_metrics(results: list[ImageResult], class_names: list[str], iou_thre
     return {
         "mAP@0.5": float(np.mean(found)) if found else None,
         "AP@0.5": per_class,
+        "class_agnostic_AP@0.5": agnostic,
         "coco": coco_metrics,
         "num_images": len(results),
         "num_groundtruth": gt_counts,

@@ -225,6 +225,28 @@ def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
         raise ConfigError(f"{where}: warmup_steps {schedule.warmup_steps} exceed total_steps {schedule.total_steps}")
 
 
+def use_from_scratch_initializers(pipeline) -> None:
+    """He (variance-scaling, fan-in) initialisers for the layers built from the config's conv hyper-parameters
+    (the feature extractor's layers outside a pretrained backbone, or all of it for MobileNet, and the box
+    predictor).
+
+    The zoo's small normal initialisers (stddev 0.01-0.03) are made for fine-tuning, where every one of these
+    layers is restored from a checkpoint. Trained from scratch they make each conv shrink its input's variance
+    about 30-fold: BatchNorm hides that in training, but the weights stay tiny beside the regulariser, so every
+    step moves them a large fraction of their size, and the moving statistics start 1e4-1e10 away from the
+    activations they describe (measured: docs/experiments.md).
+    """
+    ssd = pipeline.model.ssd
+    hyperparams = [ssd.feature_extractor.conv_hyperparams]
+    predictor = ssd.box_predictor.WhichOneof("box_predictor_oneof")
+    if predictor:
+        hyperparams.append(getattr(ssd.box_predictor, predictor).conv_hyperparams)
+    for conv in hyperparams:
+        conv.initializer.variance_scaling_initializer.factor = 2.0
+        conv.initializer.variance_scaling_initializer.mode = conv.initializer.variance_scaling_initializer.FAN_IN
+        conv.initializer.variance_scaling_initializer.uniform = False
+
+
 def scaled_schedule(batch_size: int, num_steps: int, base_at_zoo_batch: float = 0.08) -> dict[str, float]:
     """Cosine schedule for `batch_size`: the zoo's base rate scaled linearly from batch 128, with a warmup of
     10% of the steps (at most the zoo's 2,500) starting at a tenth of the base."""
@@ -373,6 +395,7 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     else:
         train.ClearField("fine_tune_checkpoint")
         train.ClearField("fine_tune_checkpoint_type")
+        use_from_scratch_initializers(pipeline)
 
     run = Run(out_dir)
     run_label_map = str(run.label_map)

@@ -1,0 +1,83 @@
+"""BatchNorm statistics after training: inference must normalise with what training saw (issue 11's root cause:
+moving averages that stay near their initial values when a model is trained from scratch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import maskdetect  # noqa: F401  (the OD API compatibility layer goes first)
+
+
+def test_recalibration_sets_moving_statistics_to_the_average_batch_statistics():
+    import tensorflow as tf
+
+    from maskdetect.train.train import batchnorm_layers, recalibrate_batchnorm
+
+    class Tiny(tf.keras.Model):  # the one method recalibrate_batchnorm calls on a detection model
+        def __init__(self):
+            super().__init__()
+            self.conv = tf.keras.layers.Conv2D(4, 3, kernel_initializer=tf.keras.initializers.RandomNormal(0, 0.01))
+            self.norm = tf.keras.layers.BatchNormalization(momentum=0.997)
+
+        def predict(self, images, true_shapes):  # noqa: D102 (the DetectionModel signature)
+            return self.norm(self.conv(images))
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(4, 8, 8, 3)).astype(np.float32) for _ in range(5)]
+    model = Tiny()
+    model.predict(tf.constant(batches[0]), None)
+    tf.keras.backend.set_learning_phase(False)
+    [layer] = batchnorm_layers(model)
+    assert np.allclose(layer.moving_variance.numpy(), 1.0)  # far from the conv's tiny outputs
+
+    data = [({"image": tf.constant(b), "true_image_shape": tf.constant([[8, 8, 3]] * 4)}, {}) for b in batches]
+    used = recalibrate_batchnorm(model, iter(data * 2), num_batches=5, progress=False)
+
+    assert used == 5
+    outputs = [model.conv(b).numpy().reshape(-1, 4) for b in batches]
+    expected_mean = np.mean([o.mean(axis=0) for o in outputs], axis=0)
+    expected_var = np.mean([o.var(axis=0, ddof=1) for o in outputs], axis=0)  # Keras keeps the unbiased variance
+    np.testing.assert_allclose(layer.moving_mean.numpy(), expected_mean, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), expected_var, rtol=1e-3)
+    assert layer.momentum == 0.997  # restored
+    assert not tf.keras.backend.learning_phase()  # back to inference
+
+
+@pytest.mark.slow
+def test_trained_checkpoint_normalises_with_the_statistics_training_saw(tiny_run):
+    """Every BatchNorm layer of the tiny run's final checkpoint has moving variances within a factor of 4 of the
+    variances a training batch produces (before the fix: 0.99**steps, up to 1e10 times too large)."""
+    import tensorflow as tf
+    from object_detection import inputs, model_lib_v2
+    from object_detection.utils import config_util
+    from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
+
+    from maskdetect.train.train import batchnorm_layers
+
+    paths, result = tiny_run
+    assert result.batchnorm_recalibrated > 0
+    configs = config_util.get_configs_from_pipeline_file(str(paths.pipeline_config))
+    model = model_lib_v2.MODEL_BUILD_UTIL_MAP["detection_model_fn_base"](
+        model_config=configs["model"], is_training=True, add_summaries=False)
+    features, _ = next(iter(inputs.train_input(configs["train_config"], configs["train_input_config"],
+                                               configs["model"], model=model)))
+    model.predict(features["image"], features["true_image_shape"])
+    tf.train.Checkpoint(model=model).restore(result.checkpoint).expect_partial()
+
+    observed = {}
+    original = BatchNormalizationBase.call
+
+    def recording(layer, inputs, training=None, mask=None):  # the statistics of this layer's inputs
+        observed[id(layer)] = tf.math.reduce_variance(inputs, axis=[0, 1, 2]).numpy()
+        return original(layer, inputs, training=training, mask=mask)
+
+    BatchNormalizationBase.call = recording
+    try:
+        model.predict(features["image"], features["true_image_shape"])  # inference mode: moving statistics
+    finally:
+        BatchNormalizationBase.call = original
+    ratios = [np.median(layer.moving_variance.numpy() / (observed[id(layer)] + 1e-12))
+              for layer in batchnorm_layers(model) if id(layer) in observed]
+    assert len(ratios) > 20
+    assert 0.25 < np.median(ratios) < 4.0, np.percentile(ratios, [0, 50, 100])
