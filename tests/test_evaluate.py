@@ -36,6 +36,8 @@ def test_metrics_and_confusion_matrix_on_detections():
     assert metrics["AP@0.5"]["mask_weared_incorrect"] == pytest.approx(0.0)
     assert 0.0 < metrics["AP@0.5"]["with_mask"] < 1.0                 # one of two found, after a false positive
     assert metrics["mAP@0.5"] == pytest.approx(np.mean(list(metrics["AP@0.5"].values())))
+    # every box one class: three of four faces found, the third-ranked box a false positive
+    assert metrics["class_agnostic_AP@0.5"] == pytest.approx(0.25 + 0.25 + 0.25 * 0.75)
     assert "DetectionBoxes_Precision/mAP" in metrics["coco"] and set(curves) <= set(NAMES)
     matrix = confusion_matrix(results, len(NAMES))
     assert matrix.tolist() == [[1, 0, 0, 1],   # with_mask: one found, one missed
