@@ -12,10 +12,10 @@ from maskdetect.train.run import Run
 def test_configure_writes_a_run(sample_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli_main(["configure", "--data", str(sample_data), "--out", str(out), "--from-scratch", "--image-size",
-                     "256", "--batch-size", "2", "--steps", "9", "--set", "train_config.max_number_of_boxes=150"]) == 0
+                     "256", "--batch-size", "2", "--steps", "9", "--set", "train_input_reader.max_number_of_boxes=150"]) == 0
     run = Run.open(out)
     assert capsys.readouterr().out.strip() == str(run.pipeline_config)
-    assert run.pipeline.train_config.num_steps == 9 and run.pipeline.train_config.max_number_of_boxes == 150
+    assert run.pipeline.train_config.num_steps == 9 and run.pipeline.train_input_reader.max_number_of_boxes == 150
     assert not run.pipeline.train_config.fine_tune_checkpoint and run.class_names[0] == "with_mask"
 
 

@@ -23,7 +23,7 @@ BAD = [
     (dict(model="ssd_mobilenet_v2_fpnlite_320", image_size=330), "multiple of 32"),
     (dict(batch_size=0), "--batch-size 0"),
     (dict(num_steps=2.5), "--steps 2.5"),
-    (dict(overrides=["train_config.max_number_of_boxes=0"]), "max_number_of_boxes must be at least 1"),
+    (dict(overrides=["train_input_reader.max_number_of_boxes=0"]), "max_number_of_boxes must be at least 1"),
     (dict(overrides=["train_config.num_steps=0"]), "num_steps must be at least 1"),
     (dict(overrides=["train_config.optimizer.momentum_optimizer.learning_rate.cosine_decay_learning_rate."
                      "learning_rate_base=-0.5"]), "learning_rate_base is -0.5"),

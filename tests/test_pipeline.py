@@ -42,9 +42,28 @@ def test_every_model_configures(sample_data, tmp_path, model):
         assert p.model.ssd.image_resizer.fixed_shape_resizer.height == int(model.rsplit("_", 1)[1])
 
 
-def test_scratch_clears_checkpoint(sample_data, tmp_path):
+def test_scratch_clears_checkpoint_and_uses_he_initialisers(sample_data, tmp_path):
     p = load_pipeline(configure(sample_data, tmp_path / "run").pipeline_config)
     assert not p.train_config.fine_tune_checkpoint and not p.train_config.HasField("fine_tune_checkpoint_type")
+    for conv in (p.model.ssd.feature_extractor.conv_hyperparams,
+                 p.model.ssd.box_predictor.weight_shared_convolutional_box_predictor.conv_hyperparams):
+        assert conv.initializer.WhichOneof("initializer_oneof") == "variance_scaling_initializer"
+        assert conv.initializer.variance_scaling_initializer.factor == 2.0
+    assert p.train_input_reader.max_number_of_boxes == 128  # the OD API pads to this; the Kaggle set has 115
+    fine_tune = load_pipeline(configure(sample_data, tmp_path / "ft", checkpoint=tmp_path / "ckpt-0").pipeline_config)
+    assert fine_tune.model.ssd.feature_extractor.conv_hyperparams.initializer.WhichOneof(
+        "initializer_oneof") == "truncated_normal_initializer"  # the zoo's, as the checkpoint was trained
+
+
+def test_adam_replaces_momentum_with_the_same_schedule(sample_data, tmp_path):
+    p = load_pipeline(configure(sample_data, tmp_path / "run", batch_size=4, num_steps=500,
+                                optimizer="adam").pipeline_config)
+    assert p.train_config.optimizer.WhichOneof("optimizer") == "adam_optimizer"
+    cosine = p.train_config.optimizer.adam_optimizer.learning_rate.cosine_decay_learning_rate
+    assert cosine.learning_rate_base == pytest.approx(0.002) and cosine.total_steps == 500
+    assert cosine.warmup_steps == 50 and cosine.warmup_learning_rate == pytest.approx(0.0002)
+    with pytest.raises(ConfigError, match="unknown optimizer 'sgd'; choose one of momentum, adam"):
+        configure(sample_data, tmp_path / "bad", optimizer="sgd")
 
 
 @pytest.mark.parametrize("key, value, check", [

@@ -20,7 +20,10 @@ def register(subparsers) -> None:
     cf.add_argument("--batch-size", type=int, default=8, help="default 8")
     cf.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     cf.add_argument("--learning-rate", type=float,
-                    help="cosine base rate (default: the zoo's 0.08 scaled linearly from batch 128)")
+                    help="cosine base rate (default: the zoo's 0.08 scaled linearly from batch 128 for momentum, "
+                         "0.002 for adam)")
+    cf.add_argument("--optimizer", default="momentum", choices=("momentum", "adam"),
+                    help="momentum (the zoo's, for fine-tuning; default) or adam (learns far faster from scratch)")
     source = cf.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="fine-tune from this checkpoint prefix (.../ckpt-0) as 'detection'")
     source.add_argument("--from-scratch", action="store_true", help="train without a pretrained checkpoint")
@@ -92,7 +95,7 @@ def _configure(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     if not checkpoint and not args.from_scratch:
         checkpoint = fetch_checkpoint(args.model)
-    run = configure(args.data, args.out, args.model, **numbers, checkpoint=checkpoint,
+    run = configure(args.data, args.out, args.model, **numbers, optimizer=args.optimizer, checkpoint=checkpoint,
                     eval_split=args.eval_split, overrides=args.set, force=args.force)
     print(run.pipeline_config)
     return 0

@@ -211,18 +211,32 @@ def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
     if pipeline.model.ssd.num_classes < 1:
         raise ConfigError(f"{where}: model.ssd.num_classes must be at least 1")
     train = pipeline.train_config
-    for key, value in (("batch_size", train.batch_size), ("num_steps", train.num_steps),
-                       ("max_number_of_boxes", train.max_number_of_boxes)):
+    for key, value in (("train_config.batch_size", train.batch_size), ("train_config.num_steps", train.num_steps),
+                       ("train_input_reader.max_number_of_boxes", pipeline.train_input_reader.max_number_of_boxes)):
         if value < 1:
-            raise ConfigError(f"{where}: train_config.{key} must be at least 1 (got {value})")
-    schedule = pipeline.train_config.optimizer.momentum_optimizer.learning_rate.cosine_decay_learning_rate
-    for key in ("learning_rate_base", "warmup_learning_rate"):
+            raise ConfigError(f"{where}: {key} must be at least 1 (got {value})")
+    schedule = cosine_schedule(pipeline)
+    for key in ("learning_rate_base", "warmup_learning_rate") if schedule is not None else ():
         rate = getattr(schedule, key)
         if not (math.isfinite(rate) and rate > 0):
             raise ConfigError(f"{where}: {key} is {rate}; a learning rate must be a finite number above 0 "
                               f"(e.g. 0.01)")
-    if schedule.warmup_steps > schedule.total_steps:
+    if schedule is not None and schedule.warmup_steps > schedule.total_steps:
         raise ConfigError(f"{where}: warmup_steps {schedule.warmup_steps} exceed total_steps {schedule.total_steps}")
+
+
+OPTIMIZERS = ("momentum", "adam")
+ADAM_LEARNING_RATE = 0.002  # from scratch on CPU (docs/experiments.md)
+
+
+def cosine_schedule(pipeline):
+    """The cosine learning-rate schedule of the pipeline's optimizer (momentum or Adam), or None."""
+    optimizer = pipeline.train_config.optimizer
+    kind = optimizer.WhichOneof("optimizer")
+    if kind is None:
+        return None
+    rate = getattr(optimizer, kind).learning_rate
+    return rate.cosine_decay_learning_rate if rate.HasField("cosine_decay_learning_rate") else None
 
 
 def use_from_scratch_initializers(pipeline) -> None:
@@ -320,9 +334,9 @@ def _supersede(out_dir: Path) -> Path | None:
 
 def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MODEL, *,
               image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
-              learning_rate: float | None = None, checkpoint: str | Path | None = None,
-              eval_split: str = "val", overrides: dict[str, Any] | Sequence[str] | None = None,
-              force: bool = False) -> Run:
+              learning_rate: float | None = None, optimizer: str = "momentum",
+              checkpoint: str | Path | None = None, eval_split: str = "val",
+              overrides: dict[str, Any] | Sequence[str] | None = None, force: bool = False) -> Run:
     """Write ``out_dir/pipeline.config`` (+ label map and data manifest) for training `model` on `data_dir`.
 
     Args:
@@ -332,7 +346,9 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
         model: a key of :data:`MODELS`.
         image_size: input size (default: the model's); must divide by 2**max_level of the pyramid.
         batch_size, num_steps: training length; the cosine schedule is scaled to both.
-        learning_rate: base rate after warmup (default: the zoo's 0.08 scaled linearly from batch 128).
+        learning_rate: base rate after warmup (default: the zoo's 0.08 scaled linearly from batch 128 for
+            momentum, :data:`ADAM_LEARNING_RATE` for Adam).
+        optimizer: ``momentum`` (the zoo's, for fine-tuning) or ``adam`` (learns far faster from scratch).
         checkpoint: a checkpoint prefix (``.../ckpt-0``) to fine-tune from as "detection"; None trains from
             scratch (say so explicitly: :func:`maskdetect.train.zoo.fetch_checkpoint` gets the COCO one).
         eval_split: the split evaluated beside training and by ``evaluate`` by default.
@@ -353,6 +369,8 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     """
     if model not in MODELS:
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     spec = MODELS[model]
     check_options(image_size=image_size, batch_size=batch_size, num_steps=num_steps, learning_rate=learning_rate)
     check_paths({"--data": data_dir, "--checkpoint": checkpoint}, {"--out": out_dir})
@@ -383,9 +401,12 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     train.use_bfloat16 = False  # bfloat16 is for TPUs; it slows or breaks CPU and GPU training
     train.sync_replicas = False
     schedule = scaled_schedule(batch_size, num_steps)
+    if optimizer == "adam":  # replaces the template's momentum optimizer (a oneof); same warmup and cosine
+        learning_rate = ADAM_LEARNING_RATE if learning_rate is None else learning_rate
+        train.optimizer.adam_optimizer.epsilon = 1e-7
     if learning_rate is not None:
         schedule.update(learning_rate_base=learning_rate, warmup_learning_rate=learning_rate / 10)
-    cosine = train.optimizer.momentum_optimizer.learning_rate.cosine_decay_learning_rate
+    cosine = getattr(train.optimizer, f"{optimizer}_optimizer").learning_rate.cosine_decay_learning_rate
     for key, value in schedule.items():
         setattr(cosine, key, value)
     if checkpoint is not None:
