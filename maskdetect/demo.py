@@ -41,7 +41,7 @@ def _loss_trend(train_log: Path, steps: int, window: int = 3) -> str:
 
 
 def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, steps: int = 300,
-             image_size: int = 256, batch_size: int = 2, learning_rate: float = 0.02,
+             image_size: int = 256, batch_size: int = 2, learning_rate: float = 0.002,
              progress: bool = True) -> dict[str, str]:
     """Run the demo into `out` and return ``{output name: path or figure}``."""
     from maskdetect.data import convert
@@ -68,7 +68,7 @@ def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, ste
     timed("prepare", tick)
 
     paths = configure(data_dir, out, image_size=image_size, batch_size=batch_size, num_steps=steps,
-                      learning_rate=learning_rate, checkpoint=None)
+                      learning_rate=learning_rate, optimizer="adam", checkpoint=None)
     atomic_write_json(out / DEMO_MARKER, {"steps": steps, "image_size": image_size, "batch_size": batch_size,
                                           "learning_rate": learning_rate})
     tick = time.monotonic()

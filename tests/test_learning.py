@@ -91,6 +91,11 @@ PROOF_IMAGES = ("maksssksksss592", "maksssksksss324", "maksssksksss69", "maksssk
                 "maksssksksss710", "maksssksksss760")
 
 
+# (model, input size, steps): Adam from scratch, batch 4, no augmentation. Measured on a busy machine: MobileNet
+# 300 steps in 17.7 min, AP@0.5 1.0 / 1.0 / 1.0 (docs/experiments.md, P1); on a quiet one ~4 min.
+PROOF_RUNS = [("ssd_efficientdet_d0_512", 256, 300), ("ssd_mobilenet_v2_fpnlite_320", 256, 300)]
+
+
 @pytest.fixture(scope="module")
 def proof_data(tmp_path_factory):
     import shutil
@@ -110,9 +115,8 @@ def proof_data(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, image_size, steps, learning_rate", PROOF_RUNS)
-def test_the_chain_learns_the_faces_it_was_trained_on(proof_data, tmp_path, model, image_size, steps,
-                                                      learning_rate):
+@pytest.mark.parametrize("model, image_size, steps", PROOF_RUNS)
+def test_the_chain_learns_the_faces_it_was_trained_on(proof_data, tmp_path, model, image_size, steps):
     """Trained from scratch on 17 images without augmentation and scored on the same images, every class
     reaches AP@0.5 >= 0.9: labels, boxes, anchors, the training step, the BatchNorm statistics, the checkpoint
     restore and the evaluator all agree (before the fixes of issue 11: 0.00002)."""
@@ -121,7 +125,7 @@ def test_the_chain_learns_the_faces_it_was_trained_on(proof_data, tmp_path, mode
     from maskdetect.train.train import train
 
     run = configure(proof_data, tmp_path / "run", model=model, image_size=image_size, batch_size=4,
-                    num_steps=steps, learning_rate=learning_rate)
+                    num_steps=steps, optimizer="adam")
     pipeline = load_pipeline(run.pipeline_config)
     del pipeline.train_config.data_augmentation_options[:]  # memorising: the images exactly as evaluated
     save_pipeline(pipeline, run.pipeline_config)
