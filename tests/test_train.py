@@ -39,7 +39,12 @@ def test_resume_after_kill_9(sample_data, tmp_path):
            "--checkpoint-every", "2"]
     process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and not list(paths.checkpoints.glob("ckpt-4.index")):
+
+    def newest_step() -> int:  # the checkpoint state file, which is written after the ckpt-N files
+        newest = paths.latest_checkpoint()
+        return int(newest.rsplit("-", 1)[1]) if newest else -1
+
+    while time.monotonic() < deadline and newest_step() < 4:
         assert process.poll() is None, "training ended before it could be killed"
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
