@@ -29,8 +29,10 @@ import sys
 import threading
 import warnings
 
-#: A TensorFlow/absl C++ log line: severity, date (MMDD or 0000), time, thread id, file:line].
-TF_LOG_LINE = re.compile(rb"^(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+\s+[\w./-]+:\d+\] ")
+#: A TensorFlow/absl C++ log line: absl's (TF 2.21: severity, MMDD or 0000, time, thread id, file:line]) or
+#: TensorFlow's own older form (TF 2.20, Colab's: date time: severity file:line]).
+TF_LOG_LINE = re.compile(rb"^(?:(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+\s+|"
+                         rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<severity_tf>[IWEF]) )[\w./-]+:\d+\] ")
 #: Lines that are noise whatever their form (absl's banner, cpu_feature_guard's second line).
 NOISE_LINES = (
     rb"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -53,7 +55,7 @@ def is_noise(line: bytes) -> bool:
     match = TF_LOG_LINE.match(stripped)
     if not match:
         return False
-    severity = match.group("severity")
+    severity = match.group("severity") or match.group("severity_tf")
     return severity in (b"I", b"W") or (severity == b"E" and HARMLESS_ERRORS.search(stripped) is not None)
 
 

@@ -19,10 +19,15 @@ STARTUP_NOISE = [
     b"E0000 00:00:1795935027.047268    5032 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
     b"Failed call to cuInit: UNKNOWN ERROR (303)",
     b"W1122 10:11:12.123456   77 tensorflow/core/framework/op_kernel.cc:1830] OP_REQUIRES failed at x.cc:3",
+    # TensorFlow 2.20 (Colab's) writes its own older form
+    b"2026-11-29 09:07:46.769581: E external/local_xla/xla/stream_executor/cuda/cuda_platform.cc:51] failed call "
+    b"to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+    b"2026-11-29 09:07:40.123456: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.",
 ]
 KEPT = [
     b"E1122 10:11:12.123456   77 bfc_allocator.cc:485] Allocator (GPU_0_bfc) ran out of memory",
     b"F1122 10:11:12.123456   77 check.cc:12] Check failed: shape.ok()",
+    b"2026-11-29 09:07:46.769581: E tensorflow/core/common_runtime/bfc_allocator.cc:485] ran out of memory",
     b"[libx264 @ 0x55] using cpu capabilities: MMX2 SSE2Fast",
     b"train:  50%|#####     | 2/4 [00:03<00:03, 0.6step/s]",
     b"I like masks",
