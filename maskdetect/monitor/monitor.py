@@ -181,6 +181,14 @@ class Monitor:
         self.hooks.submit(event)
 
     # -- end of video -----------------------------------------------------------------------------------------
+    def discard(self) -> None:
+        """Close and delete the events log this monitor created (the run failed: nothing of it is kept)."""
+        if self._events_file is not None:
+            self._events_file.close()
+            self._events_file = None
+        if self.events_path is not None:
+            self.events_path.unlink(missing_ok=True)
+
     def close(self, out_path: str | Path, *, source_frames: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish: write ``<stem>.summary.json`` and ``<stem>.compliance.png`` beside `out_path`, close the
         events file, wait for hooks (at most `hook_wait_s`), and return the summary. Calling it again returns
