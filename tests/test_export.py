@@ -25,16 +25,23 @@ def test_export_has_model_card_and_loads(tiny_export):
 
 
 def test_saved_model_and_tflite_agree(saved, lite):
-    """Same top detections (IoU >= 0.9, same class) from both exports on sample images."""
+    """The conversion is faithful: on images already at the model's input size (no resizing on either path, so
+    both see the same pixels), the top detections agree in box (IoU >= 0.99), class and score (within 1e-3).
+    The two paths resize differently (TensorFlow's bilinear vs OpenCV's), which the 6-step model is too
+    untrained to be insensitive to; that is the predictor's business, not the converter's."""
+    import cv2
+
     from maskdetect.detections import box_iou
     from maskdetect.infer.sources import read_image
 
+    size = lite.input_size
     for path in sorted((SAMPLE / "images").glob("*.jpg"))[:3]:
-        image = read_image(path)
+        image = cv2.resize(read_image(path), (size, size), interpolation=cv2.INTER_AREA)
         a, b = saved.predict_raw(image), lite.predict_raw(image)  # no threshold, no cross-class NMS
         top_a, top_b = a[np.argsort(-a.confidence)[:5]], b[np.argsort(-b.confidence)[:5]]
         assert len(top_a) == len(top_b) == 5
         ious = box_iou(top_a.xyxy, top_b.xyxy)
         for i in range(5):
             j = int(np.argmax(ious[i]))
-            assert ious[i, j] >= 0.9 and top_a.class_id[i] == top_b.class_id[j], (path.name, i)
+            assert ious[i, j] >= 0.99 and top_a.class_id[i] == top_b.class_id[j], (path.name, i)
+            assert abs(float(top_a.confidence[i]) - float(top_b.confidence[j])) <= 1e-3, (path.name, i)

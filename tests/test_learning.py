@@ -46,8 +46,8 @@ def test_recalibration_sets_moving_statistics_to_the_average_batch_statistics():
 
 @pytest.mark.slow
 def test_trained_checkpoint_normalises_with_the_statistics_training_saw(tiny_run):
-    """Every BatchNorm layer of the tiny run's final checkpoint has moving variances within a factor of 4 of the
-    variances a training batch produces (before the fix: 0.99**steps, up to 1e10 times too large)."""
+    """Every BatchNorm layer of the tiny run's final checkpoint has moving variances within a factor of 10 of the
+    variances a few training batches produce in inference mode (before the fix: 0.99**steps, up to 1e10 times too large)."""
     import tensorflow as tf
     from object_detection import inputs, model_lib_v2
     from object_detection.utils import config_util
@@ -60,27 +60,30 @@ def test_trained_checkpoint_normalises_with_the_statistics_training_saw(tiny_run
     configs = config_util.get_configs_from_pipeline_file(str(paths.pipeline_config))
     model = model_lib_v2.MODEL_BUILD_UTIL_MAP["detection_model_fn_base"](
         model_config=configs["model"], is_training=True, add_summaries=False)
-    features, _ = next(iter(inputs.train_input(configs["train_config"], configs["train_input_config"],
-                                               configs["model"], model=model)))
+    batches = iter(inputs.train_input(configs["train_config"], configs["train_input_config"], configs["model"],
+                                      model=model))
+    features, _ = next(batches)
     model.predict(features["image"], features["true_image_shape"])
     tf.train.Checkpoint(model=model).restore(result.checkpoint).expect_partial()
 
-    observed = {}
+    observed: dict[int, list] = {}
     original = BatchNormalizationBase.call
 
     def recording(layer, inputs, training=None, mask=None):  # the statistics of this layer's inputs
-        observed[id(layer)] = tf.math.reduce_variance(inputs, axis=[0, 1, 2]).numpy()
+        observed.setdefault(id(layer), []).append(tf.math.reduce_variance(inputs, axis=[0, 1, 2]).numpy())
         return original(layer, inputs, training=training, mask=mask)
 
     BatchNormalizationBase.call = recording
     try:
-        model.predict(features["image"], features["true_image_shape"])  # inference mode: moving statistics
+        for _ in range(4):  # inference mode (moving statistics), on a few batches: one batch of 2 is noisy
+            model.predict(features["image"], features["true_image_shape"])
+            features, _ = next(batches)
     finally:
         BatchNormalizationBase.call = original
-    ratios = [np.median(layer.moving_variance.numpy() / (observed[id(layer)] + 1e-12))
+    ratios = [np.median(layer.moving_variance.numpy() / (np.mean(observed[id(layer)], axis=0) + 1e-12))
               for layer in batchnorm_layers(model) if id(layer) in observed]
     assert len(ratios) > 20
-    assert 0.25 < np.median(ratios) < 4.0, np.percentile(ratios, [0, 50, 100])
+    assert 0.1 < np.median(ratios) < 10.0, np.percentile(ratios, [0, 50, 100])  # unfixed: 1e4 to 1e10
 
 
 # The sample images whose smallest face is at least 19 px at a 256-px input: 17 images, 46 faces, all three

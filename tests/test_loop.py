@@ -45,6 +45,7 @@ class Recorder:
 
     def __init__(self, fail_at=None, error=RuntimeError):
         self.calls, self.closed_with, self.fail_at, self.error = [], None, fail_at, error
+        self.source_frames, self.aborted = None, False
 
     def update(self, detections, frame_index, timestamp_s=None, frame=None):
         if frame_index == self.fail_at:
@@ -56,9 +57,12 @@ class Recorder:
     def banner(self, frame_index):
         return f"frame {frame_index}"
 
-    def close(self, out_path):
-        self.closed_with = out_path
+    def close(self, out_path, *, source_frames=None):
+        self.closed_with, self.source_frames = out_path, source_frames
         return {"frames": len(self.calls)}
+
+    def abort(self):
+        self.aborted = True
 
 
 # -- plumbing, stub detector ----------------------------------------------------------------------------------
@@ -81,6 +85,7 @@ def test_video_loop_observes_records_draws_and_writes(small_clip, tmp_path):
     summary = predict_source(OneFace(), small_clip, out, json_path=records, monitor=observer, progress=False)
     assert (summary.kind, summary.frames, summary.detections) == ("video", 10, 10)
     assert (summary.out_path, summary.json_path, summary.monitor) == (out, records, {"frames": 10})
+    assert observer.source_frames == summary.input and summary.input["frames_read"] == 10  # read vs declared
     assert [c[0] for c in observer.calls] == list(range(10))                       # every frame, in order
     assert observer.calls[5][1] == pytest.approx(5 / 25) and observer.calls[0][2] == (48, 64, 3)
     assert observer.closed_with == out                                             # beside the first output
@@ -92,10 +97,11 @@ def test_video_loop_observes_records_draws_and_writes(small_clip, tmp_path):
 
 
 def test_an_observer_error_aborts_every_output(small_clip, tmp_path):
+    observer = Recorder(fail_at=4)
     with pytest.raises(RuntimeError, match="observer failed"):
         predict_source(OneFace(), small_clip, tmp_path / "out.mp4", json_path=tmp_path / "out.json",
-                       monitor=Recorder(fail_at=4), progress=False)
-    assert list(tmp_path.iterdir()) == []
+                       monitor=observer, progress=False)
+    assert list(tmp_path.iterdir()) == [] and observer.aborted and observer.closed_with is None
 
 
 def test_monitoring_needs_an_output_and_is_ignored_for_images(small_clip, tmp_path, caplog):
@@ -193,8 +199,11 @@ class _InterruptAt:
     def banner(self, frame_index):
         return None
 
-    def close(self, out_path):
+    def close(self, out_path, *, source_frames=None):
         raise AssertionError("an interrupted run must not write summaries")
+
+    def abort(self):
+        pass
 
 
 @pytest.mark.slow
@@ -242,18 +251,22 @@ class InterruptAt:
     """A monitor double that presses Ctrl-C (raises KeyboardInterrupt) on frame `n`."""
 
     def __init__(self, n: int) -> None:
-        self.n, self.closed_with = n, None
+        self.n, self.closed_with, self.times = n, None, []
 
     def update(self, detections, frame_index, timestamp_s=None, frame=None):
         if frame_index == self.n:
             raise KeyboardInterrupt
+        self.times.append(timestamp_s)
         return detections
 
     def banner(self, frame_index):
         return f"frame {frame_index}"
 
-    def close(self, out_path):
+    def close(self, out_path, *, source_frames=None):
         self.closed_with = out_path
+
+    def abort(self):
+        raise AssertionError("Ctrl-C in a live source keeps the outputs")
 
 
 @pytest.mark.slow
@@ -283,7 +296,9 @@ def test_ctrl_c_in_a_live_source_finalises_a_playable_recording(lite, tmp_path):
     assert summary.frames == 6 and monitor.closed_with == out
     info = probe_video(out)
     assert info.codec == "h264" and info.fps == probe_video(clip).fps  # a file stream records at its own rate
-    assert count_frames(out) >= 6
+    # real time: the recording lasts until the last processed frame's capture time (each frame fills the slots
+    # up to it), however many frames the model kept up with
+    assert count_frames(out) == int(monitor.times[-1] * info.fps) + 1
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
