@@ -22,10 +22,10 @@ demo: setup
 	$(VENV)/bin/maskdetect demo
 
 test: setup
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 # Jupyter Lab on the notebooks, from this venv (its kernel is this venv's Python); JUPYTER_ARGS adds options
 notebook: setup

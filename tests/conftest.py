@@ -29,6 +29,17 @@ def run_cli(*args: str, timeout: float = 900, **kwargs):
                           timeout=timeout, env=env, cwd=REPO, **kwargs)
 
 
+# Tests that use the session's tiny model run on one pytest-xdist worker (`make test` runs two), so the model is
+# trained and exported once; the others are spread over both workers.
+TINY_FIXTURES = {"tiny_run", "tiny_export", "saved", "lite"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TINY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("tiny"))
+
+
 @pytest.fixture(autouse=True)
 def _restore_third_party_log_levels():
     """The CLI quiets urllib3/requests/absl for the whole process; tests that call it in-process must not
@@ -70,11 +81,12 @@ def tiny_configure(data: Path, run_dir: Path, *, steps: int = TINY_STEPS, **kwar
 
 @pytest.fixture(scope="session")
 def tiny_run(sample_data, tmp_path_factory):
-    """A run directory trained for a few steps from scratch, in this process."""
+    """A run directory trained for a few steps from scratch, in this process (BatchNorm recalibrated on 8
+    batches: test_learning checks the statistics)."""
     from maskdetect.train.train import train
 
     paths = tiny_configure(sample_data, tmp_path_factory.mktemp("runs") / "tiny")
-    result = train(paths.run_dir, steps_per_iteration=3, progress=False)
+    result = train(paths.run_dir, steps_per_iteration=3, recalibration_batches=8, progress=False)
     return paths, result
 
 

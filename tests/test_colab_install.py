@@ -128,6 +128,7 @@ def test_set_repo_names_the_repository_everywhere_it_is_linked(tmp_path):
     for name in colab.REPO_FILES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / name, tmp_path / name)
+    shutil.copyfile(REPO / "maskdetect" / "redact.py", tmp_path / "maskdetect" / "redact.py")  # colab.py loads it
     changed = colab.set_repo("https://github.com/acme/maskdetect.git", root=tmp_path)
     assert sorted(changed) == sorted(tmp_path / name for name in colab.REPO_FILES)
     for name in colab.REPO_FILES:
@@ -290,7 +291,8 @@ def test_colab_runtime_keeps_its_tensorflow_then_trains_and_exports(tmp_path):
         "--out", str(data), "--split", "0.8,0.2,0", "--seed", "0")
     run(*cli, "configure", "--data", str(data), "--out", str(run_dir), "--image-size", "256",
         "--batch-size", "2", "--steps", "2", "--from-scratch")
-    trained = run(*cli, "train", str(run_dir), "--steps-per-iteration", "2", name="train 2 steps")
+    trained = run(*cli, "train", str(run_dir), "--steps-per-iteration", "2", "--recalibration-batches", "2",
+                  name="train 2 steps")
     assert json.loads(trained.stdout[trained.stdout.index("{"):])["final_step"] == 2
     exported = run(*cli, "export", str(run_dir), name="export")
     assert (run_dir / "export" / "saved_model" / "saved_model.pb").is_file()

@@ -36,7 +36,7 @@ def test_resume_after_kill_9(sample_data, tmp_path):
     """Kill -9 mid-run, start again: it continues from the last checkpoint and ends at the same final step."""
     paths = tiny_configure(sample_data, tmp_path / "run", steps=12)
     cmd = [sys.executable, "-m", "maskdetect", "train", str(paths.run_dir), "--steps-per-iteration", "2",
-           "--checkpoint-every", "2"]
+           "--checkpoint-every", "2", "--recalibration-batches", "2"]
     process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
 
@@ -52,7 +52,7 @@ def test_resume_after_kill_9(sample_data, tmp_path):
 
     killed_at = int(paths.latest_checkpoint().rsplit("-", 1)[1])
     assert 4 <= killed_at < 12
-    done = run_cli("train", str(paths.run_dir), "--steps-per-iteration", "2")
+    done = run_cli("train", str(paths.run_dir), "--steps-per-iteration", "2", "--recalibration-batches", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout[done.stdout.index("{"):])
     assert result["start_step"] == killed_at and result["final_step"] == 12
@@ -74,7 +74,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):
 
 def test_mirrored_strategy_on_two_logical_cpus(sample_data, tmp_path):
     paths = tiny_configure(sample_data, tmp_path / "run", steps=2)
-    done = run_cli("train", str(paths.run_dir), "--strategy", "mirrored", "--steps-per-iteration", "2")
+    done = run_cli("train", str(paths.run_dir), "--strategy", "mirrored", "--steps-per-iteration", "2",
+                   "--recalibration-batches", "2")  # recalibration runs under the strategy too
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout[done.stdout.index("{"):])["final_step"] == 2
 
@@ -99,7 +100,7 @@ def test_fine_tune_from_zoo_archive_restores_backbone_not_class_head(tiny_run, t
     assert len(two_class.classes) == 2
     paths = tiny_configure(tmp_path / "data2", tmp_path / "run", steps=1, checkpoint=checkpoint,
                            learning_rate=1e-9)
-    train(paths.run_dir, steps_per_iteration=1, progress=False)
+    train(paths.run_dir, steps_per_iteration=1, recalibration_batches=0, progress=False)
     before = dict(tf.train.list_variables(source_result.checkpoint))
     reader_a = tf.train.load_checkpoint(source_result.checkpoint)
     reader_b = tf.train.load_checkpoint(str(paths.checkpoints / "ckpt-0"))  # saved before any step
