@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     tr.add_argument("--recalibration-batches", type=int, default=50,
                     help="training batches over which BatchNorm statistics are recomputed after the last step "
                          "(default 50; 0 keeps the moving averages)")
+    tr.add_argument("--seed", type=int, default=0,
+                    help="seeds the initial weights, shuffling and augmentation (default 0; -1: unseeded)")
     tr.set_defaults(func=_train)
 
     ev = subparsers.add_parser("evaluate", help="COCO metrics, per-class AP@0.5, PR curves, confusion matrix")
@@ -107,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
 
     result = train(args.run_dir, num_steps=args.steps, strategy=args.strategy,
                    steps_per_iteration=args.steps_per_iteration, checkpoint_every=args.checkpoint_every,
-                   recalibration_batches=args.recalibration_batches)
+                   recalibration_batches=args.recalibration_batches, seed=None if args.seed < 0 else args.seed)
     print(json.dumps(result.__dict__, indent=2))
     return 0
 

@@ -141,14 +141,17 @@ def recalibrate_batchnorm(model, batches, num_batches: int, *, progress: bool = 
 
 def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: str = "default",
           steps_per_iteration: int = 10, checkpoint_every: int | None = None, max_to_keep: int = 5,
-          recalibration_batches: int = 50, progress: bool = True) -> TrainResult:
+          recalibration_batches: int = 50, seed: int | None = 0, progress: bool = True) -> TrainResult:
     """Train the run in `run_dir` (made by :func:`maskdetect.train.pipeline.configure`) up to `num_steps`.
 
     Starts from the newest checkpoint in ``run_dir/checkpoints`` if there is one (resume), else from the
     config's ``fine_tune_checkpoint`` (if any), else from scratch. When the steps are done, the BatchNorm
     statistics are recomputed over `recalibration_batches` training batches (:func:`recalibrate_batchnorm`;
-    0 keeps the moving averages) before the final checkpoint is written. Raises :class:`TrainingError` on a
-    non-finite loss, leaving the last good checkpoint as the newest.
+    0 keeps the moving averages) before the final checkpoint is written. `seed` seeds Python, NumPy and
+    TensorFlow before the model is built (initial weights, shuffling, augmentation; None: unseeded): two runs
+    with the same seed start alike, yet are not bit-identical (the input pipeline's parallel map and the CPU's
+    float reductions run in varying order). Raises :class:`TrainingError` on a non-finite loss, leaving the
+    last good checkpoint as the newest.
     """
     import numpy as np
     import tensorflow as tf
@@ -166,6 +169,8 @@ def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: 
     if checkpoint_every % steps_per_iteration:
         checkpoint_every += steps_per_iteration - checkpoint_every % steps_per_iteration
 
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
     started = time.monotonic()
     with distribution.scope():
