@@ -117,15 +117,10 @@ def _predict(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
-    try:
-        summary = predict_source(predictor, source, args.out, json_path=args.json, monitor=monitor,
-                                 max_frames=args.max_frames, duration_s=args.duration, display=args.display,
-                                 record_fps=args.record_fps, keep_audio=args.keep_audio, crf=args.crf,
-                                 preset=args.preset)
-    except BaseException:
-        if monitor is not None:  # the loop aborted every sink; the monitor's events log goes too
-            monitor.discard()
-        raise
+    summary = predict_source(predictor, source, args.out, json_path=args.json, monitor=monitor,
+                             max_frames=args.max_frames, duration_s=args.duration, display=args.display,
+                             record_fps=args.record_fps, keep_audio=args.keep_audio, crf=args.crf,
+                             preset=args.preset)
     written = [str(p) for p in (summary.out_path, summary.json_path) if p is not None]
     print(f"{redact(str(args.source))}: {summary.frames} {'image(s)' if source.fps is None else 'frames'}, "
           f"{summary.detections} detection(s), {summary.fps:.1f}/s" + (f" -> {', '.join(written)}" if written else ""))

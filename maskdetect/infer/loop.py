@@ -3,8 +3,8 @@
 Per frame, :func:`run_loop` does: ``predictor.predict`` -> ``observer.update`` (tracking, counting, alerts) ->
 ``observer.banner`` -> JSON records -> ``annotate`` (only if a sink shows or writes images) -> every sink's
 ``write``. At the end it closes the sinks (the video is finalised, the JSON written) and the observer (its
-summary beside the first output). On an error, or on Ctrl-C in a file source, every sink is aborted and nothing
-is left behind; Ctrl-C in a live source ends it cleanly (the recording is kept).
+summary beside the first output). On an error, or on Ctrl-C in a file source, every sink and the observer are
+aborted and nothing is left behind; Ctrl-C in a live source ends it cleanly (the recording is kept).
 
 :func:`predict_source` is what ``maskdetect predict``, the notebooks and the Colab camera run:
 ``run_loop(predictor, open_source(...), open_sinks(...))``.
@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -48,8 +47,12 @@ class FrameObserver(Protocol):
     def banner(self, frame_index: int) -> str | None:
         """Text to draw on that frame (an active alert), or None."""
 
-    def close(self, out_path: str | Path) -> Any:
-        """Finish after the last frame; write what it writes beside `out_path`; return its summary."""
+    def close(self, out_path: str | Path, *, source_frames: dict[str, Any] | None = None) -> Any:
+        """Finish after the last frame; write what it writes beside `out_path`; return its summary.
+        `source_frames`: video files, frames read vs declared (None for other sources)."""
+
+    def abort(self) -> None:
+        """The run failed: delete whatever it already wrote (the loop aborts the sinks alike)."""
 
 
 @dataclass
@@ -171,13 +174,12 @@ def run_loop(predictor: "Predictor", source: Source, sinks: Sequence[Sink] = (),
         checked = getattr(source, "input_check", None)
         summary.input = checked.to_dict() if checked is not None else None
         if observer is not None:
-            if summary.input is not None and "source_frames" in inspect.signature(observer.close).parameters:
-                summary.monitor = observer.close(paths[0], source_frames=summary.input)
-            else:
-                summary.monitor = observer.close(paths[0])
+            summary.monitor = observer.close(paths[0], source_frames=summary.input)
     except BaseException:
         for sink in sinks:
             sink.abort()
+        if observer is not None:
+            observer.abort()
         raise
     finally:
         source.close()

@@ -181,7 +181,7 @@ class Monitor:
         self.hooks.submit(event)
 
     # -- end of video -----------------------------------------------------------------------------------------
-    def discard(self) -> None:
+    def abort(self) -> None:
         """Close and delete the events log this monitor created (the run failed: nothing of it is kept)."""
         if self._events_file is not None:
             self._events_file.close()
