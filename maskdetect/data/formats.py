@@ -127,6 +127,15 @@ def _read_voc_file(xml: Path, root: Path) -> Item | Skip:
     return item
 
 
+def _label_lines(txt: Path) -> list[tuple[str, list[str]]] | Skip:
+    """``("line N", fields)`` for each non-empty line of a text label file (KITTI, YOLO), or a Skip."""
+    try:
+        text = txt.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        return Skip(str(txt), f"cannot read the label file ({exc})", "Fix or delete the file.")
+    return [(f"line {n}", line.split()) for n, line in enumerate(text.splitlines(), 1) if line.split()]
+
+
 # --------------------------------------------------------------------------- KITTI
 def read_kitti(source: Path) -> Iterator[Item | Skip]:
     label_dirs = [source] if source.name == "label_2" else sorted(p for p in source.rglob("label_2") if p.is_dir())
@@ -139,17 +148,12 @@ def read_kitti(source: Path) -> Iterator[Item | Skip]:
             yield Skip(str(txt), f"no image {txt.stem}.* in {txt.parent.parent / 'image_2'}",
                        "Put the image in image_2/ with the same file stem.")
             continue
-        try:
-            lines = txt.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeError) as exc:
-            yield Skip(str(txt), f"cannot read the label file ({exc})", "Fix or delete the file.")
+        lines = _label_lines(txt)
+        if isinstance(lines, Skip):
+            yield lines
             continue
         item = Item(key=str(txt), filename=image.name, image=image, split=split_from_name(txt.parent.parent))
-        for n, line in enumerate(lines, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            desc = f"line {n}"
+        for desc, fields in lines:
             if fields[0] == "DontCare":
                 continue
             if len(fields) not in (15, 16):
@@ -256,17 +260,12 @@ def read_yolo(source: Path) -> Iterator[Item | Skip]:
         if not txt.is_file():
             yield Skip(str(image), f"no label file {txt}", "Add labels/<stem>.txt (one 'cls cx cy w h' per face).")
             continue
-        try:
-            lines = txt.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeError) as exc:
-            yield Skip(str(txt), f"cannot read the label file ({exc})", "Fix or delete the file.")
+        lines = _label_lines(txt)
+        if isinstance(lines, Skip):
+            yield lines
             continue
         item = Item(key=str(txt), filename=image.name, image=image, split=split_from_name(image_dir.parent))
-        for n, line in enumerate(lines, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            desc = f"line {n}"
+        for desc, fields in lines:
             if len(fields) != 5:
                 item.dropped.append((desc, f"{len(fields)} fields, expected 'cls cx cy w h'"))
                 continue
