@@ -58,11 +58,7 @@ KERAS_SWITCH = ("TF_USE_LEGACY_KERAS", "1")
 _MODULE_OF = {"tf-keras": "tf_keras", "protobuf": "google.protobuf", "pyyaml": "yaml", "pillow": "PIL",
               "opencv-python-headless": "cv2", "opencv-python": "cv2", "gin-config": "gin",
               "tf-models-research-object-detection": "object_detection", "tf-models-official": "official"}
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-# The rules of maskdetect.redact, copied: this file runs before the package is installed (tests/test_redact.py
-# checks the two agree).
-_SECRET_QUERY = re.compile(r"(?i)\b(x-amz-security-token|x-amz-credential|x-amz-signature|access_token|signature|"
-                           r"password|api_key|apikey|passwd|secret|token|auth|pass|key|pwd|sig)=([^&\s'\"#]+)")
+
 
 
 def in_colab() -> bool:
@@ -112,10 +108,20 @@ def set_repo(repo_url: str, root: str | Path = Path(__file__).resolve().parents[
     return changed
 
 
-def redact(text: str) -> str:
-    """Hide credentials in URLs (``https://user:token@``, ``?key=...``) before anything is printed."""
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", str(text))
-    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)
+def _load_redact():
+    """:func:`maskdetect.redact.redact`, the one set of rules. This file also runs by path before the package is
+    installed (and importing the package would install its compatibility layer into the kernel): redact.py
+    uses only the standard library, so it is then loaded from beside this file."""
+    if __package__ == "maskdetect":
+        from maskdetect.redact import redact as package_redact
+
+        return package_redact
+    import runpy
+
+    return runpy.run_path(str(Path(__file__).with_name("redact.py")))["redact"]
+
+
+redact = _load_redact()
 
 
 # --- install -------------------------------------------------------------------------------------------------

@@ -174,11 +174,19 @@ def _redacting_factory(*args, **kwargs) -> logging.LogRecord:
 def install_log_filter() -> None:
     """Redact every log record when it is created: logger filters would miss child loggers created later,
     handler filters the handlers added later. Called on import; call it again after importing a library that
-    may set a record factory of its own."""
+    may set a record factory of its own. maskdetect/colab.py loads this file by path before the package is
+    installed: such a copy never replaces an installed filter, and the package's module replaces the copy's
+    (the package's knows the registered secrets), so filters never chain to each other."""
     global _previous_factory
-    if logging.getLogRecordFactory() is not _redacting_factory:
-        _previous_factory = logging.getLogRecordFactory()
-        logging.setLogRecordFactory(_redacting_factory)
+    current = logging.getLogRecordFactory()
+    if current is _redacting_factory:
+        return
+    wrapped = getattr(current, "wraps_factory", None)  # set on the factory of a copy of this module
+    if wrapped is not None and __name__ != "maskdetect.redact":
+        return
+    _previous_factory = wrapped if wrapped is not None else current
+    _redacting_factory.wraps_factory = _previous_factory  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(_redacting_factory)
 
 
 install_log_filter()
