@@ -60,6 +60,7 @@ class TinyExport:
     saved_model: Path
     tflite: Path | None
     label_map: Path
+    quantized: dict[str, Path]  # "fp16", "int8" -> model-fp16.tflite, model-int8.tflite
 
 
 @pytest.fixture(scope="session")
@@ -92,14 +93,15 @@ def tiny_run(sample_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run) -> TinyExport:
-    """The tiny run exported as a SavedModel and as TFLite (``.tflite`` with ``tflite_input.json``)."""
-    from maskdetect.train.export import export_saved_model, export_tflite
+    """The tiny run exported as a SavedModel and as TFLite (``.tflite`` with ``tflite_input.json``) in float32,
+    float16 and int8 (calibrated on 8 training images)."""
+    from maskdetect.train.export import export_saved_model, export_tflite_precisions
 
     paths, _ = tiny_run
     saved_model = export_saved_model(paths.run_dir)
-    tflite = export_tflite(paths.run_dir)
-    return TinyExport(run_dir=paths.run_dir, saved_model=saved_model, tflite=tflite,
-                      label_map=paths.exports / "label_map.pbtxt")
+    tflites = export_tflite_precisions(paths.run_dir, ("none", "fp16", "int8"), calibration_count=8)
+    return TinyExport(run_dir=paths.run_dir, saved_model=saved_model, tflite=tflites.pop("none"),
+                      label_map=paths.exports / "label_map.pbtxt", quantized=tflites)
 
 
 @pytest.fixture(scope="session")

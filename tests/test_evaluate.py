@@ -66,3 +66,20 @@ def test_evaluate_checkpoint_and_export_agree(tiny_export):
         assert json.loads(open(metrics["path"]).read())["split"] == "val"
         counts = np.array(metrics["confusion_matrix"]["counts"])
         assert counts[:3].sum() == sum(metrics["num_groundtruth"].values())
+
+
+def test_evaluate_scores_a_quantized_export_on_the_same_split(tiny_export):
+    """`evaluate --export PATH`: an int8 TFLite scored like the checkpoint, its own metrics file and plots, and
+    the measured figures (with the change from the checkpoint's) written on its card."""
+    from maskdetect.train.evaluate import evaluate
+
+    checkpoint = evaluate(tiny_export.run_dir, progress=False)
+    int8 = evaluate(tiny_export.run_dir, export=tiny_export.quantized["int8"], progress=False)
+    assert int8["evaluated"] == "tflite" and int8["num_images"] == checkpoint["num_images"]
+    assert int8["path"].endswith("metrics-val-export-model-int8.json")
+    assert open(int8["plots"]["pr_curves"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    card = json.loads(tiny_export.quantized["int8"].with_name("model-int8.card.json").read_text())
+    measured = card["measured"]["val"]
+    assert measured["AP@0.5"] == int8["AP@0.5"]
+    if checkpoint["mAP@0.5"] is not None and int8["mAP@0.5"] is not None:
+        assert measured["mAP@0.5_change_from_checkpoint"] == round(int8["mAP@0.5"] - checkpoint["mAP@0.5"], 4)

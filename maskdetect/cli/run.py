@@ -52,14 +52,23 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("evaluate", help="COCO metrics, per-class AP@0.5, PR curves, confusion matrix")
     ev.add_argument("run_dir")
     ev.add_argument("--split", default="val", help="default val")
-    ev.add_argument("--export", action="store_true", help="evaluate the exported SavedModel instead")
+    ev.add_argument("--export", nargs="?", const=True, default=False, metavar="PATH",
+                    help="evaluate an export instead: alone, the run's SavedModel; or a path (SavedModel, .tflite "
+                         "of any precision), scored on the same split the same way")
     ev.add_argument("--watch", action="store_true",
                     help="evaluate each new checkpoint while training runs beside, until the last step")
     ev.set_defaults(func=_evaluate)
 
     ex = subparsers.add_parser("export", help="export a SavedModel (default) or a TFLite model")
     ex.add_argument("run_dir")
-    ex.add_argument("--format", default="saved_model", choices=("saved_model", "tflite"))
+    ex.add_argument("--format", choices=("saved_model", "tflite"),
+                    help="default saved_model, or tflite when --quantize is given")
+    ex.add_argument("--quantize", default="none", choices=("none", "fp16", "int8"),
+                    help="TFLite precision: none (float32, model.tflite), fp16 (model-fp16.tflite) or int8 "
+                         "(model-int8.tflite, calibrated on training images)")
+    ex.add_argument("--calibration-images", type=int, default=100, metavar="N",
+                    help="int8: training images drawn for calibration (default 100)")
+    ex.add_argument("--calibration-seed", type=int, default=0, help="int8: seed of that draw (default 0)")
     ex.set_defaults(func=_export)
 
     zo = subparsers.add_parser("zoo", help="download a COCO checkpoint from the TF2 model zoo (cached)")
@@ -131,7 +140,11 @@ def _export(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from maskdetect.train.export import export
 
-    print(export(args.run_dir, args.format))
+    fmt = args.format or ("tflite" if args.quantize != "none" else "saved_model")
+    if args.calibration_images < 1:
+        raise ConfigError(f"--calibration-images {args.calibration_images}: must be at least 1")
+    print(export(args.run_dir, fmt, quantize=args.quantize, calibration_count=args.calibration_images,
+                 calibration_seed=args.calibration_seed))
     return 0
 
 

@@ -40,6 +40,33 @@ DEFAULT_NMS_IOU = 0.5
 Threshold = float | Mapping[int | str, float]
 
 
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def bundled_model() -> Path:
+    """The model shipped with the package (``maskdetect/models/default``: a TFLite model, its label map,
+    ``tflite_input.json`` and model card), used when no model is given."""
+    tflites = sorted(BUNDLED_MODEL.glob("*.tflite"))
+    if len(tflites) != 1:
+        raise ConfigError(f"{BUNDLED_MODEL}: no bundled model in this install; pass an export (--model)")
+    return tflites[0]
+
+
+def describe_bundled_model() -> str:
+    """One line on the bundled model from its card: architecture, input, precision, validation figures."""
+    import json
+
+    path = bundled_model()
+    card_path = path.with_name(path.stem + ".card.json")
+    if not card_path.is_file():
+        return str(path)
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    val = card.get("measured", {}).get("val", {})
+    figures = f", val mAP@0.5 {val['mAP@0.5']:.2f}" if val.get("mAP@0.5") is not None else ""
+    return (f"{path} ({card.get('feature_extractor', '?')}, {card.get('input_size', '?')} px, "
+            f"{card.get('precision', '?')}{figures}; card: {card_path.name})")
+
+
 def resolve_export(model_path: str | os.PathLike) -> tuple[str, Path]:
     """``("saved_model" | "tflite", path)`` for an export path: a SavedModel dir, an OD API export dir that
     holds ``saved_model/``, a ``.tflite`` file, a dir holding exactly one ``.tflite`` file, or a run directory
@@ -64,6 +91,24 @@ def resolve_export(model_path: str | os.PathLike) -> tuple[str, Path]:
                       "saved_model.pb, e.g. workspace/runs/NAME/export/saved_model) or a .tflite file.")
 
 
+def tflite_input(image: np.ndarray, size: int, scale: np.ndarray, offset: np.ndarray,
+                 letterbox: bool) -> tuple[np.ndarray, tuple[float, float]]:
+    """The ``[1, size, size, 3]`` float32 input of an exported TFLite model for an RGB image (see
+    ``tflite_input.json``), and the ``(width, height)`` in source pixels that its relative boxes refer to."""
+    import cv2
+
+    height, width = image.shape[:2]
+    if letterbox:  # longer side to `size`, pad bottom/right with 0 after normalising
+        ratio = size / max(width, height)
+        new_wh = (max(1, min(size, round(width * ratio))), max(1, min(size, round(height * ratio))))
+        resized = cv2.resize(image, new_wh, interpolation=cv2.INTER_LINEAR)
+        blob = np.zeros((1, size, size, 3), np.float32)
+        blob[0, :new_wh[1], :new_wh[0]] = resized.astype(np.float32) * scale + offset
+        return blob, (size / ratio, size / ratio)  # the padded square, in source pixels
+    resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    return (resized.astype(np.float32) * scale + offset)[None], (width, height)
+
+
 @dataclass
 class Speed:
     """Milliseconds per image of the last call, by stage."""
@@ -78,7 +123,8 @@ class Predictor:
 
     Args:
         model_path: exported SavedModel directory, its parent export directory, a ``.tflite`` file, or a run
-            (directory) whose ``export/`` holds one.
+            (directory) whose ``export/`` holds one; None: the model bundled with the package
+            (:func:`bundled_model`).
         class_names: names by 0-based class id; by default read from the label map found beside the export
             (:func:`maskdetect.labelmap.find_label_map`), else ``maskdetect.CLASSES``.
         threshold: minimum score; one number, or ``{class name or id: score}`` (classes left out use
@@ -102,10 +148,13 @@ class Predictor:
         >>> for detections in p.predict_stream(frames): ...                            # doctest: +SKIP
     """
 
-    def __init__(self, model_path: str | os.PathLike, *, class_names: Sequence[str] | None = None,
+    def __init__(self, model_path: str | os.PathLike | None = None, *, class_names: Sequence[str] | None = None,
                  threshold: Threshold = DEFAULT_THRESHOLD,
                  class_thresholds: Mapping[int | str, float] | None = None, cross_class_nms: bool = True,
                  nms_iou: float = DEFAULT_NMS_IOU, num_threads: int = 2, warmup: bool = True) -> None:
+        if model_path is None:
+            model_path = bundled_model()
+            logger.info("model: the bundled default, %s", describe_bundled_model())
         self.backend, self.model_path = resolve_export(model_path)
         if class_names is None:
             label_map = find_label_map(self.model_path)
@@ -242,20 +291,7 @@ class Predictor:
             t2 = time.perf_counter()
             detections = Detections.from_saved_model(outputs, (width, height))
         else:
-            import cv2
-
-            size = self.input_size
-            if self.letterbox:  # longer side to `size`, pad bottom/right with 0 after normalising
-                ratio = size / max(width, height)
-                new_wh = (max(1, min(size, round(width * ratio))), max(1, min(size, round(height * ratio))))
-                resized = cv2.resize(image, new_wh, interpolation=cv2.INTER_LINEAR)
-                blob = np.zeros((1, size, size, 3), np.float32)
-                blob[0, :new_wh[1], :new_wh[0]] = resized.astype(np.float32) * self._scale + self._offset
-                box_frame_wh = (size / ratio, size / ratio)  # the padded square, in source pixels
-            else:
-                resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-                blob = (resized.astype(np.float32) * self._scale + self._offset)[None]
-                box_frame_wh = (width, height)
+            blob, box_frame_wh = tflite_input(image, self.input_size, self._scale, self._offset, self.letterbox)
             t1 = time.perf_counter()
             with self._lock:  # one interpreter, one call at a time
                 self._interpreter.set_tensor(self._input["index"], blob)

@@ -90,14 +90,12 @@ def checkpoint_detector(run: Run, checkpoint: str | None = None) -> tuple[Callab
     return run_one, checkpoint
 
 
-def saved_model_detector(saved_model_dir: str | Path) -> Callable[[np.ndarray], Detections]:
-    """The exported model as the predictor loads it, with nothing filtered (no threshold, no cross-class NMS)."""
+def export_detector(path: str | Path) -> Callable[[np.ndarray], Detections]:
+    """An exported model (SavedModel or TFLite of any precision) as the predictor loads it, with nothing
+    filtered (no threshold, no cross-class NMS)."""
     from maskdetect.infer.predictor import Predictor
 
-    saved_model_dir = Path(saved_model_dir)
-    if not (saved_model_dir / "saved_model.pb").exists():
-        raise ConfigError(f"{saved_model_dir}: no saved_model.pb; run `maskdetect export RUN_DIR` first")
-    return Predictor(saved_model_dir, threshold=0.0, cross_class_nms=False, warmup=False).predict_raw
+    return Predictor(path, threshold=0.0, cross_class_nms=False, warmup=False).predict_raw
 
 
 def collect(detector: Callable[[np.ndarray], Detections], files: list[str], progress: bool = True
@@ -231,30 +229,37 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> Pa
     return path
 
 
-def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool = False, checkpoint: str | None = None,
-             progress: bool = True) -> dict:
-    """Evaluate the run's newest checkpoint (or, with `export`, its exported SavedModel) on `split`.
+def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | str | Path = False,
+             checkpoint: str | None = None, progress: bool = True) -> dict:
+    """Evaluate the run's newest checkpoint on `split` or, with `export`, an export of it: True for its
+    SavedModel, or a path (a SavedModel, a ``.tflite`` of any precision), scored alike.
 
-    Writes ``metrics-<split>[-export].json`` in the run directory and ``plots/<split>[-export]/`` with
-    ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics.
+    Writes ``metrics-<split>[-export[-<tflite stem>]].json`` in the run directory and the same-named
+    ``plots/<tag>/`` with ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics. A TFLite
+    export's ``<stem>.card.json`` gets the measured figures (and the change from the checkpoint's, if that was
+    evaluated on the split).
     """
+    from maskdetect.infer.predictor import resolve_export
+
     run = Run.open(run_dir)
     class_names = run.class_names
     files = _split_files(run, split)
     started = time.monotonic()
-    if export:
-        source = run.saved_model
-        detector = saved_model_detector(source)
-        source = str(source)
+    tag, evaluated = split, "checkpoint"
+    if export is not False:
+        if export is True and not (run.saved_model / "saved_model.pb").exists():
+            raise ConfigError(f"{run.saved_model}: no saved_model.pb; run `maskdetect export {run.run_dir}` first")
+        evaluated, path = resolve_export(run.saved_model if export is True else export)
+        detector, source = export_detector(path), str(path)
+        tag = f"{split}-export" + (f"-{path.stem}" if evaluated == "tflite" else "")
     else:
         detector, source = checkpoint_detector(run, checkpoint)
     results = collect(detector, files, progress)
     metrics, curves = compute_metrics(results, class_names)
     matrix = confusion_matrix(results, len(class_names))
-    tag = f"{split}-export" if export else split
     plots = run.plots / tag
     metrics.update({
-        "split": split, "evaluated": "saved_model" if export else "checkpoint", "source": source,
+        "split": split, "evaluated": evaluated, "source": source,
         "confusion_matrix": {"rows_true": class_names + ["background"], "cols_predicted": class_names + ["missed"],
                              "counts": matrix.tolist()},
         "plots": {"pr_curves": str(plot_pr_curves(curves, metrics, plots / "pr_curves.png")),
@@ -263,8 +268,27 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool = Fa
     })
     path = atomic_write_json(run.metrics_path(tag), metrics)
     metrics["path"] = str(path)
+    if evaluated == "tflite":
+        _record_on_card(run, Path(source), split, metrics)
     logger.info("mAP@0.5 %s, AP@0.5 %s (%s)", metrics["mAP@0.5"], metrics["AP@0.5"], path)
     return metrics
+
+
+def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict) -> None:
+    """Add the measured figures of a TFLite export to its ``<stem>.card.json`` (and their change from the
+    checkpoint's on the same split, when ``metrics-<split>.json`` exists)."""
+    card_path = tflite.with_name(tflite.stem + ".card.json")
+    if not card_path.is_file():
+        return
+    import json
+
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    measured = {"mAP@0.5": metrics["mAP@0.5"], "AP@0.5": metrics["AP@0.5"], "num_images": metrics["num_images"]}
+    reference = run.metrics().get(f"metrics-{split}")
+    if reference and reference.get("mAP@0.5") is not None and metrics["mAP@0.5"] is not None:
+        measured["mAP@0.5_change_from_checkpoint"] = round(metrics["mAP@0.5"] - reference["mAP@0.5"], 4)
+    card.setdefault("measured", {})[split] = measured
+    atomic_write_json(card_path, card)
 
 
 def watch(run_dir: Run | str | Path, *, split: str = "val", timeout_s: float = 3600.0) -> Iterator[dict]:

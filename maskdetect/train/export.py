@@ -2,8 +2,9 @@
 model through the OD API's TFLite graph export and the TFLite converter.
 
 Layout: ``RUN_DIR/export/saved_model/``, ``RUN_DIR/export/label_map.pbtxt``, ``RUN_DIR/export/model_card.json``,
-``RUN_DIR/export/pipeline.config``, ``RUN_DIR/export/checkpoint/``; TFLite: ``RUN_DIR/export/model.tflite`` and
-``RUN_DIR/export/tflite_input.json`` (how to feed it).
+``RUN_DIR/export/pipeline.config``, ``RUN_DIR/export/checkpoint/``; TFLite: ``RUN_DIR/export/model.tflite``
+(``model-fp16.tflite``, ``model-int8.tflite`` when quantized), each with its ``<stem>.card.json``, and
+``RUN_DIR/export/tflite_input.json`` (how to feed them: the same for every precision).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json
@@ -24,6 +28,8 @@ from maskdetect.train.run import Run
 logger = logging.getLogger(__name__)
 
 FORMATS = ("saved_model", "tflite")
+QUANTIZATIONS = ("none", "fp16", "int8")
+PRECISION = {"none": "float32", "fp16": "float16 weights", "int8": "int8 (full-integer kernels, float input/output)"}
 
 
 def _versions() -> dict:
@@ -36,7 +42,8 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def write_model_card(run: Run, destination: Path, *, fmt: str, seconds: float) -> Path:
+def write_model_card(run: Run, destination: Path, *, fmt: str, seconds: float,
+                     extra: dict | None = None) -> Path:
     """``model_card.json``: classes, input size, training data manifest, metrics, versions."""
     pipeline = run.pipeline
     data = run.data_info()
@@ -54,6 +61,7 @@ def write_model_card(run: Run, destination: Path, *, fmt: str, seconds: float) -
                     for name, m in run.metrics().items()},
         "versions": _versions(),
         "export_seconds": round(seconds, 1),
+        **(extra or {}),
     }
     return atomic_write_json(destination, card)
 
@@ -104,48 +112,118 @@ def tflite_pipeline(pipeline):
     return pipeline, letterbox
 
 
-def export_tflite(run_dir: Run | str | Path, *, max_detections: int = 100) -> Path:
-    """Export ``RUN_DIR/export/model.tflite`` (float32) and ``tflite_input.json``; return the model path."""
-    import numpy as np
+def calibration_images(run: Run, count: int, *, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """`count` RGB images drawn (seeded) from the run's training records, and their names: the representative
+    data set of an INT8 export."""
+    import glob
+
+    import cv2
+
+    from maskdetect.data.tfrecord import iter_records, parse_example
+
+    patterns = run.pipeline.train_input_reader.tf_record_input_reader.input_path
+    files = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    if not files:
+        raise ConfigError(f"{run.pipeline_config}: no training records at {list(patterns)} to calibrate INT8 "
+                          "with; convert the data again or export with --quantize none/fp16")
+    encoded = [(example["filename"] or example["source_id"] or f"{path.name}#{i}", example["encoded"])
+               for path in files for i, example in enumerate(map(parse_example, iter_records(path)))]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(encoded), size=min(count, len(encoded)), replace=False))
+    images = [cv2.cvtColor(cv2.imdecode(np.frombuffer(encoded[i][1], np.uint8), cv2.IMREAD_COLOR),
+                           cv2.COLOR_BGR2RGB) for i in chosen]
+    return images, [encoded[i][0] for i in chosen]
+
+
+def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibration_count: int = 100,
+                  calibration_seed: int = 0, max_detections: int = 100) -> Path:
+    """Export the newest checkpoint as TFLite beside ``tflite_input.json``; return the model path.
+
+    Args:
+        quantize: ``none`` (float32, ``model.tflite``), ``fp16`` (float16 weights, ``model-fp16.tflite``) or
+            ``int8`` (full-integer kernels calibrated on `calibration_count` training images drawn with
+            `calibration_seed`, ``model-int8.tflite``; input and outputs stay float32 and the detection
+            post-processing op float, so every precision is fed and read alike).
+    """
+    return export_tflite_precisions(run_dir, (quantize,), calibration_count=calibration_count,
+                                    calibration_seed=calibration_seed, max_detections=max_detections)[quantize]
+
+
+def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str] = QUANTIZATIONS, *,
+                             calibration_count: int = 100, calibration_seed: int = 0,
+                             max_detections: int = 100) -> dict[str, Path]:
+    """:func:`export_tflite` for several precisions at once (the TFLite graph is traced once); returns
+    ``{precision: path}``."""
     import tensorflow as tf
     from object_detection import export_tflite_graph_lib_tf2
     from object_detection.builders import model_builder
 
+    from maskdetect.infer.predictor import tflite_input
+
+    unknown = [q for q in precisions if q not in QUANTIZATIONS]
+    if unknown or not precisions:
+        raise ConfigError(f"quantize={unknown or list(precisions)}: choose from {', '.join(QUANTIZATIONS)}")
     run = Run.open(run_dir)
     run.require_checkpoint()
-    checkpoints = run.checkpoints
     pipeline, letterbox = tflite_pipeline(run.pipeline)
     size = image_size_of(pipeline)
     started = time.monotonic()
-    run.exports.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".tflite.", dir=run.exports) as staging:
-        export_tflite_graph_lib_tf2.export_tflite_model(pipeline, str(checkpoints), staging, max_detections,
-                                                        use_regular_nms=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
-        converter.optimizations = []
-        model_bytes = converter.convert()
-    with atomic_path(run.tflite) as tmp:
-        tmp.write_bytes(model_bytes)
     # The TFLite graph starts after the model's preprocess: record the per-channel affine normalisation.
     model = model_builder.build(model_config=pipeline.model, is_training=False)
     probe = tf.constant(np.stack([np.zeros((1, 1, 3)), np.full((1, 1, 3), 255.0)]), tf.float32)
     normalised = model.feature_extractor.preprocess(probe).numpy().reshape(2, 3)
-    scale = (normalised[1] - normalised[0]) / 255.0
-    info = {"input_size": size, "letterbox": letterbox, "scale": scale.tolist(), "offset": normalised[0].tolist(),
+    scale, offset = (normalised[1] - normalised[0]) / 255.0, normalised[0]
+    info = {"input_size": size, "letterbox": letterbox, "scale": scale.tolist(), "offset": offset.tolist(),
             "layout": "RGB float32 [1,S,S,3] = pixel * scale + offset; letterbox: resize the longer side to S "
                       "keeping the aspect, pad bottom/right with 0 (after normalising); boxes are then relative "
                       "to the padded square; classes are 0-based"}
+    run.exports.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run.exports / "tflite_input.json", info)
     with atomic_path(run.exports / "label_map.pbtxt") as tmp:
         shutil.copyfile(run.label_map, tmp)
-    logger.info("exported TFLite model to %s (%.1f MB) in %.0f s", run.tflite, len(model_bytes) / 1e6,
-                time.monotonic() - started)
-    return run.tflite
+    paths = {}
+    with tempfile.TemporaryDirectory(prefix=".tflite.", dir=run.exports) as staging:
+        export_tflite_graph_lib_tf2.export_tflite_model(pipeline, str(run.checkpoints), staging, max_detections,
+                                                        use_regular_nms=False)
+        for quantize in dict.fromkeys(precisions):
+            converting = time.monotonic()
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
+            converter.optimizations = []
+            calibration = None
+            if quantize == "fp16":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_types = [tf.float16]
+            elif quantize == "int8":
+                images, names = calibration_images(run, calibration_count, seed=calibration_seed)
+                calibration = {"images": len(images), "seed": calibration_seed, "from": "training records",
+                               "names": names}
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.representative_dataset = lambda: (
+                    [tflite_input(image, size, scale, offset, letterbox)[0]] for image in images)
+                # integer kernels wherever they exist; the post-processing custom op stays float
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                       tf.lite.OpsSet.TFLITE_BUILTINS]
+            model_bytes = converter.convert()
+            destination = run.tflite_path(quantize)
+            with atomic_path(destination) as tmp:
+                tmp.write_bytes(model_bytes)
+            write_model_card(run, destination.with_name(destination.stem + ".card.json"), fmt="tflite",
+                             seconds=time.monotonic() - started,
+                             extra={"precision": PRECISION[quantize], "calibration": calibration,
+                                    "size_mb": round(len(model_bytes) / 1e6, 2)})
+            logger.info("exported TFLite %s model to %s (%.1f MB) in %.0f s", PRECISION[quantize], destination,
+                        len(model_bytes) / 1e6, time.monotonic() - converting)
+            paths[quantize] = destination
+    return paths
 
 
-def export(run_dir: Run | str | Path, fmt: str = "saved_model") -> Path:
+def export(run_dir: Run | str | Path, fmt: str = "saved_model", *, quantize: str = "none",
+           calibration_count: int = 100, calibration_seed: int = 0) -> Path:
     if fmt == "saved_model":
+        if quantize != "none":
+            raise ConfigError("--quantize applies to --format tflite only")
         return export_saved_model(run_dir)
     if fmt == "tflite":
-        return export_tflite(run_dir)
+        return export_tflite(run_dir, quantize=quantize, calibration_count=calibration_count,
+                             calibration_seed=calibration_seed)
     raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

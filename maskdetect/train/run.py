@@ -119,6 +119,10 @@ class Run:
     def tflite(self) -> Path:
         return self.exports / "model.tflite"
 
+    def tflite_path(self, quantize: str = "none") -> Path:
+        """``model.tflite`` (float32), ``model-fp16.tflite`` or ``model-int8.tflite``."""
+        return self.tflite if quantize == "none" else self.exports / f"model-{quantize}.tflite"
+
     def metrics_path(self, tag: str) -> Path:
         """``metrics-<tag>.json`` (tag: the split, ``-export`` appended for the exported model)."""
         return self.run_dir / f"metrics-{tag}.json"

@@ -1,0 +1,107 @@
+"""Latency per 1280x720 frame by backend and precision, beside each export's validation accuracy and size.
+
+For every export of RUN_DIR (``export/saved_model``, ``model.tflite``, ``model-fp16.tflite``,
+``model-int8.tflite``, whichever exist) measures ``Predictor.predict`` — preprocess + model + postprocess — on
+the same 1280x720 frames (the first ``--frames`` of ../shared/videos/one-unmasked-1280x720.mp4), after
+``--warmup`` frames, interleaved frame by frame across the exports so that all of them see the same machine
+load; reports median and p90 ms. Accuracy comes from ``RUN_DIR/metrics-val-export*.json`` (run
+``maskdetect evaluate RUN_DIR --export PATH`` first; missing figures are null). Prints one JSON object, then the
+same table in Markdown.
+
+Usage:
+    python bench/bench_latency.py [RUN_DIR] [--frames 200] [--warmup 10] [--threads 2] [--out bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO.parent / "shared" / "videos" / "one-unmasked-1280x720.mp4"
+
+
+def exports_of(run_dir: Path) -> list[tuple[str, Path, Path]]:
+    """``(label, model path, metrics file)`` for each export present."""
+    export = run_dir / "export"
+    found = []
+    if (export / "saved_model" / "saved_model.pb").is_file():
+        found.append(("SavedModel float32", export / "saved_model", run_dir / "metrics-val-export.json"))
+    for stem, label in (("model", "TFLite float32"), ("model-fp16", "TFLite fp16"), ("model-int8", "TFLite int8")):
+        if (export / f"{stem}.tflite").is_file():
+            found.append((label, export / f"{stem}.tflite", run_dir / f"metrics-val-export-{stem}.json"))
+    return found
+
+
+def frames_720p(count: int) -> list[np.ndarray]:
+    from maskdetect.infer.sources import open_source
+
+    if not CLIP.is_file():
+        sys.exit(f"{CLIP}: the benchmark clip is missing (../shared/videos)")
+    source = open_source(CLIP, max_frames=count)
+    try:
+        frames = [frame.image for frame in source]
+    finally:
+        source.close()
+    assert frames and frames[0].shape[:2] == (720, 1280), frames[0].shape if frames else None
+    return frames
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, nargs="?", default=REPO / "workspace" / "runs" / "demo",
+                        help="default workspace/runs/demo (what `maskdetect demo` makes)")
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="TFLite threads (default: all)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+
+    import maskdetect  # noqa: F401  (the OD API compatibility layer goes first)
+    from maskdetect.infer.predictor import Predictor
+    from maskdetect.logs import configure
+
+    configure()
+    exports = exports_of(args.run_dir)
+    if not exports:
+        sys.exit(f"{args.run_dir}: no export (run `maskdetect export` first)")
+    frames = frames_720p(args.frames + args.warmup)
+    predictors = [Predictor(path, threshold=0.5, num_threads=args.threads) for _, path, _ in exports]
+    times: list[list[float]] = [[] for _ in exports]
+    for index, frame in enumerate(frames):
+        for predictor, spent in zip(predictors, times):
+            started = time.perf_counter()
+            predictor.predict(frame)
+            if index >= args.warmup:
+                spent.append((time.perf_counter() - started) * 1e3)
+    rows = []
+    for (label, path, metrics_path), spent in zip(exports, times):
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+        rows.append({"export": label, "path": str(path), "median_ms": round(float(np.median(spent)), 1),
+                     "p90_ms": round(float(np.percentile(spent, 90)), 1), "frames": len(spent),
+                     "val_mAP@0.5": metrics.get("mAP@0.5"), "val_AP@0.5": metrics.get("AP@0.5"),
+                     "size_mb": round(size / 1e6, 1)})
+    result = {"frame": "1280x720", "threads": args.threads, "cpu_count": os.cpu_count(),
+              "load_at_start": os.getloadavg()[0], "exports": rows}
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    classes = list((rows[0]["val_AP@0.5"] or {}).keys())
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    print("\n| export | median ms | p90 ms | val mAP@0.5 | " + " | ".join(classes) + " | MB |")
+    print("|---|---|---|---|" + "---|" * len(classes) + "---|")
+    for row in rows:
+        per_class = [fmt((row["val_AP@0.5"] or {}).get(c)) for c in classes]
+        print(f"| {row['export']} | {row['median_ms']} | {row['p90_ms']} | {fmt(row['val_mAP@0.5'])} | "
+              + " | ".join(per_class) + f" | {row['size_mb']} |")
+
+
+if __name__ == "__main__":
+    main()
