@@ -38,9 +38,10 @@ def register(subparsers) -> None:
                     "Video files: an H.264 video with the source's exact frame rate and audio. Webcams "
                     "(an index such as 0) and rtsp:// or http:// streams: shown live when possible, recorded to "
                     "--out if given; stop with Ctrl-C (the recording is kept).")
-    p.add_argument("--model", required=True, metavar="EXPORT",
+    p.add_argument("--model", metavar="EXPORT",
                    help="exported SavedModel directory (or its export dir) or a .tflite file; class names come "
-                        "from label_map.pbtxt beside it")
+                        "from label_map.pbtxt beside it (default: the model bundled with maskdetect, see "
+                        "maskdetect/models/default/)")
     p.add_argument("--source", required=True, metavar="SRC",
                    help="image, folder of images, video file, webcam index, or rtsp:// / http:// URL")
     p.add_argument("--out", type=Path, metavar="PATH", help="annotated image(s), video or recording")
@@ -82,6 +83,7 @@ def register(subparsers) -> None:
 
 def _check_outputs(args: argparse.Namespace, source) -> None:
     """All the outputs of this run, checked against the source, the model and each other (maskdetect.guard)."""
+    from maskdetect.infer.predictor import bundled_model
     from maskdetect.infer.sinks import check_outputs
     from maskdetect.monitor.monitor import output_paths
 
@@ -89,7 +91,7 @@ def _check_outputs(args: argparse.Namespace, source) -> None:
     anchor = args.out if args.out is not None else args.json
     if source.fps is not None and anchor is not None:
         extra.update({f"the {name} file": path for name, path in output_paths(anchor).items()})
-    check_outputs(source, args.out, args.json, model=args.model, extra=extra, folders=("--review-dir",))
+    check_outputs(source, args.out, args.json, model=args.model or bundled_model(), extra=extra, folders=("--review-dir",))
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -1,0 +1,58 @@
+"""The model shipped in the package (maskdetect/models/default): present, described by its card, and the one
+`predict` and `Predictor()` use when no model is given. The sample images are part of the Kaggle set it was
+trained on, so this checks that the shipped file works, not how accurate it is (its card's validation figures
+say that)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+import maskdetect
+from conftest import SAMPLE, run_cli
+from maskdetect.infer.predictor import BUNDLED_MODEL, Predictor, bundled_model
+
+
+def test_the_bundled_model_has_its_card_label_map_and_input_spec():
+    path = bundled_model()
+    assert path.parent == BUNDLED_MODEL and path.stat().st_size < 20e6
+    card = json.loads(path.with_name(path.stem + ".card.json").read_text())
+    assert card["classes"] == list(maskdetect.CLASSES) and card["precision"].startswith("int8")
+    measured = card["measured"]["val"]
+    assert measured["num_images"] >= 100 and set(measured["AP@0.5"]) == set(maskdetect.CLASSES)
+    assert {"tflite_input.json", "label_map.pbtxt", "README.md"} <= {p.name for p in BUNDLED_MODEL.iterdir()}
+
+
+def test_predictor_without_a_model_finds_the_faces_of_the_sample():
+    from maskdetect.detections import box_iou
+    from maskdetect.infer.sources import read_image
+
+    predictor = Predictor(threshold=0.5)
+    assert predictor.model_path == bundled_model() and predictor.class_names == list(maskdetect.CLASSES)
+    found = named = total = 0
+    for xml in sorted((SAMPLE / "annotations").glob("*.xml")):
+        root = ET.parse(xml).getroot()
+        faces = [(o.find("name").text, [float(o.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")])
+                 for o in root.iter("object")]
+        detections = predictor.predict(read_image(SAMPLE / "images" / root.find("filename").text))
+        total += len(faces)
+        if not faces or not len(detections):
+            continue
+        iou = box_iou(np.array([box for _, box in faces], np.float32), detections.xyxy)
+        for (name, _), row in zip(faces, iou):
+            if row.max() >= 0.5:
+                found += 1
+                named += predictor.class_names[detections.class_id[row.argmax()]] == name
+    # measured 2026-11-29: 104 of 350 faces found at score 0.5 (many are under 16 px), 97 with the right class;
+    # an untrained model finds none
+    assert found >= 80 and named >= 0.85 * found, (found, named, total)
+
+
+def test_predict_cli_uses_the_bundled_model_and_says_so(tmp_path):
+    image = sorted((SAMPLE / "images").glob("*.jpg"))[0]
+    done = run_cli("predict", "--source", str(image), "--out", str(tmp_path / "a.jpg"), "--json", str(tmp_path / "a.json"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bundled" in done.stderr and "model-int8.tflite" in done.stderr
+    assert (tmp_path / "a.jpg").stat().st_size > 0 and isinstance(json.loads((tmp_path / "a.json").read_text()), list)
