@@ -34,10 +34,9 @@ def run_cli(*args: str, timeout: float = 900, **kwargs):
 TINY_FIXTURES = {"tiny_run", "tiny_export", "saved", "lite"}
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if TINY_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("tiny"))
+def pytest_itemcollected(item):  # marked as collected: xdist reads the marker in its collection_modifyitems
+    if TINY_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.xdist_group("tiny"))
 
 
 @pytest.fixture(autouse=True)
