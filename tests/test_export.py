@@ -81,5 +81,7 @@ def test_export_refuses_an_unknown_precision(tiny_run):
     paths, _ = tiny_run
     with pytest.raises(ConfigError, match="choose from none, fp16, int8"):
         export_tflite(paths.run_dir, quantize="int4")
+    with pytest.raises(ConfigError, match="INT8 needs at least 1"):  # before the graph is traced
+        export_tflite(paths.run_dir, quantize="int8", calibration_count=0)
     with pytest.raises(ConfigError, match="tflite only"):
         export(paths.run_dir, "saved_model", quantize="fp16")

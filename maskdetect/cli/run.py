@@ -141,8 +141,6 @@ def _export(args: argparse.Namespace) -> int:
     from maskdetect.train.export import export
 
     fmt = args.format or ("tflite" if args.quantize != "none" else "saved_model")
-    if args.calibration_images < 1:
-        raise ConfigError(f"--calibration-images {args.calibration_images}: must be at least 1")
     print(export(args.run_dir, fmt, quantize=args.quantize, calibration_count=args.calibration_images,
                  calibration_seed=args.calibration_seed))
     return 0

@@ -52,11 +52,10 @@ def bundled_model() -> Path:
     return tflites[0]
 
 
-def describe_bundled_model() -> str:
-    """One line on the bundled model from its card: architecture, input, precision, validation figures."""
+def describe_bundled_model(path: Path) -> str:
+    """One line on the bundled model `path` from its card: architecture, input, precision, validation figures."""
     import json
 
-    path = bundled_model()
     card_path = path.with_name(path.stem + ".card.json")
     if not card_path.is_file():
         return str(path)
@@ -154,7 +153,7 @@ class Predictor:
                  nms_iou: float = DEFAULT_NMS_IOU, num_threads: int = 2, warmup: bool = True) -> None:
         if model_path is None:
             model_path = bundled_model()
-            logger.info("model: the bundled default, %s", describe_bundled_model())
+            logger.info("model: the bundled default, %s", describe_bundled_model(model_path))
         self.backend, self.model_path = resolve_export(model_path)
         if class_names is None:
             label_map = find_label_map(self.model_path)

@@ -121,6 +121,8 @@ def calibration_images(run: Run, count: int, *, seed: int = 0) -> tuple[list[np.
 
     from maskdetect.data.tfrecord import iter_records, parse_example
 
+    if count < 1:
+        raise ConfigError(f"calibration images: {count}; INT8 needs at least 1 (default 100)")
     patterns = run.pipeline.train_input_reader.tf_record_input_reader.input_path
     files = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
     if not files:
@@ -165,6 +167,10 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
         raise ConfigError(f"quantize={unknown or list(precisions)}: choose from {', '.join(QUANTIZATIONS)}")
     run = Run.open(run_dir)
     run.require_checkpoint()
+    calibration = None
+    if "int8" in precisions:  # drawn before the graph is traced: a bad count or missing records fail fast
+        images, names = calibration_images(run, calibration_count, seed=calibration_seed)
+        calibration = {"images": len(images), "seed": calibration_seed, "from": "training records", "names": names}
     pipeline, letterbox = tflite_pipeline(run.pipeline)
     size = image_size_of(pipeline)
     started = time.monotonic()
@@ -189,14 +195,10 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
             converting = time.monotonic()
             converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
             converter.optimizations = []
-            calibration = None
             if quantize == "fp16":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.target_spec.supported_types = [tf.float16]
             elif quantize == "int8":
-                images, names = calibration_images(run, calibration_count, seed=calibration_seed)
-                calibration = {"images": len(images), "seed": calibration_seed, "from": "training records",
-                               "names": names}
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.representative_dataset = lambda: (
                     [tflite_input(image, size, scale, offset, letterbox)[0]] for image in images)
@@ -209,7 +211,8 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
                 tmp.write_bytes(model_bytes)
             write_model_card(run, destination.with_name(destination.stem + ".card.json"), fmt="tflite",
                              seconds=time.monotonic() - started,
-                             extra={"precision": PRECISION[quantize], "calibration": calibration,
+                             extra={"precision": PRECISION[quantize],
+                                    "calibration": calibration if quantize == "int8" else None,
                                     "size_mb": round(len(model_bytes) / 1e6, 2)})
             logger.info("exported TFLite %s model to %s (%.1f MB) in %.0f s", PRECISION[quantize], destination,
                         len(model_bytes) / 1e6, time.monotonic() - converting)
