@@ -200,9 +200,17 @@ def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: 
         elif train_config.fine_tune_checkpoint:
             logger.info("fine-tuning from %s as %r", train_config.fine_tune_checkpoint,
                         train_config.fine_tune_checkpoint_type)
+            # A "full" checkpoint holds the model's reference to its run's step counter (set by the first
+            # training step's provide_groundtruth); set it now, so that the old count is restored here, where it is
+            # reset below, instead of lazily inside this run's first step.
+            model._training_step = global_step
             model_lib_v2.load_fine_tune_checkpoint(
                 model, train_config.fine_tune_checkpoint, train_config.fine_tune_checkpoint_type,
                 train_config.fine_tune_checkpoint_version, True, dataset, train_config.unpad_groundtruth_tensors)
+            if int(global_step.numpy()):
+                logger.info("the fine-tuning checkpoint was at step %d; this run counts from 0",
+                            int(global_step.numpy()))
+                global_step.assign(0)
         else:
             logger.info("training from scratch (no fine_tune_checkpoint in the pipeline config)")
 
