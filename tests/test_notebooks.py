@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import REPO, TINY_SIZE
+from conftest import LOOP_MODEL, REPO, TINY_SIZE
 
 NOTEBOOKS = REPO / "notebooks"
 NOTEBOOK_01 = NOTEBOOKS / "01-train-on-colab.ipynb"
@@ -183,7 +183,7 @@ def test_01_train_on_colab_runs_headless(tmp_path):
         notebook = execute(NOTEBOOK_01, {
             "REPO_DIR": str(REPO), "WORKSPACE": str(workspace), "DATA_SOURCE": "url",
             "EXPORT_URL": server.url("/ds/masks.zip?key=Secr3tLinkKey"), "INTERACTIVE": False,
-            "DRIVE_MOUNT": str(drive), "NUM_STEPS": 4, "BATCH_SIZE": 2, "CHECKPOINT_EVERY": 4,
+            "DRIVE_MOUNT": str(drive), "MODEL": LOOP_MODEL, "NUM_STEPS": 4, "BATCH_SIZE": 2, "CHECKPOINT_EVERY": 4,
             "IMAGE_SIZE": TINY_SIZE, "FROM_SCRATCH": True, "EXPORT_TFLITE": False, "RUN_NAME": "ci",
         }, cwd=tmp_path, prelude=prelude, save_to=tmp_path / "01-executed.ipynb")
     seconds = time.monotonic() - started

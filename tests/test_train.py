@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, SAMPLE, run_cli, tiny_configure
+from conftest import LOOP_MODEL, REPO, SAMPLE, run_cli, tiny_configure
 from maskdetect.errors import TrainingError
 
 pytestmark = pytest.mark.slow
@@ -34,10 +34,12 @@ def test_tiny_run_trains_and_logs(tiny_run):
 
 def test_resume_after_kill_9(sample_data, tmp_path):
     """Kill -9 mid-run, start again: it continues from the last checkpoint and ends at the same final step."""
-    paths = tiny_configure(sample_data, tmp_path / "run", steps=12)
+    paths = tiny_configure(sample_data, tmp_path / "run", steps=12, model=LOOP_MODEL)
     cmd = [sys.executable, "-m", "maskdetect", "train", str(paths.run_dir), "--steps-per-iteration", "2",
            "--checkpoint-every", "2", "--recalibration-batches", "2"]
-    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 600
 
     def newest_step() -> int:  # the checkpoint state file, which is written after the ckpt-N files
@@ -45,7 +47,7 @@ def test_resume_after_kill_9(sample_data, tmp_path):
         return int(newest.rsplit("-", 1)[1]) if newest else -1
 
     while time.monotonic() < deadline and newest_step() < 4:
-        assert process.poll() is None, "training ended before it could be killed"
+        assert process.poll() is None, f"training ended before it could be killed:\n{log.read_text()[-3000:]}"
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -62,7 +64,7 @@ def test_resume_after_kill_9(sample_data, tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):
     from maskdetect.train.train import train
 
-    paths = tiny_configure(sample_data, tmp_path / "run", steps=40, learning_rate=1e12,
+    paths = tiny_configure(sample_data, tmp_path / "run", steps=40, learning_rate=1e12, model=LOOP_MODEL,
                            overrides=["train_config.optimizer.momentum_optimizer.learning_rate."
                                       "cosine_decay_learning_rate.warmup_steps=0"])
     with pytest.raises(TrainingError, match=r"loss became (nan|inf).*last good checkpoint"):
@@ -73,7 +75,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):
 
 
 def test_mirrored_strategy_on_two_logical_cpus(sample_data, tmp_path):
-    paths = tiny_configure(sample_data, tmp_path / "run", steps=2)
+    paths = tiny_configure(sample_data, tmp_path / "run", steps=2, model=LOOP_MODEL)
     done = run_cli("train", str(paths.run_dir), "--strategy", "mirrored", "--steps-per-iteration", "2",
                    "--recalibration-batches", "2")  # recalibration runs under the strategy too
     assert done.returncode == 0, done.stderr[-3000:]
@@ -122,3 +124,24 @@ def test_fine_tune_from_zoo_archive_restores_backbone_not_class_head(tiny_run, t
             diverged += 1
     assert restored > 100 and bifpn > 10, (restored, bifpn)
     assert diverged >= 6  # the class head (tower + 2-class predictor) starts fresh
+
+
+def test_fine_tune_in_full_restores_every_weight_and_counts_from_step_0(tiny_run, sample_data, tmp_path):
+    """Continuing a trained run in a new one ("full": backbone, heads and all): every model weight comes back, and
+    the new run's step counter and schedule start at 0 (the restored model carries its old run's step)."""
+    import tensorflow as tf
+
+    from maskdetect.train.train import train
+
+    source_paths, source_result = tiny_run
+    paths = tiny_configure(sample_data, tmp_path / "run", steps=1, checkpoint=source_result.checkpoint,
+                           overrides=["train_config.fine_tune_checkpoint_type=full"])
+    result = train(paths.run_dir, steps_per_iteration=1, recalibration_batches=0, progress=False)
+    assert (result.start_step, result.final_step) == (0, 1)
+    source = tf.train.load_checkpoint(source_result.checkpoint)
+    started = tf.train.load_checkpoint(str(paths.checkpoints / "ckpt-0"))  # saved before any step
+    names = [name for name, _ in tf.train.list_variables(source_result.checkpoint)
+             if name.startswith("model/") and "OPTIMIZER_SLOT" not in name and "_training_step" not in name]
+    assert len(names) > 300
+    for name in names:
+        np.testing.assert_array_equal(source.get_tensor(name), started.get_tensor(name), err_msg=name)
