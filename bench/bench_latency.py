@@ -1,7 +1,7 @@
 """Latency per 1280x720 frame by backend and precision, beside each export's validation accuracy and size.
 
 For every export of RUN_DIR (``export/saved_model``, ``model.tflite``, ``model-fp16.tflite``,
-``model-int8.tflite``, whichever exist) measures ``Predictor.predict`` — preprocess + model + postprocess — on
+``model-int8.tflite``, whichever exist; the TFLite ones on LiteRT and on tf.lite) measures ``Predictor.predict`` — preprocess + model + postprocess — on
 the same 1280x720 frames (the first ``--frames`` of ../shared/videos/one-unmasked-1280x720.mp4), after
 ``--warmup`` frames, interleaved frame by frame across the exports so that all of them see the same machine
 load; reports median and p90 ms. Accuracy comes from ``RUN_DIR/metrics-val-export*.json`` (run
@@ -9,7 +9,8 @@ load; reports median and p90 ms. Accuracy comes from ``RUN_DIR/metrics-val-expor
 same table in Markdown.
 
 Usage:
-    python bench/bench_latency.py [RUN_DIR] [--frames 200] [--warmup 10] [--threads 2] [--out bench.json]
+    python bench/bench_latency.py [RUN_DIR] [--frames 200] [--warmup 10] [--threads 2] [--runtimes litert,tf.lite]
+        [--out bench.json]
 """
 
 from __future__ import annotations
@@ -27,15 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "videos" / "one-unmasked-1280x720.mp4"
 
 
-def exports_of(run_dir: Path) -> list[tuple[str, Path, Path]]:
-    """``(label, model path, metrics file)`` for each export present."""
+def exports_of(run_dir: Path, runtimes: list[str]) -> list[tuple[str, Path, Path, str]]:
+    """``(label, model path, metrics file, TFLite runtime)`` for each export present (TFLite ones once per
+    runtime)."""
     export = run_dir / "export"
     found = []
     if (export / "saved_model" / "saved_model.pb").is_file():
-        found.append(("SavedModel float32", export / "saved_model", run_dir / "metrics-val-export.json"))
-    for stem, label in (("model", "TFLite float32"), ("model-fp16", "TFLite fp16"), ("model-int8", "TFLite int8")):
+        found.append(("SavedModel float32", export / "saved_model", run_dir / "metrics-val-export.json", "auto"))
+    for stem, label in (("model", "float32"), ("model-fp16", "fp16"), ("model-int8", "int8")):
         if (export / f"{stem}.tflite").is_file():
-            found.append((label, export / f"{stem}.tflite", run_dir / f"metrics-val-export-{stem}.json"))
+            for runtime in runtimes:
+                found.append((f"{'LiteRT' if runtime == 'litert' else 'tf.lite'} {label}", export / f"{stem}.tflite",
+                              run_dir / f"metrics-val-export-{stem}.json", runtime))
     return found
 
 
@@ -60,6 +64,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="TFLite threads (default: all)")
+    parser.add_argument("--runtimes", default="litert,tf.lite", help="TFLite runtimes to compare (default both)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
 
@@ -68,11 +73,12 @@ def main() -> None:
     from maskdetect.logs import configure
 
     configure()
-    exports = exports_of(args.run_dir)
+    exports = exports_of(args.run_dir, args.runtimes.split(","))
     if not exports:
         sys.exit(f"{args.run_dir}: no export (run `maskdetect export` first)")
     frames = frames_720p(args.frames + args.warmup)
-    predictors = [Predictor(path, threshold=0.5, num_threads=args.threads) for _, path, _ in exports]
+    predictors = [Predictor(path, threshold=0.5, num_threads=args.threads, tflite_runtime=runtime)
+                  for _, path, _, runtime in exports]
     times: list[list[float]] = [[] for _ in exports]
     for index, frame in enumerate(frames):
         for predictor, spent in zip(predictors, times):
@@ -81,7 +87,7 @@ def main() -> None:
             if index >= args.warmup:
                 spent.append((time.perf_counter() - started) * 1e3)
     rows = []
-    for (label, path, metrics_path), spent in zip(exports, times):
+    for (label, path, metrics_path, _), spent in zip(exports, times):
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
         rows.append({"export": label, "path": str(path), "median_ms": round(float(np.median(spent)), 1),

@@ -1,6 +1,7 @@
 """Video throughput: our overlapped `predict_source` loop vs the model alone vs a plain sequential OpenCV loop.
 
-Makes a 1920x1080 clip from ../shared/videos/one-unmasked-1280x720.mp4 (ffmpeg scale, first N frames), then
+Makes a 1920x1080 (or ``--height`` 720) clip from ../shared/videos/one-unmasked-1280x720.mp4 (ffmpeg scale,
+first N frames), then
 for each backend (SavedModel, and TFLite when the export has one) measures on the same N frames:
 
 * ``end_to_end_fps``: :func:`maskdetect.infer.loop.predict_source` (decode -> infer -> annotate -> H.264 encode,
@@ -15,7 +16,8 @@ one JSON object with the ratios against the targets (end to end >= 0.9 x model o
 loop). Model load time is excluded everywhere.
 
 Usage:
-    python bench/bench_video.py [--model EXPORT] [--tflite FILE] [--frames 60] [--repeats 3] [--out bench.json]
+    python bench/bench_video.py [--model EXPORT] [--tflite FILE] [--height 1080] [--frames 60] [--repeats 3]
+        [--out bench.json]
 
 EXPORT defaults to workspace/runs/demo/export (what ``maskdetect demo`` makes).
 """
@@ -36,11 +38,11 @@ SOURCE = REPO.parent / "shared" / "videos" / "one-unmasked-1280x720.mp4"
 DEFAULT_EXPORT = REPO / "workspace" / "runs" / "demo" / "export"
 
 
-def make_1080p_clip(source: Path, out: Path, frames: int) -> Path:
+def make_clip(source: Path, out: Path, frames: int, height: int = 1080) -> Path:
     from maskdetect.infer.video import ffmpeg_exe
 
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
-            "-vf", "scale=1920:1080:flags=bicubic", "-frames:v", str(frames), "-c:v", "libx264", "-preset", "fast",
+            "-vf", f"scale={height * 16 // 9}:{height}:flags=bicubic", "-frames:v", str(frames), "-c:v", "libx264", "-preset", "fast",
             "-crf", "20", "-pix_fmt", "yuv420p", "-an", str(out)]
     subprocess.run(args, check=True)
     return out
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="export dir or saved_model dir (default workspace/runs/demo/export)")
     parser.add_argument("--tflite", type=Path, help="TFLite model (default: model.tflite beside the export)")
     parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--height", type=int, choices=(720, 1080), default=1080, help="clip height (16:9)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
     parser.add_argument("--source", type=Path, default=SOURCE)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_video.") as tmp:
         workdir = Path(tmp)
-        clip = make_1080p_clip(args.source, workdir / "clip1080.mp4", args.frames)
+        clip = make_clip(args.source, workdir / f"clip{args.height}.mp4", args.frames, args.height)
         info = probe_video(clip)
         frames = list(read_frames(clip, max_frames=args.frames))
         report = {

@@ -60,6 +60,18 @@ def _restore_third_party_log_levels():
         logging.getLogger(name).setLevel(level)
 
 
+def missing_detections(a, b, *, box_px: float, score: float) -> list[int]:
+    """Indices of the detections of `a` that `b` lacks: none of b's has the same class, every box coordinate
+    within `box_px` pixels and the score within `score`. (Coordinates, not IoU: an untrained model's boxes can
+    be flat, clipped at the border, and a flat box has no IoU even with itself.)"""
+    import numpy as np
+
+    close = (np.abs(a.xyxy[:, None, :] - b.xyxy[None, :, :]).max(axis=2) <= box_px) \
+        & (a.class_id[:, None] == b.class_id[None, :]) \
+        & (np.abs(a.confidence[:, None] - b.confidence[None, :]) <= score)
+    return [int(i) for i in np.flatnonzero(~close.any(axis=1))]
+
+
 @dataclass
 class TinyExport:
     run_dir: Path

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, TINY_SIZE
+from conftest import SAMPLE, TINY_SIZE, missing_detections
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +26,14 @@ def test_export_has_model_card_and_loads(tiny_export):
 
 def test_saved_model_and_tflite_agree(saved, lite):
     """The conversion is faithful: on images already at the model's input size (no resizing on either path, so
-    both see the same pixels), each of TFLite's top detections is among the SavedModel's with its box (IoU >= 0.99),
-    class and score (within 1e-3).
+    both see the same pixels), each of TFLite's top detections is among the SavedModel's with its box (within a
+    quarter pixel), class and score (within 1e-3).
     TFLite's post-processing keeps each box's best class only (class-agnostic NMS) while the SavedModel's keeps a
     box once per class, so the inclusion goes this way (CI's tiny model once ranked a box's second class 4th).
     The two paths resize differently (TensorFlow's bilinear vs OpenCV's), which the 6-step model is too
     untrained to be insensitive to; that is the predictor's business, not the converter's."""
     import cv2
 
-    from maskdetect.detections import box_iou
     from maskdetect.infer.sources import read_image
 
     size = lite.input_size
@@ -43,11 +42,8 @@ def test_saved_model_and_tflite_agree(saved, lite):
         a, b = saved.predict_raw(image), lite.predict_raw(image)  # no threshold, no cross-class NMS
         top_b = b[np.argsort(-b.confidence)[:5]]
         assert len(top_b) == 5 and len(a) >= 5
-        ious = box_iou(top_b.xyxy, a.xyxy)
-        for i in range(5):  # the same detection (box, class, score) among the SavedModel's (near-ties may swap)
-            same = (ious[i] >= 0.99) & (a.class_id == top_b.class_id[i]) & \
-                (np.abs(a.confidence - top_b.confidence[i]) <= 1e-3)
-            assert same.any(), (path.name, i)
+        # the same detections (box, class, score) among the SavedModel's (near-ties may swap order)
+        assert not missing_detections(top_b, a, box_px=0.25, score=1e-3), path.name
 
 
 def test_quantized_exports_load_and_predict_with_cards(tiny_export, lite):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import maskdetect
+from conftest import missing_detections
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.infer.predictor import Predictor, resolve_export, tflite_output_indices
@@ -117,3 +118,30 @@ def test_class_names_fall_back_without_a_label_map(tiny_export, tmp_path, caplog
     if predictor.predict_raw(image).class_id.max() >= 1:  # ids the single name cannot cover
         with pytest.raises(DataError, match="label map"):
             Predictor(lonely, class_names=["only_one"], threshold=0.0).predict(image)
+
+
+@pytest.mark.parametrize("precision", ["none", "int8"])
+def test_litert_and_tf_lite_give_the_same_detections(tiny_export, precision):
+    """LiteRT (the default where it imports) and tf.lite run the same file to the same boxes and scores; the thread
+    count defaults to every core."""
+    import os
+
+    path = tiny_export.tflite if precision == "none" else tiny_export.quantized[precision]
+    litert = Predictor(path, threshold=0.0, tflite_runtime="litert")
+    legacy = Predictor(path, threshold=0.0, tflite_runtime="tf.lite", num_threads=1)
+    assert (litert.runtime, legacy.runtime) == ("litert", "tf.lite")
+    assert Predictor(path, warmup=False).runtime == "litert" and litert.num_threads == os.cpu_count()
+    tolerance = 1e-4 if precision == "none" else 1 / 256 + 1e-6  # int8: one step of the score's quantization
+    for image_path in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:3]:
+        image = read_image(image_path)
+        a, b = litert.predict_raw(image), legacy.predict_raw(image)
+        assert len(a) == len(b) > 0
+        top = a[np.argsort(-a.confidence)[:20]]  # each among tf.lite's (near-ties may swap order)
+        assert not missing_detections(top, b, box_px=0.05, score=tolerance), image_path.name
+
+
+def test_tflite_runtime_and_threads_are_checked(tiny_export):
+    with pytest.raises(ConfigError, match="choose from auto, litert, tf.lite"):
+        Predictor(tiny_export.tflite, tflite_runtime="onnx")
+    with pytest.raises(ConfigError, match="num_threads=0"):
+        Predictor(tiny_export.tflite, num_threads=0)

@@ -29,7 +29,7 @@ def _unit_float(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from maskdetect.infer.predictor import DEFAULT_NMS_IOU, DEFAULT_THRESHOLD
+    from maskdetect.infer.predictor import DEFAULT_NMS_IOU, DEFAULT_THRESHOLD, TFLITE_RUNTIMES
 
     p = subparsers.add_parser(
         "predict", help="detect masks in an image, a folder, a video, a webcam or a stream",
@@ -56,6 +56,10 @@ def register(subparsers) -> None:
     p.add_argument("--nms-iou", type=_unit_float, default=DEFAULT_NMS_IOU, metavar="IOU",
                    help=f"IoU above which boxes are the same face (default {DEFAULT_NMS_IOU})")
     p.add_argument("--max-frames", type=int, metavar="N", help="videos/streams: stop after N frames")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="TFLite models: interpreter threads (default: every core)")
+    p.add_argument("--runtime", choices=TFLITE_RUNTIMES, default="auto",
+                   help="TFLite models: LiteRT, tf.lite, or auto (LiteRT where it imports; the default)")
     video = p.add_argument_group("video files")
     video.add_argument("--no-audio", dest="keep_audio", action="store_false", help="drop the audio track")
     video.add_argument("--crf", type=int, default=23, help="H.264 quality, lower is better (default 23)")
@@ -108,7 +112,8 @@ def _predict(args: argparse.Namespace) -> int:
             raise ConfigError("nothing to write: pass --out (annotated output) and/or --json (detections)")
         _check_outputs(args, source)  # before the model loads
         predictor = Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
-                              cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou)
+                              cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou,
+                              num_threads=args.threads, tflite_runtime=args.runtime)
         monitor = None
         anchor = args.out if args.out is not None else args.json
         if source.fps is not None:  # a video or a live source

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 #: Defaults of the post-processing (also the CLI's).
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.5
+TFLITE_RUNTIMES = ("auto", "litert", "tf.lite")  # auto: LiteRT (ai-edge-litert) where it imports, else tf.lite
 
 Threshold = float | Mapping[int | str, float]
 
@@ -131,11 +132,14 @@ class Predictor:
         class_thresholds: ``{class name or id: score}`` overriding a numeric `threshold` for those classes.
         cross_class_nms: suppress overlapping boxes of different classes, keeping the most confident.
         nms_iou: IoU above which two boxes are the same face.
-        num_threads: TFLite interpreter threads.
+        num_threads: TFLite interpreter threads (default: every core).
+        tflite_runtime: ``"litert"`` (Google's successor of ``tf.lite``, package ``ai-edge-litert``),
+            ``"tf.lite"`` (TensorFlow's deprecated interpreter) or ``"auto"``: LiteRT where it imports, else tf.lite.
         warmup: run one dummy image at load so the first real call is not slow.
 
     Attributes:
         backend: ``"saved_model"`` or ``"tflite"``.
+        runtime: what runs the model: ``"tensorflow"``, ``"litert"`` or ``"tf.lite"``.
         input_size: square input side of the TFLite model (None for SavedModel, which resizes itself).
         letterbox: TFLite only: frames are letterboxed, not stretched (``tflite_input.json`` beside the model,
             written by ``maskdetect.train.export``, gives this and the input normalisation; without it, pixels are
@@ -150,7 +154,8 @@ class Predictor:
     def __init__(self, model_path: str | os.PathLike | None = None, *, class_names: Sequence[str] | None = None,
                  threshold: Threshold = DEFAULT_THRESHOLD,
                  class_thresholds: Mapping[int | str, float] | None = None, cross_class_nms: bool = True,
-                 nms_iou: float = DEFAULT_NMS_IOU, num_threads: int = 2, warmup: bool = True) -> None:
+                 nms_iou: float = DEFAULT_NMS_IOU, num_threads: int | None = None, tflite_runtime: str = "auto",
+                 warmup: bool = True) -> None:
         if model_path is None:
             model_path = bundled_model()
             logger.info("model: the bundled default, %s", describe_bundled_model(model_path))
@@ -175,7 +180,12 @@ class Predictor:
         if not 0.0 < nms_iou <= 1.0:
             raise ConfigError(f"nms_iou={nms_iou}: must be in (0, 1]")
         self.nms_iou = nms_iou
-        self.num_threads = num_threads
+        if tflite_runtime not in TFLITE_RUNTIMES:
+            raise ConfigError(f"tflite_runtime={tflite_runtime!r}: choose from {', '.join(TFLITE_RUNTIMES)}")
+        if num_threads is not None and num_threads < 1:
+            raise ConfigError(f"num_threads={num_threads}: must be at least 1")
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self.runtime = "tensorflow"
         self.input_size: int | None = None
         self.speed = Speed()
         self._lock = threading.Lock()
@@ -183,8 +193,9 @@ class Predictor:
         if self.backend == "saved_model":
             self._load_saved_model()
         else:
-            self._load_tflite()
-        logger.info("loaded %s model %s in %.1f s", self.backend, self.model_path, time.perf_counter() - started)
+            self._load_tflite(tflite_runtime)
+        logger.info("loaded %s model %s with %s in %.1f s", self.backend, self.model_path, self.runtime,
+                    time.perf_counter() - started)
         if warmup:
             self.predict_raw(np.zeros((self.input_size or 256, self.input_size or 256, 3), np.uint8))
 
@@ -206,11 +217,10 @@ class Predictor:
         self._signature = model.signatures["serving_default"]
         self._tf = tf
 
-    def _load_tflite(self) -> None:
-        import tensorflow as tf
-
+    def _load_tflite(self, runtime: str) -> None:
+        self.runtime, interpreter_class = tflite_interpreter_class(runtime)
         try:
-            interpreter = tf.lite.Interpreter(model_path=str(self.model_path), num_threads=self.num_threads)
+            interpreter = interpreter_class(model_path=str(self.model_path), num_threads=self.num_threads)
             interpreter.allocate_tensors()
         except Exception as exc:
             raise ConfigError(f"{self.model_path}: cannot load the TFLite model ({exc})") from exc
@@ -335,6 +345,28 @@ class Predictor:
         """Lazily yield one `Detections` per frame of any iterable (a generator of video frames, ...)."""
         for frame in frames:
             yield self.predict(frame)
+
+
+def tflite_interpreter_class(runtime: str = "auto") -> tuple[str, Any]:
+    """``(name, Interpreter class)`` for `runtime` (see :data:`TFLITE_RUNTIMES`). Both classes take
+    ``model_path`` and ``num_threads`` and have the same methods.
+
+    Raises:
+        ConfigError: ``"litert"`` asked for and ``ai-edge-litert`` does not import.
+    """
+    if runtime in ("auto", "litert"):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            if runtime == "litert":
+                raise ConfigError(f"LiteRT does not import ({exc}); pip install ai-edge-litert, or use "
+                                  "tflite_runtime='tf.lite'") from exc
+            logger.debug("LiteRT does not import (%s): running TFLite models with tf.lite", exc)
+        else:
+            return "litert", Interpreter
+    import tensorflow as tf
+
+    return "tf.lite", tf.lite.Interpreter
 
 
 def tflite_output_indices(details: Sequence[Mapping[str, Any]]) -> dict[str, int]:
