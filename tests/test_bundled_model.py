@@ -45,9 +45,9 @@ def test_predictor_without_a_model_finds_the_faces_of_the_sample():
             if row.max() >= 0.5:
                 found += 1
                 named += predictor.class_names[detections.class_id[row.argmax()]] == name
-    # measured 2026-11-29: 104 of 350 faces found at score 0.5 (many are under 16 px), 97 with the right class;
-    # an untrained model finds none
-    assert found >= 80 and named >= 0.85 * found, (found, named, total)
+    # measured 2026-11-29: 122 of 350 faces found at score 0.5 (many are under 16 px), 117 with the right class
+    # (K3's model: 104 and 97); an untrained model finds none
+    assert found >= 100 and named >= 0.85 * found, (found, named, total)
 
 
 def test_predict_cli_uses_the_bundled_model_and_says_so(tmp_path):
@@ -65,8 +65,8 @@ def test_predict_cli_uses_the_bundled_model_and_says_so(tmp_path):
 
 
 def test_predicting_with_a_tflite_model_on_litert_never_imports_tensorflow(tmp_path):
-    """The bundled model on LiteRT: `predict` starts in seconds (measured: 3-4 s for one image vs 48-56 s through
-    tf.lite, whose TensorFlow import and start-up dominate)."""
+    """The bundled model on LiteRT: `predict` starts in about a second (measured on a quiet machine: 1.2-1.3 s for
+    one image vs 16-19 s through tf.lite, whose TensorFlow import dominates)."""
     import subprocess
     import sys
 
