@@ -77,3 +77,21 @@ def test_predicting_with_a_tflite_model_on_litert_never_imports_tensorflow(tmp_p
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "a.json").read_text())
+
+
+def test_litert_and_tf_lite_agree_on_the_bundled_int8_model():
+    """The trained int8 model's confident detections are the same on either runtime (boxes within a pixel,
+    scores within one step of the int8 score quantization)."""
+    from conftest import missing_detections
+    from maskdetect.infer.sources import read_image
+
+    litert = Predictor(threshold=0.3, tflite_runtime="litert")
+    legacy = Predictor(threshold=0.3, tflite_runtime="tf.lite", num_threads=1)
+    compared = 0
+    for path in sorted((SAMPLE / "images").glob("*.jpg"))[:8]:
+        image = read_image(path)
+        a, b = litert.predict(image), legacy.predict(image)
+        confident = a[a.confidence >= 0.4]  # away from the 0.3 threshold, so both runtimes keep them
+        assert not missing_detections(confident, b, box_px=1.0, score=1 / 256 + 1e-6), path.name
+        compared += len(confident)
+    assert compared >= 10

@@ -69,8 +69,8 @@ def test_export_lookup(tmp_path):
 # -- the real model ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["saved", "lite"])
-def test_predict_image_batch_and_stream(request, backend):
-    predictor = request.getfixturevalue(backend)
+def test_predict_image_batch_and_stream(saved, lite, backend):
+    predictor = {"saved": saved, "lite": lite}[backend]  # both named: the tiny model's xdist group sees them
     assert predictor.class_names == list(maskdetect.CLASSES)  # from the export's label_map.pbtxt
     images = [read_image(p) for p in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:2]]
     images.append(np.zeros((97, 131, 3), np.uint8))  # odd size
@@ -120,24 +120,23 @@ def test_class_names_fall_back_without_a_label_map(tiny_export, tmp_path, caplog
             Predictor(lonely, class_names=["only_one"], threshold=0.0).predict(image)
 
 
-@pytest.mark.parametrize("precision", ["none", "int8"])
-def test_litert_and_tf_lite_give_the_same_detections(tiny_export, precision):
+def test_litert_and_tf_lite_give_the_same_detections(tiny_export):
     """LiteRT (the default where it imports) and tf.lite run the same file to the same boxes and scores; the thread
-    count defaults to every core."""
+    count defaults to every core. (float32 here; int8 on the trained bundled model, test_bundled_model: the tiny
+    model's int8 scores saturate into ties, which the two runtimes' NMS break differently.)"""
     import os
 
-    path = tiny_export.tflite if precision == "none" else tiny_export.quantized[precision]
+    path = tiny_export.tflite
     litert = Predictor(path, threshold=0.0, tflite_runtime="litert")
     legacy = Predictor(path, threshold=0.0, tflite_runtime="tf.lite", num_threads=1)
     assert (litert.runtime, legacy.runtime) == ("litert", "tf.lite")
     assert Predictor(path, warmup=False).runtime == "litert" and litert.num_threads == os.cpu_count()
-    tolerance = 1e-4 if precision == "none" else 1 / 256 + 1e-6  # int8: one step of the score's quantization
     for image_path in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:3]:
         image = read_image(image_path)
         a, b = litert.predict_raw(image), legacy.predict_raw(image)
         assert len(a) == len(b) > 0
         top = a[np.argsort(-a.confidence)[:20]]  # each among tf.lite's (near-ties may swap order)
-        assert not missing_detections(top, b, box_px=0.05, score=tolerance), image_path.name
+        assert not missing_detections(top, b, box_px=0.05, score=1e-4), image_path.name
 
 
 def test_tflite_runtime_and_threads_are_checked(tiny_export):
