@@ -141,7 +141,7 @@ def split_images(run_dir: str | Path, splits: str | Sequence[str] = ("test", "va
 
     from maskdetect.data.tfrecord import iter_records, parse_example
     from maskdetect.errors import DataError
-    from maskdetect.train.pipeline import split_files
+    from maskdetect.train.run import split_files
     from maskdetect.train.run import Run
 
     manifest = Run(run_dir).data_info()

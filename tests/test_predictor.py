@@ -58,6 +58,11 @@ def test_export_lookup(tmp_path):
     assert resolve_export(export) == ("saved_model", export / "saved_model")
     assert resolve_export(export / "saved_model") == ("saved_model", export / "saved_model")
     assert resolve_export(export / "model.tflite") == ("tflite", export / "model.tflite")
+    lite = tmp_path / "lite"
+    lite.mkdir()
+    (lite / "model-int8.tflite").write_bytes(b"")
+    (lite / "classifier.tflite").write_bytes(b"")  # the second stage is not the model
+    assert resolve_export(lite) == ("tflite", lite / "model-int8.tflite")
     with pytest.raises(ConfigError, match="not a model export"):
         resolve_export(tmp_path)
     with pytest.raises(ConfigError, match="not a model export"):
@@ -66,7 +71,41 @@ def test_export_lookup(tmp_path):
     assert resolve_export(Run(tmp_path / "run")) == ("saved_model", export / "saved_model")  # a run: its export
 
 
+@pytest.mark.parametrize("source_wh, size_wh", [((1920, 1080), (512, 288)), ((131, 97), (320, 320)),
+                                                ((300, 700), (110, 256))])
+def test_the_pre_resize_samples_as_the_od_api_resizer_does(source_wh, size_wh):
+    """What a SavedModel is given instead of the full frame: TF's v1 bilinear resize (the OD API resizers'),
+    to uint8 rounding."""
+    import tensorflow as tf
+
+    from maskdetect.infer.predictor import legacy_bilinear_resize
+
+    image = np.random.default_rng(0).integers(0, 256, (source_wh[1], source_wh[0], 3), dtype=np.uint8)
+    ours = legacy_bilinear_resize(image, *size_wh)
+    reference = tf.compat.v1.image.resize_images(tf.cast(image, tf.float32), size_wh[::-1]).numpy()
+    assert ours.shape == reference.shape and ours.dtype == np.uint8
+    assert np.abs(ours - reference).max() <= 0.5 + 1e-3
+
+
 # -- the real model ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_saved_model_is_given_the_frame_pre_resized_with_the_same_detections(saved, monkeypatch):
+    """A 1280x720 frame shrunk by the export's own resizer before TensorFlow sees it: the same detections (boxes
+    within a pixel of the frame, scores within 0.002) as when the model shrinks the full frame itself."""
+    import cv2
+
+    assert saved._resize is not None  # the export's pipeline.config was read
+    frame = cv2.resize(read_image(sorted(SAMPLE_IMAGES.glob("*.jpg"))[0]), (1280, 720))
+    assert saved._resize(frame).shape[1] < 1280
+    resized = saved.predict_raw(frame)
+    monkeypatch.setattr(saved, "_resize", None)
+    full = saved.predict_raw(frame)
+    top = resized[np.argsort(-resized.confidence)[:20]]
+    assert len(top) == 20 and len(full) == len(resized)
+    assert not missing_detections(top, full, box_px=1.0, score=2e-3)
+
+
+@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["saved", "lite"])
 def test_predict_image_batch_and_stream(saved, lite, backend):

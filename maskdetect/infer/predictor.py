@@ -21,13 +21,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 import maskdetect
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
+from maskdetect.infer.tflite import TFLITE_RUNTIMES, tflite_interpreter_class
 from maskdetect.labelmap import find_label_map, read_label_map
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 #: Defaults of the post-processing (also the CLI's).
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.5
-TFLITE_RUNTIMES = ("auto", "litert", "tf.lite")  # auto: LiteRT (ai-edge-litert) where it imports, else tf.lite
 
 Threshold = float | Mapping[int | str, float]
 
@@ -46,8 +46,11 @@ BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 def bundled_model() -> Path:
     """The model shipped with the package (``maskdetect/models/default``: a TFLite model, its label map,
-    ``tflite_input.json`` and model card), used when no model is given."""
-    tflites = sorted(BUNDLED_MODEL.glob("*.tflite"))
+    ``tflite_input.json`` and model card, and the second stage ``classifier.tflite``), used when no model is
+    given."""
+    from maskdetect.infer.classify import CLASSIFIER_NAME
+
+    tflites = sorted(p for p in BUNDLED_MODEL.glob("*.tflite") if p.name != CLASSIFIER_NAME)
     if len(tflites) != 1:
         raise ConfigError(f"{BUNDLED_MODEL}: no bundled model in this install; pass an export (--model)")
     return tflites[0]
@@ -82,7 +85,9 @@ def resolve_export(model_path: str | os.PathLike) -> tuple[str, Path]:
             return "saved_model", path
         if (path / "saved_model" / "saved_model.pb").is_file():
             return "saved_model", path / "saved_model"
-        tflites = sorted(path.glob("*.tflite"))
+        from maskdetect.infer.classify import CLASSIFIER_NAME
+
+        tflites = sorted(p for p in path.glob("*.tflite") if p.name != CLASSIFIER_NAME)
         if len(tflites) == 1:
             return "tflite", tflites[0]
         if (path / "export").is_dir() and (path / "pipeline.config").is_file():
@@ -107,6 +112,57 @@ def tflite_input(image: np.ndarray, size: int, scale: np.ndarray, offset: np.nda
         return blob, (size / ratio, size / ratio)  # the padded square, in source pixels
     resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
     return (resized.astype(np.float32) * scale + offset)[None], (width, height)
+
+
+def legacy_bilinear_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` resized to ``width x height`` exactly as TensorFlow's v1 ``resize_bilinear`` (``align_corners``
+    and ``half_pixel_centers`` False, what the OD API's image resizers call) samples it, to uint8 rounding."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    inverse = np.array([[w / width, 0.0, 0.0], [0.0, h / height, 0.0]])  # source = destination * in/out
+    return cv2.warpAffine(image, inverse, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def saved_model_resizer(pipeline_config: Path) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The image resizer of the export whose ``pipeline.config`` this is, done before TensorFlow sees the frame:
+    a 1080p frame is shrunk to the model's input (as the model itself would: same size, same sampling), so
+    the model's own resize becomes the identity and the frame is not copied into TensorFlow at full size.
+    Boxes come back relative to the image given, which maps to the frame per axis: coordinates stay exact.
+    None when there is no config beside the export or its resizer is not a fixed-shape or keep-aspect one."""
+    if not pipeline_config.is_file():
+        return None
+    from object_detection.protos.image_resizer_pb2 import BILINEAR
+
+    from maskdetect.train.run import load_pipeline
+
+    resizer = load_pipeline(pipeline_config).model.ssd.image_resizer
+    kind = resizer.WhichOneof("image_resizer_oneof")
+    if kind == "fixed_shape_resizer":
+        fixed = resizer.fixed_shape_resizer
+        if fixed.convert_to_grayscale or fixed.resize_method != BILINEAR:
+            return None
+
+        def resize(image: np.ndarray) -> np.ndarray:
+            return legacy_bilinear_resize(image, fixed.width, fixed.height)
+    elif kind == "keep_aspect_ratio_resizer":
+        keep = resizer.keep_aspect_ratio_resizer
+        if keep.resize_method != BILINEAR or keep.convert_to_grayscale:
+            return None
+        smallest, largest = np.float32(keep.min_dimension), np.float32(keep.max_dimension)
+
+        def resize(image: np.ndarray) -> np.ndarray:  # the OD API's resize_to_range, in float32 as TF does it
+            h, w = np.float32(image.shape[0]), np.float32(image.shape[1])
+            scale = min(smallest / min(h, w), largest / max(h, w))
+            if scale >= 1:  # the model enlarges small images itself
+                return image
+            return legacy_bilinear_resize(image, int(np.round(scale * w)), int(np.round(scale * h)))
+    else:
+        return None
+    return resize
 
 
 @dataclass
@@ -135,12 +191,16 @@ class Predictor:
         num_threads: TFLite interpreter threads (default: every core).
         tflite_runtime: ``"litert"`` (Google's successor of ``tf.lite``, package ``ai-edge-litert``),
             ``"tf.lite"`` (TensorFlow's deprecated interpreter) or ``"auto"``: LiteRT where it imports, else tf.lite.
+        classifier: the second stage (:class:`~maskdetect.infer.classify.FaceClassifier`) that re-classifies each
+            kept face from a full-resolution crop: ``"auto"`` (default) uses the ``classifier.tflite`` beside the
+            export if there is one, a path uses that one, None none.
         warmup: run one dummy image at load so the first real call is not slow.
 
     Attributes:
         backend: ``"saved_model"`` or ``"tflite"``.
         runtime: what runs the model: ``"tensorflow"``, ``"litert"`` or ``"tf.lite"``.
-        input_size: square input side of the TFLite model (None for SavedModel, which resizes itself).
+        input_size: square input side of the TFLite model (None for SavedModel: it is given the frame already
+            shrunk by its own resizer, :func:`saved_model_resizer`, read from the ``pipeline.config`` beside it).
         letterbox: TFLite only: frames are letterboxed, not stretched (``tflite_input.json`` beside the model,
             written by ``maskdetect.train.export``, gives this and the input normalisation; without it, pixels are
             scaled to [-1, 1] and stretched to the square input).
@@ -155,7 +215,7 @@ class Predictor:
                  threshold: Threshold = DEFAULT_THRESHOLD,
                  class_thresholds: Mapping[int | str, float] | None = None, cross_class_nms: bool = True,
                  nms_iou: float = DEFAULT_NMS_IOU, num_threads: int | None = None, tflite_runtime: str = "auto",
-                 warmup: bool = True) -> None:
+                 classifier: str | os.PathLike | None = "auto", warmup: bool = True) -> None:
         if model_path is None:
             model_path = bundled_model()
             logger.info("model: the bundled default, %s", describe_bundled_model(model_path))
@@ -196,11 +256,27 @@ class Predictor:
             self._load_tflite(tflite_runtime)
         logger.info("loaded %s model %s with %s in %.1f s", self.backend, self.model_path, self.runtime,
                     time.perf_counter() - started)
+        self.classifier = self._load_classifier(classifier, tflite_runtime)
         if warmup:
             self.predict_raw(np.zeros((self.input_size or 256, self.input_size or 256, 3), np.uint8))
 
     def __repr__(self) -> str:
         return f"Predictor({str(self.model_path)!r}, backend={self.backend!r}, classes={self.class_names})"
+
+    def _load_classifier(self, classifier: str | os.PathLike | None, runtime: str) -> Any:
+        from maskdetect.infer.classify import FaceClassifier, find_classifier
+
+        if classifier is None or str(classifier) == "none":
+            return None
+        path = find_classifier(self.model_path) if str(classifier) == "auto" else Path(classifier)
+        if path is None:
+            return None
+        loaded = FaceClassifier(path, num_threads=self.num_threads, tflite_runtime=runtime)
+        if loaded.class_names != self.class_names:
+            raise ConfigError(f"{path}: classes {loaded.class_names} differ from the detector's {self.class_names}; "
+                              "train the classifier on the detector's run (`maskdetect classifier RUN`)")
+        logger.info("classes from the second stage %s (%d px crops)", path, loaded.input_size)
+        return loaded
 
     # -- loading ------------------------------------------------------------------------------------------
     def _load_saved_model(self) -> None:
@@ -216,6 +292,10 @@ class Predictor:
         self._model = model  # keep the variables alive
         self._signature = model.signatures["serving_default"]
         self._tf = tf
+        self._resize = saved_model_resizer(self.model_path.parent / "pipeline.config")
+        if self._resize is None:
+            logger.info("no pipeline.config with a bilinear resizer beside %s: frames go to the SavedModel at "
+                        "full size", self.model_path)
 
     def _load_tflite(self, runtime: str) -> None:
         self.runtime, interpreter_class = tflite_interpreter_class(runtime)
@@ -292,7 +372,7 @@ class Predictor:
         height, width = image.shape[:2]
         t0 = time.perf_counter()
         if self.backend == "saved_model":
-            tensor = self._tf.convert_to_tensor(image[None])
+            tensor = self._tf.convert_to_tensor((self._resize(image) if self._resize else image)[None])
             t1 = time.perf_counter()
             outputs = self._signature(input_tensor=tensor)
             outputs = {k: outputs[k].numpy() for k in ("detection_boxes", "detection_classes",
@@ -322,18 +402,27 @@ class Predictor:
         self.speed = Speed(preprocess_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3)
         return detections
 
-    def postprocess(self, detections: Detections) -> Detections:
-        """Apply the score thresholds, then (if enabled) cross-class NMS."""
-        detections = detections.with_threshold(self.threshold)
+    def postprocess(self, detections: Detections, image: np.ndarray | None = None) -> Detections:
+        """Apply the score thresholds, then (if enabled) cross-class NMS. With a second stage (`image` needed),
+        the faces whose detector score passes the lowest threshold are kept, merged by NMS and re-classified, and
+        then the thresholds of their new classes apply to their new scores (detector score x class probability,
+        never above the detector's: the pre-filter drops nothing that could pass)."""
+        if self.classifier is None:
+            detections = detections.with_threshold(self.threshold)
+            return detections.with_cross_class_nms(self.nms_iou) if self.cross_class_nms else detections
+        if image is None:
+            raise ValueError("postprocess with a classifier needs the image")
+        lowest = min(self.threshold.values()) if isinstance(self.threshold, Mapping) else self.threshold
+        detections = detections.with_threshold(lowest)
         if self.cross_class_nms:
             detections = detections.with_cross_class_nms(self.nms_iou)
-        return detections
+        return self.classifier.refine(image, detections).with_threshold(self.threshold)
 
     def predict(self, image: np.ndarray) -> Detections:
         """Detections in one RGB ``uint8`` image ``(H, W, 3)``, in its pixel coordinates."""
         raw = self.predict_raw(image)
         t0 = time.perf_counter()
-        detections = self.postprocess(raw)
+        detections = self.postprocess(raw, image)
         self.speed.postprocess_ms = (time.perf_counter() - t0) * 1e3
         return detections
 
@@ -345,28 +434,6 @@ class Predictor:
         """Lazily yield one `Detections` per frame of any iterable (a generator of video frames, ...)."""
         for frame in frames:
             yield self.predict(frame)
-
-
-def tflite_interpreter_class(runtime: str = "auto") -> tuple[str, Any]:
-    """``(name, Interpreter class)`` for `runtime` (see :data:`TFLITE_RUNTIMES`). Both classes take
-    ``model_path`` and ``num_threads`` and have the same methods.
-
-    Raises:
-        ConfigError: ``"litert"`` asked for and ``ai-edge-litert`` does not import.
-    """
-    if runtime in ("auto", "litert"):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:
-            if runtime == "litert":
-                raise ConfigError(f"LiteRT does not import ({exc}); pip install ai-edge-litert, or use "
-                                  "tflite_runtime='tf.lite'") from exc
-            logger.debug("LiteRT does not import (%s): running TFLite models with tf.lite", exc)
-        else:
-            return "litert", Interpreter
-    import tensorflow as tf
-
-    return "tf.lite", tf.lite.Interpreter
 
 
 def tflite_output_indices(details: Sequence[Mapping[str, Any]]) -> dict[str, int]:

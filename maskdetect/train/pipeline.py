@@ -19,7 +19,7 @@ from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.guard import check_paths
 from maskdetect.labelmap import read_label_map
-from maskdetect.train.run import Run, load_pipeline, save_pipeline
+from maskdetect.train.run import Run, load_pipeline, save_pipeline, split_files
 
 logger = logging.getLogger(__name__)
 
@@ -268,11 +268,6 @@ def scaled_schedule(batch_size: int, num_steps: int, base_at_zoo_batch: float = 
     warmup = min(2500, max(1, num_steps // 10)) if num_steps > 1 else 0
     return {"learning_rate_base": base, "total_steps": num_steps, "warmup_learning_rate": base / 10,
             "warmup_steps": warmup}
-
-
-def split_files(data_dir: Path, split: str) -> list[Path]:
-    """The TFRecord shards of `split` in a folder made by ``maskdetect data convert``."""
-    return sorted(data_dir.glob(f"{split}-*.tfrecord")) or sorted(data_dir.glob(f"{split}*.tfrecord"))
 
 
 def check_options(*, image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from maskdetect.errors import ConfigError
+from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path
 
 
@@ -40,6 +40,11 @@ def load_pipeline(path: str | Path):
     except text_format.ParseError as exc:
         raise ConfigError(f"{path}: not a valid pipeline.config: {exc}") from exc
     return pipeline
+
+
+def split_files(data_dir: Path, split: str) -> list[Path]:
+    """The TFRecord shards of `split` in a folder made by ``maskdetect data convert``."""
+    return sorted(data_dir.glob(f"{split}-*.tfrecord")) or sorted(data_dir.glob(f"{split}*.tfrecord"))
 
 
 def save_pipeline(pipeline, path: str | Path) -> Path:
@@ -152,6 +157,18 @@ class Run:
             return {}
         return json.loads(self.data_manifest.read_text(encoding="utf-8"))
 
+    def record_files(self, split: str) -> list[str]:
+        """The TFRecord files of `split` (train, val, test) in the run's data folder; without a data manifest,
+        the eval input reader's."""
+        data = self.data_info()
+        if data.get("data_dir"):
+            files = split_files(Path(data["data_dir"]), split)
+            if files:
+                return [str(f) for f in files]
+            raise DataError(f"{data['data_dir']}: no {split}-*.tfrecord files; choose another --split (train, val, "
+                            "test)")
+        return list(self.pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
+
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Every ``metrics-*.json`` of the run, by file stem."""
         return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.run_dir.glob("metrics-*.json"))}
@@ -170,4 +187,4 @@ class Run:
         return checkpoint
 
 
-__all__ = ["Run", "load_pipeline", "save_pipeline"]
+__all__ = ["Run", "load_pipeline", "save_pipeline", "split_files"]
