@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, metavar="PATH", help="annotated image(s), video or recording")
     p.add_argument("--json", type=Path, metavar="FILE",
                    help='write detections as [{"image"|"frame", "bbox_xyxy", "label", "score", ...}]')
+    p.add_argument("--classifier", default="auto", metavar="PATH",
+                   help="second stage re-classifying each face from a full-resolution crop: auto (default: the "
+                        "classifier.tflite beside the model, if any; the bundled model has one), a path, or none")
     p.add_argument("--threshold", type=_unit_float, default=DEFAULT_THRESHOLD, metavar="T",
                    help=f"minimum score (default {DEFAULT_THRESHOLD})")
     p.add_argument("--class-threshold", type=_class_threshold, action="append", default=[], metavar="NAME=T",
@@ -113,7 +116,7 @@ def _predict(args: argparse.Namespace) -> int:
         _check_outputs(args, source)  # before the model loads
         predictor = Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
                               cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou,
-                              num_threads=args.threads, tflite_runtime=args.runtime)
+                              num_threads=args.threads, tflite_runtime=args.runtime, classifier=args.classifier)
         monitor = None
         anchor = args.out if args.out is not None else args.json
         if source.fps is not None:  # a video or a live source

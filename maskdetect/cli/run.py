@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     ev.add_argument("--export", nargs="?", const=True, default=False, metavar="PATH",
                     help="evaluate an export instead: alone, the run's SavedModel; or a path (SavedModel, .tflite "
                          "of any precision), scored on the same split the same way")
+    ev.add_argument("--classifier", nargs="?", const=True, default=False, metavar="PATH",
+                    help="with --export: score the export with its second stage (alone: the classifier.tflite "
+                         "beside the export; or a path), as `predict` runs them")
     ev.add_argument("--watch", action="store_true",
                     help="evaluate each new checkpoint while training runs beside, until the last step")
     ev.set_defaults(func=_evaluate)
@@ -70,6 +73,21 @@ def register(subparsers) -> None:
                     help="int8: training images drawn for calibration (default 100)")
     ex.add_argument("--calibration-seed", type=int, default=0, help="int8: seed of that draw (default 0)")
     ex.set_defaults(func=_export)
+
+    from maskdetect.train.classifier import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_JITTER, DEFAULT_MARGIN
+
+    cl = subparsers.add_parser("classifier", help="train the second stage: a face-crop classifier, exported beside "
+                                                  "the run's models (export/classifier.tflite)")
+    cl.add_argument("run_dir")
+    cl.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"default {DEFAULT_EPOCHS}")
+    cl.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE,
+                    help=f"crop side in pixels (default {DEFAULT_INPUT_SIZE})")
+    cl.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                    help=f"crop side / the box's longer side (default {DEFAULT_MARGIN})")
+    cl.add_argument("--jitter", type=int, default=DEFAULT_JITTER,
+                    help=f"crops per training face, boxes moved and scaled a little (default {DEFAULT_JITTER})")
+    cl.add_argument("--seed", type=int, default=0, help="default 0")
+    cl.set_defaults(func=_classifier)
 
     zo = subparsers.add_parser("zoo", help="download a COCO checkpoint from the TF2 model zoo (cached)")
     zo.add_argument("model", choices=sorted(MODELS))
@@ -131,7 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         for metrics in watch(args.run_dir, split=args.split):
             print(json.dumps({"step": metrics["step"], "mAP@0.5": metrics["mAP@0.5"], "AP@0.5": metrics["AP@0.5"]}))
         return 0
-    metrics = evaluate(args.run_dir, split=args.split, export=args.export)
+    metrics = evaluate(args.run_dir, split=args.split, export=args.export, classifier=args.classifier)
     print(json.dumps({k: metrics[k] for k in ("mAP@0.5", "AP@0.5", "num_images", "path")}, indent=2))
     return 0
 
@@ -143,6 +161,15 @@ def _export(args: argparse.Namespace) -> int:
     fmt = args.format or ("tflite" if args.quantize != "none" else "saved_model")
     print(export(args.run_dir, fmt, quantize=args.quantize, calibration_count=args.calibration_images,
                  calibration_seed=args.calibration_seed))
+    return 0
+
+
+def _classifier(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from maskdetect.train.classifier import train_classifier
+
+    print(train_classifier(args.run_dir, input_size=args.input_size, margin=args.margin, epochs=args.epochs,
+                           jitter=args.jitter, seed=args.seed))
     return 0
 
 

@@ -21,7 +21,6 @@ import numpy as np
 from maskdetect.detections import Detections, box_iou
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.train.pipeline import split_files
 from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
@@ -34,16 +33,6 @@ class ImageResult:
     image_id: str
     truth: Detections
     found: Detections
-
-
-def _split_files(run: Run, split: str) -> list[str]:
-    data = run.data_info()
-    if data.get("data_dir"):
-        files = split_files(Path(data["data_dir"]), split)
-        if files:
-            return [str(f) for f in files]
-        raise DataError(f"{data['data_dir']}: no {split}-*.tfrecord files; choose another --split (train, val, test)")
-    return list(run.pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
 
 
 def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, Detections]]:
@@ -90,12 +79,14 @@ def checkpoint_detector(run: Run, checkpoint: str | None = None) -> tuple[Callab
     return run_one, checkpoint
 
 
-def export_detector(path: str | Path) -> Callable[[np.ndarray], Detections]:
+def export_detector(path: str | Path, classifier: str | Path | None = None) -> Callable[[np.ndarray], Detections]:
     """An exported model (SavedModel or TFLite of any precision) as the predictor loads it, with nothing
-    filtered (no threshold, no cross-class NMS)."""
+    filtered (no threshold, no cross-class NMS); with a second-stage `classifier`, as ``predict`` runs them
+    (one box per face, merged by cross-class NMS, then re-classified)."""
     from maskdetect.infer.predictor import Predictor
 
-    return Predictor(path, threshold=0.0, cross_class_nms=False, warmup=False).predict_raw
+    return Predictor(path, threshold=0.0, cross_class_nms=classifier is not None, classifier=classifier,
+                     warmup=False).predict
 
 
 def collect(detector: Callable[[np.ndarray], Detections], files: list[str], progress: bool = True
@@ -230,28 +221,40 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> Pa
 
 
 def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | str | Path = False,
-             checkpoint: str | None = None, progress: bool = True) -> dict:
+             classifier: bool | str | Path = False, checkpoint: str | None = None, progress: bool = True) -> dict:
     """Evaluate the run's newest checkpoint on `split` or, with `export`, an export of it: True for its
-    SavedModel, or a path (a SavedModel, a ``.tflite`` of any precision), scored alike.
+    SavedModel, or a path (a SavedModel, a ``.tflite`` of any precision), scored alike. `classifier` (exports
+    only): the second stage too, True for the ``classifier.tflite`` beside the export, or a path.
 
     Writes ``metrics-<split>[-export[-<tflite stem>]].json`` in the run directory and the same-named
     ``plots/<tag>/`` with ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics. A TFLite
     export's ``<stem>.card.json`` gets the measured figures (and the change from the checkpoint's, if that was
     evaluated on the split).
     """
+    from maskdetect.infer.classify import find_classifier
     from maskdetect.infer.predictor import resolve_export
 
     run = Run.open(run_dir)
     class_names = run.class_names
-    files = _split_files(run, split)
+    files = run.record_files(split)
     started = time.monotonic()
-    tag, evaluated = split, "checkpoint"
+    tag, evaluated, second = split, "checkpoint", None
     if export is not False:
         if export is True and not (run.saved_model / "saved_model.pb").exists():
             raise ConfigError(f"{run.saved_model}: no saved_model.pb; run `maskdetect export {run.run_dir}` first")
-        evaluated, path = resolve_export(run.saved_model if export is True else export)
-        detector, source = export_detector(path), str(path)
-        tag = f"{split}-export" + (f"-{path.stem}" if evaluated == "tflite" else "")
+        evaluated, model = resolve_export(run.saved_model if export is True else export)
+        if classifier is not False:
+            second = find_classifier(model) if classifier is True else Path(classifier)
+            if second is None:
+                raise ConfigError(f"{model}: no classifier.tflite beside it; train one with `maskdetect classifier "
+                                  f"{run.run_dir}` or pass its path")
+        detector, source = export_detector(model, second), str(model)
+        tag = f"{split}-export" + (f"-{model.stem}" if evaluated == "tflite" else "")
+        tag += "-classifier" if second else ""
+        if second:
+            source += f" + {second}"
+    elif classifier is not False:
+        raise ConfigError("--classifier scores an export with its second stage: add --export [PATH]")
     else:
         detector, source = checkpoint_detector(run, checkpoint)
     results = collect(detector, files, progress)
@@ -269,12 +272,12 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     path = atomic_write_json(run.metrics_path(tag), metrics)
     metrics["path"] = str(path)
     if evaluated == "tflite":
-        _record_on_card(run, Path(source), split, metrics)
+        _record_on_card(run, model, split, metrics, key=split + ("_with_classifier" if second else ""))
     logger.info("mAP@0.5 %s, AP@0.5 %s (%s)", metrics["mAP@0.5"], metrics["AP@0.5"], path)
     return metrics
 
 
-def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict) -> None:
+def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict, *, key: str) -> None:
     """Add the measured figures of a TFLite export to its ``<stem>.card.json`` (and their change from the
     checkpoint's on the same split, when ``metrics-<split>.json`` exists)."""
     card_path = tflite.with_name(tflite.stem + ".card.json")
@@ -287,7 +290,7 @@ def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict) -> None:
     reference = run.metrics().get(f"metrics-{split}")
     if reference and reference.get("mAP@0.5") is not None and metrics["mAP@0.5"] is not None:
         measured["mAP@0.5_change_from_checkpoint"] = round(metrics["mAP@0.5"] - reference["mAP@0.5"], 4)
-    card.setdefault("measured", {})[split] = measured
+    card.setdefault("measured", {})[key] = measured
     atomic_write_json(card_path, card)
 
 

@@ -1,0 +1,168 @@
+"""Train the second-stage face classifier (:mod:`maskdetect.infer.classify`) on a run's training faces, and export
+it beside the run's exports: ``export/classifier.tflite`` and ``export/classifier.json`` (crop size, margin,
+classes, training settings, accuracy on the val faces).
+
+The crops are the ground-truth faces of the run's ``train`` records, each cut ``jitter`` times with its box
+shifted and scaled a little (as a detector's boxes are), flipped and re-lit at random while training; classes are
+weighted by the inverse square root of their frequency (the rare ``mask_weared_incorrect`` counts more).
+
+Example:
+    >>> train_classifier("workspace/runs/masks")            # doctest: +SKIP
+    PosixPath('workspace/runs/masks/export/classifier.tflite')
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from maskdetect.errors import DataError
+from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.infer.classify import CLASSIFIER_NAME, face_crops
+from maskdetect.train.run import Run
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INPUT_SIZE = 48
+DEFAULT_MARGIN = 1.4
+DEFAULT_EPOCHS = 10
+DEFAULT_JITTER = 4
+WIDTHS = (16, 32, 64, 128)  # two 3x3 convs per width, then a 2x2 max-pool: about 30 M multiply-adds at 48 px
+
+
+def jittered_boxes(xyxy: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
+    """Each box, then ``copies - 1`` versions of it moved (sd 8% of its size) and scaled (sd 12%, log-normal)."""
+    boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    out = [boxes]
+    for _ in range(copies - 1):
+        size = boxes[:, 2:] - boxes[:, :2]
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2 + rng.normal(0, 0.08, size.shape) * size
+        half = size * np.exp(rng.normal(0, 0.12, (len(boxes), 1))) / 2
+        out.append(np.concatenate([centre - half, centre + half], axis=1).astype(np.float32))
+    return np.stack(out, axis=1).reshape(-1, 4)  # box-major: each box's copies side by side
+
+
+def face_dataset(files: Iterable[str], *, input_size: int, margin: float, copies: int = 1,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(crops uint8 (N, S, S, 3), classes (N,))`` of every ground-truth face in the records."""
+    from maskdetect.train.evaluate import iter_examples
+
+    rng = rng or np.random.default_rng(0)
+    crops, classes = [], []
+    for _, image, truth in iter_examples(list(files)):
+        boxes = jittered_boxes(truth.xyxy, copies, rng) if copies > 1 else truth.xyxy
+        crops.append(face_crops(image, boxes, input_size, margin))
+        classes.append(np.repeat(truth.class_id, copies))
+    if not crops or not sum(len(c) for c in classes):
+        raise DataError(f"{list(files)}: no faces to train the classifier on")
+    return np.concatenate(crops), np.concatenate(classes)
+
+
+def build_model(input_size: int, num_classes: int):
+    """The crop classifier: float32 RGB in [0, 255] -> class probabilities."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    inputs = layers.Input((input_size, input_size, 3), dtype="float32")
+    x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    for width in WIDTHS:
+        for _ in range(2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPool2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.3)(x)
+    return tf.keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x))
+
+
+def per_class_accuracy(probabilities: np.ndarray, classes: np.ndarray, class_names: list[str]) -> dict:
+    predicted = probabilities.argmax(axis=1)
+    return {name: (round(float((predicted[classes == i] == i).mean()), 4) if (classes == i).any() else None)
+            for i, name in enumerate(class_names)}
+
+
+def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INPUT_SIZE,
+                     margin: float = DEFAULT_MARGIN, epochs: int = DEFAULT_EPOCHS, jitter: int = DEFAULT_JITTER,
+                     batch_size: int = 64, learning_rate: float = 2e-3, seed: int = 0,
+                     progress: bool = True) -> Path:
+    """Train the crop classifier on the run's train faces (scored on its val faces, if any) and write
+    ``export/classifier.tflite`` and ``export/classifier.json``; return the ``.tflite`` path."""
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from maskdetect.train.export import _versions
+
+    run = Run.open(run_dir)
+    class_names = run.class_names
+    started = time.monotonic()
+    rng = np.random.default_rng(seed)
+    crops, classes = face_dataset(run.record_files("train"), input_size=input_size, margin=margin,
+                                  copies=jitter, rng=rng)
+    counts = np.bincount(classes, minlength=len(class_names))
+    weights = {i: float(np.sqrt(len(classes) / (len(class_names) * n))) for i, n in enumerate(counts) if n}
+    try:
+        val_crops, val_classes = face_dataset(run.record_files("val"), input_size=input_size, margin=margin)
+    except DataError:
+        val_crops, val_classes = None, None
+    logger.info("classifier: %d training crops (%s), %s val faces", len(classes),
+                ", ".join(f"{n} {name}" for name, n in zip(class_names, counts)),
+                len(val_classes) if val_classes is not None else "no")
+
+    tf.keras.utils.set_random_seed(seed)
+    layers = tf.keras.layers
+    augment = tf.keras.Sequential([layers.RandomFlip("horizontal", seed=seed),
+                                   layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed),
+                                   layers.RandomContrast(0.2, seed=seed)])
+    dataset = (tf.data.Dataset.from_tensor_slices((crops, classes)).shuffle(len(classes), seed=seed)
+               .batch(batch_size).map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y))
+               .prefetch(2))
+    steps = epochs * int(np.ceil(len(classes) / batch_size))
+    model = build_model(input_size, len(class_names))
+    model.compile(tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+    bar = tqdm(total=steps, desc="classifier", unit="step", disable=not progress)
+
+    class Progress(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bar.update(1)
+            bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}", refresh=False)
+
+    try:
+        history = model.fit(dataset, epochs=epochs, class_weight=weights, verbose=0, callbacks=[Progress()])
+    finally:
+        bar.close()
+    accuracy = None
+    if val_crops is not None:
+        accuracy = per_class_accuracy(model.predict(val_crops.astype(np.float32), verbose=0), val_classes, class_names)
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    path = run.exports / CLASSIFIER_NAME
+    run.exports.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(converter.convert())
+    atomic_write_json(path.with_suffix(".json"), {
+        "input_size": input_size, "margin": margin, "classes": class_names,
+        "architecture": f"{len(WIDTHS)} blocks of two 3x3 conv+BN+ReLU ({', '.join(map(str, WIDTHS))} channels), "
+                        "max-pool, global average, dropout 0.3, softmax",
+        "training": {"records": run.record_files("train"), "faces": {n: int(c // jitter) for n, c in
+                                                                      zip(class_names, counts)},
+                     "jitter_copies": jitter, "epochs": epochs, "batch_size": batch_size,
+                     "learning_rate": learning_rate, "class_weights": {class_names[i]: round(w, 3)
+                                                                        for i, w in weights.items()},
+                     "seed": seed, "final_loss": round(float(history.history["loss"][-1]), 4)},
+        "val_face_accuracy": accuracy,
+        "val_faces": ({n: int((val_classes == i).sum()) for i, n in enumerate(class_names)}
+                      if val_classes is not None else None),
+        "seconds": round(time.monotonic() - started, 1),
+        "versions": _versions(),
+    })
+    logger.info("classifier written: %s (val face accuracy %s)", path, accuracy)
+    return path
+
+
+__all__ = ["train_classifier", "build_model", "face_dataset", "jittered_boxes"]
