@@ -1,7 +1,9 @@
 """Latency per 1280x720 frame by backend and precision, beside each export's validation accuracy and size.
 
 For every export of RUN_DIR (``export/saved_model``, ``model.tflite``, ``model-fp16.tflite``,
-``model-int8.tflite``, whichever exist; the TFLite ones on LiteRT and on tf.lite) measures ``Predictor.predict`` — preprocess + model + postprocess — on
+``model-int8.tflite``, whichever exist; the TFLite ones on LiteRT and on tf.lite, and on the first runtime also with
+the second stage when ``export/classifier.tflite`` exists: the clip has one face, so that row adds one crop's
+classification) measures ``Predictor.predict`` — preprocess + model + postprocess — on
 the same 1280x720 frames (the first ``--frames`` of ../shared/videos/one-unmasked-1280x720.mp4), after
 ``--warmup`` frames, interleaved frame by frame across the exports so that all of them see the same machine
 load; reports median and p90 ms. Accuracy comes from ``RUN_DIR/metrics-val-export*.json`` (run
@@ -28,18 +30,22 @@ REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "videos" / "one-unmasked-1280x720.mp4"
 
 
-def exports_of(run_dir: Path, runtimes: list[str]) -> list[tuple[str, Path, Path, str]]:
-    """``(label, model path, metrics file, TFLite runtime)`` for each export present (TFLite ones once per
-    runtime)."""
+def exports_of(run_dir: Path, runtimes: list[str]) -> list[tuple[str, Path, Path, str, Path | None]]:
+    """``(precision, model path, metrics file, TFLite runtime, classifier or None)`` for each export present
+    (TFLite ones once per runtime, and with the classifier on the first runtime)."""
     export = run_dir / "export"
+    classifier = export / "classifier.tflite"
     found = []
     if (export / "saved_model" / "saved_model.pb").is_file():
-        found.append(("SavedModel float32", export / "saved_model", run_dir / "metrics-val-export.json", "auto"))
+        found.append(("float32", export / "saved_model", run_dir / "metrics-val-export.json", "auto", None))
     for stem, label in (("model", "float32"), ("model-fp16", "fp16"), ("model-int8", "int8")):
         if (export / f"{stem}.tflite").is_file():
             for runtime in runtimes:
-                found.append((f"{'LiteRT' if runtime == 'litert' else 'tf.lite'} {label}", export / f"{stem}.tflite",
-                              run_dir / f"metrics-val-export-{stem}.json", runtime))
+                found.append((label, export / f"{stem}.tflite", run_dir / f"metrics-val-export-{stem}.json",
+                              runtime, None))
+            if classifier.is_file():
+                found.append((label, export / f"{stem}.tflite",
+                              run_dir / f"metrics-val-export-{stem}-classifier.json", runtimes[0], classifier))
     return found
 
 
@@ -77,8 +83,8 @@ def main() -> None:
     if not exports:
         sys.exit(f"{args.run_dir}: no export (run `maskdetect export` first)")
     frames = frames_720p(args.frames + args.warmup)
-    predictors = [Predictor(path, threshold=0.5, num_threads=args.threads, tflite_runtime=runtime)
-                  for _, path, _, runtime in exports]
+    predictors = [Predictor(path, threshold=0.5, num_threads=args.threads, tflite_runtime=runtime,
+                            classifier=classifier) for _, path, _, runtime, classifier in exports]
     times: list[list[float]] = [[] for _ in exports]
     for index, frame in enumerate(frames):
         for predictor, spent in zip(predictors, times):
@@ -87,7 +93,9 @@ def main() -> None:
             if index >= args.warmup:
                 spent.append((time.perf_counter() - started) * 1e3)
     rows = []
-    for (label, path, metrics_path, _), spent in zip(exports, times):
+    for (precision, path, metrics_path, _, classifier), predictor, spent in zip(exports, predictors, times):
+        runtime = {"litert": "LiteRT", "tensorflow": "SavedModel"}.get(predictor.runtime, predictor.runtime)
+        label = f"{runtime} {precision}" + (" + classifier" if classifier else "")
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
         rows.append({"export": label, "path": str(path), "median_ms": round(float(np.median(spent)), 1),
