@@ -18,11 +18,9 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -30,7 +28,6 @@ from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
 from maskdetect.infer.tflite import tflite_interpreter_class
 
-logger = logging.getLogger(__name__)
 
 CLASSIFIER_NAME = "classifier.tflite"
 
@@ -117,14 +114,10 @@ class FaceClassifier:
             self._interpreter.invoke()
             return np.array(self._interpreter.get_tensor(self._output["index"]), np.float32)
 
-    def refine(self, image: np.ndarray, detections: Detections, class_names: Sequence[str] | None = None
-               ) -> Detections:
+    def refine(self, image: np.ndarray, detections: Detections) -> Detections:
         """`detections` with each box's class replaced by the classifier's and its score multiplied by that class's
         probability (boxes and tracks kept; the detector's class and score in ``data["detector_class_id"]`` and
-        ``data["detector_confidence"]``). `class_names`: the detector's, to check they match."""
-        if class_names is not None and list(class_names) != self.class_names:
-            raise ConfigError(f"{self.path}: classes {self.class_names} differ from the detector's "
-                              f"{list(class_names)}; train the classifier on the detector's run")
+        ``data["detector_confidence"]``)."""
         probabilities = self.probabilities(image, detections.xyxy)
         classes = probabilities.argmax(axis=1)
         return Detections(xyxy=detections.xyxy,

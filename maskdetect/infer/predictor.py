@@ -28,6 +28,7 @@ import numpy as np
 import maskdetect
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
+from maskdetect.infer.classify import CLASSIFIER_NAME, FaceClassifier, find_classifier
 from maskdetect.infer.tflite import TFLITE_RUNTIMES, tflite_interpreter_class
 from maskdetect.labelmap import find_label_map, read_label_map
 
@@ -48,8 +49,6 @@ def bundled_model() -> Path:
     """The model shipped with the package (``maskdetect/models/default``: a TFLite model, its label map,
     ``tflite_input.json`` and model card, and the second stage ``classifier.tflite``), used when no model is
     given."""
-    from maskdetect.infer.classify import CLASSIFIER_NAME
-
     tflites = sorted(p for p in BUNDLED_MODEL.glob("*.tflite") if p.name != CLASSIFIER_NAME)
     if len(tflites) != 1:
         raise ConfigError(f"{BUNDLED_MODEL}: no bundled model in this install; pass an export (--model)")
@@ -85,8 +84,6 @@ def resolve_export(model_path: str | os.PathLike) -> tuple[str, Path]:
             return "saved_model", path
         if (path / "saved_model" / "saved_model.pb").is_file():
             return "saved_model", path / "saved_model"
-        from maskdetect.infer.classify import CLASSIFIER_NAME
-
         tflites = sorted(p for p in path.glob("*.tflite") if p.name != CLASSIFIER_NAME)
         if len(tflites) == 1:
             return "tflite", tflites[0]
@@ -199,6 +196,7 @@ class Predictor:
     Attributes:
         backend: ``"saved_model"`` or ``"tflite"``.
         runtime: what runs the model: ``"tensorflow"``, ``"litert"`` or ``"tf.lite"``.
+        classifier: the loaded second stage, or None.
         input_size: square input side of the TFLite model (None for SavedModel: it is given the frame already
             shrunk by its own resizer, :func:`saved_model_resizer`, read from the ``pipeline.config`` beside it).
         letterbox: TFLite only: frames are letterboxed, not stretched (``tflite_input.json`` beside the model,
@@ -263,9 +261,7 @@ class Predictor:
     def __repr__(self) -> str:
         return f"Predictor({str(self.model_path)!r}, backend={self.backend!r}, classes={self.class_names})"
 
-    def _load_classifier(self, classifier: str | os.PathLike | None, runtime: str) -> Any:
-        from maskdetect.infer.classify import FaceClassifier, find_classifier
-
+    def _load_classifier(self, classifier: str | os.PathLike | None, runtime: str) -> FaceClassifier | None:
         if classifier is None or str(classifier) == "none":
             return None
         path = find_classifier(self.model_path) if str(classifier) == "auto" else Path(classifier)
