@@ -63,8 +63,11 @@ def describe_bundled_model(path: Path) -> str:
     if not card_path.is_file():
         return str(path)
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    val = card.get("measured", {}).get("val", {})
+    measured = card.get("measured", {})
+    val, both = measured.get("val", {}), measured.get("val_with_classifier", {})
     figures = f", val mAP@0.5 {val['mAP@0.5']:.2f}" if val.get("mAP@0.5") is not None else ""
+    if figures and both.get("mAP@0.5") is not None:
+        figures += f" alone, {both['mAP@0.5']:.2f} with its second stage"
     return (f"{path} ({card.get('feature_extractor', '?')}, {card.get('input_size', '?')} px, "
             f"{card.get('precision', '?')}{figures}; card: {card_path.name})")
 
