@@ -38,6 +38,15 @@ def test_jittered_boxes_keep_each_original_first_and_move_the_copies_a_little():
     assert (out[:, 2:] > out[:, :2]).all()
 
 
+@pytest.mark.parametrize("option", [{"epochs": 0}, {"jitter": 0}, {"input_size": 8}, {"margin": 0.5},
+                                    {"batch_size": 2.5}])
+def test_classifier_options_are_checked_before_anything_is_read(option, tmp_path):
+    from maskdetect.train.classifier import train_classifier
+
+    with pytest.raises(ConfigError, match=f"classifier {next(iter(option))}="):
+        train_classifier(tmp_path / "no-run", **option)
+
+
 # -- trained on the tiny run ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def classified_run(tiny_export, tmp_path_factory):

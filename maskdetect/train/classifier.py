@@ -20,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from maskdetect.errors import DataError
+from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.infer.classify import CLASSIFIER_NAME, face_crops
 from maskdetect.train.run import Run
@@ -95,8 +95,14 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    from maskdetect.train.export import _versions
+    from maskdetect.train.export import library_versions
 
+    for name, value, lowest in (("epochs", epochs, 1), ("jitter", jitter, 1), ("input_size", input_size, 16),
+                                ("batch_size", batch_size, 1)):
+        if int(value) != value or value < lowest:
+            raise ConfigError(f"classifier {name}={value}: must be a whole number >= {lowest}")
+    if not margin >= 1.0:
+        raise ConfigError(f"classifier margin={margin}: must be >= 1 (the crop's side over the box's longer side)")
     run = Run.open(run_dir)
     class_names = run.class_names
     started = time.monotonic()
@@ -159,7 +165,7 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
         "val_faces": ({n: int((val_classes == i).sum()) for i, n in enumerate(class_names)}
                       if val_classes is not None else None),
         "seconds": round(time.monotonic() - started, 1),
-        "versions": _versions(),
+        "versions": library_versions(),
     })
     logger.info("classifier written: %s (val face accuracy %s)", path, accuracy)
     return path

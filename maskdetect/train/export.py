@@ -32,7 +32,7 @@ QUANTIZATIONS = ("none", "fp16", "int8")
 PRECISION = {"none": "float32", "fp16": "float16 weights", "int8": "int8 (full-integer kernels, float input/output)"}
 
 
-def _versions() -> dict:
+def library_versions() -> dict:
     import numpy
     import tensorflow as tf
 
@@ -59,7 +59,7 @@ def write_model_card(run: Run, destination: Path, *, fmt: str, seconds: float,
         "training_data": data.get("manifest", data),
         "metrics": {name: {k: m.get(k) for k in ("mAP@0.5", "AP@0.5", "split", "evaluated", "num_images")}
                     for name, m in run.metrics().items()},
-        "versions": _versions(),
+        "versions": library_versions(),
         "export_seconds": round(seconds, 1),
         **(extra or {}),
     }
