@@ -38,6 +38,18 @@ def test_jittered_boxes_keep_each_original_first_and_move_the_copies_a_little():
     assert (out[:, 2:] > out[:, :2]).all()
 
 
+def test_the_classifier_is_found_beside_a_tflite_file_a_saved_model_or_in_an_export_folder(tmp_path):
+    export = tmp_path / "run" / "export"
+    (export / "saved_model").mkdir(parents=True)
+    (export / "saved_model" / "saved_model.pb").write_bytes(b"")
+    (export / "model.tflite").write_bytes(b"")
+    assert find_classifier(export / "model.tflite") is None
+    (export / "classifier.tflite").write_bytes(b"")
+    for model in (export / "model.tflite", export / "saved_model", export):
+        assert find_classifier(model) == export / "classifier.tflite"
+    assert find_classifier(tmp_path / "run") is None  # not beside it: the run folder is not an export
+
+
 @pytest.mark.parametrize("option", [{"epochs": 0}, {"jitter": 0}, {"input_size": 8}, {"margin": 0.5},
                                     {"batch_size": 2.5}])
 def test_classifier_options_are_checked_before_anything_is_read(option, tmp_path):

@@ -61,3 +61,18 @@ def test_a_folder_without_pipeline_config_is_not_a_run(tmp_path):
 def test_save_and_load_round_trip(run, tmp_path):
     saved = save_pipeline(run.pipeline, tmp_path / "copy.config")
     assert load_pipeline(saved) == run.pipeline
+
+
+def test_record_files_come_from_the_manifest_else_from_the_matching_reader(run, sample_data, tmp_path):
+    from maskdetect.errors import DataError
+
+    assert run.record_files("train") == [str(p) for p in sorted(sample_data.glob("train-*.tfrecord"))]
+    assert run.record_files("val") == [str(p) for p in sorted(sample_data.glob("val-*.tfrecord"))]
+    with pytest.raises(DataError, match="no test-"):
+        run.record_files("test")
+    (tmp_path / "pipeline.config").write_text(
+        'train_input_reader { tf_record_input_reader { input_path: "/d/train-0.tfrecord" } }\n'
+        'eval_input_reader { tf_record_input_reader { input_path: "/d/val-0.tfrecord" } }\n')
+    bare = Run(tmp_path)  # no data manifest: a train split never falls back to the eval records
+    assert bare.record_files("train") == ["/d/train-0.tfrecord"]
+    assert bare.record_files("val") == ["/d/val-0.tfrecord"]

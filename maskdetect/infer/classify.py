@@ -49,13 +49,12 @@ def face_crops(image: np.ndarray, xyxy: np.ndarray, size: int, margin: float) ->
 
 
 def find_classifier(model_path: str | os.PathLike) -> Path | None:
-    """The ``classifier.tflite`` beside a detector export (file or directory), if there is one."""
+    """The ``classifier.tflite`` beside a detector export, if there is one: in the folder of a ``.tflite`` file or
+    of a ``saved_model`` directory, or in an export folder given itself."""
     path = Path(model_path)
-    folder = path if path.is_dir() else path.parent
-    for candidate in (folder / CLASSIFIER_NAME, folder.parent / CLASSIFIER_NAME):
-        if candidate.is_file():
-            return candidate
-    return None
+    folder = path.parent if path.is_file() or (path / "saved_model.pb").is_file() else path
+    candidate = folder / CLASSIFIER_NAME
+    return candidate if candidate.is_file() else None
 
 
 class FaceClassifier:

@@ -51,14 +51,14 @@ def face_dataset(files: Iterable[str], *, input_size: int, margin: float, copies
     """``(crops uint8 (N, S, S, 3), classes (N,))`` of every ground-truth face in the records."""
     from maskdetect.train.evaluate import iter_examples
 
+    files = list(files)
     rng = rng or np.random.default_rng(0)
     crops, classes = [], []
-    for _, image, truth in iter_examples(list(files)):
-        boxes = jittered_boxes(truth.xyxy, copies, rng) if copies > 1 else truth.xyxy
-        crops.append(face_crops(image, boxes, input_size, margin))
+    for _, image, truth in iter_examples(files):
+        crops.append(face_crops(image, jittered_boxes(truth.xyxy, copies, rng), input_size, margin))
         classes.append(np.repeat(truth.class_id, copies))
     if not crops or not sum(len(c) for c in classes):
-        raise DataError(f"{list(files)}: no faces to train the classifier on")
+        raise DataError(f"{files}: no faces to train the classifier on")
     return np.concatenate(crops), np.concatenate(classes)
 
 
@@ -107,8 +107,8 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
     class_names = run.class_names
     started = time.monotonic()
     rng = np.random.default_rng(seed)
-    crops, classes = face_dataset(run.record_files("train"), input_size=input_size, margin=margin,
-                                  copies=jitter, rng=rng)
+    train_files = run.record_files("train")
+    crops, classes = face_dataset(train_files, input_size=input_size, margin=margin, copies=jitter, rng=rng)
     counts = np.bincount(classes, minlength=len(class_names))
     weights = {i: float(np.sqrt(len(classes) / (len(class_names) * n))) for i, n in enumerate(counts) if n}
     try:
@@ -155,7 +155,7 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
         "input_size": input_size, "margin": margin, "classes": class_names,
         "architecture": f"{len(WIDTHS)} blocks of two 3x3 conv+BN+ReLU ({', '.join(map(str, WIDTHS))} channels), "
                         "max-pool, global average, dropout 0.3, softmax",
-        "training": {"records": run.record_files("train"), "faces": {n: int(c // jitter) for n, c in
+        "training": {"records": train_files, "faces": {n: int(c // jitter) for n, c in
                                                                       zip(class_names, counts)},
                      "jitter_copies": jitter, "epochs": epochs, "batch_size": batch_size,
                      "learning_rate": learning_rate, "class_weights": {class_names[i]: round(w, 3)

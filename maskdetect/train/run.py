@@ -159,7 +159,7 @@ class Run:
 
     def record_files(self, split: str) -> list[str]:
         """The TFRecord files of `split` (train, val, test) in the run's data folder; without a data manifest,
-        the eval input reader's."""
+        the pipeline's own readers: the train input reader's for ``train``, the eval input reader's otherwise."""
         data = self.data_info()
         if data.get("data_dir"):
             files = split_files(Path(data["data_dir"]), split)
@@ -167,7 +167,8 @@ class Run:
                 return [str(f) for f in files]
             raise DataError(f"{data['data_dir']}: no {split}-*.tfrecord files; choose another --split (train, val, "
                             "test)")
-        return list(self.pipeline.eval_input_reader[0].tf_record_input_reader.input_path)
+        reader = self.pipeline.train_input_reader if split == "train" else self.pipeline.eval_input_reader[0]
+        return list(reader.tf_record_input_reader.input_path)
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Every ``metrics-*.json`` of the run, by file stem."""
