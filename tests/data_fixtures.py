@@ -161,17 +161,21 @@ def voc_to_coco(voc: Path, dst: Path, classes=("with_mask", "without_mask", "mas
     return dst
 
 
-def voc_to_yolo(voc: Path, dst: Path, classes=("with_mask", "without_mask", "mask_weared_incorrect")) -> Path:
+def voc_to_yolo(voc: Path, dst: Path, classes=("with_mask", "without_mask", "mask_weared_incorrect"),
+                rename: dict[str, str] | None = None) -> Path:
+    """The VOC folder as YOLO labels; `rename` gives VOC class names their name in `classes`; boxes of classes
+    not in `classes` are dropped."""
     import shutil
 
+    rename = rename or {}
     (dst / "images").mkdir(parents=True)
     (dst / "labels").mkdir()
     (dst / "classes.txt").write_text("\n".join(classes) + "\n")
     for xml in sorted((voc / "annotations").glob("*.xml")):
         filename, w, h, boxes = voc_boxes(xml)
         shutil.copy(voc / "images" / filename, dst / "images" / filename)
-        lines = [f"{classes.index(n)} {repr((a + c) / 2 / w)} {repr((b + d) / 2 / h)} {repr((c - a) / w)} "
-                 f"{repr((d - b) / h)}" for n, a, b, c, d in boxes]
+        lines = [f"{classes.index(rename.get(n, n))} {repr((a + c) / 2 / w)} {repr((b + d) / 2 / h)} "
+                 f"{repr((c - a) / w)} {repr((d - b) / h)}" for n, a, b, c, d in boxes if rename.get(n, n) in classes]
         (dst / "labels" / f"{Path(filename).stem}.txt").write_text("\n".join(lines) + "\n")
     return dst
 

@@ -1,6 +1,7 @@
-"""The README's commands (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI (no option that does not exist, no
-missing required one), every ``make`` target exists, and the Roboflow data lines run verbatim against a
-loopback export link. (The training lines run, tiny, in test_workflow/test_notebooks; the pip lines in
+"""The README's commands (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI
+(no option that does not exist, no missing required one), every ``make`` target exists, and the workflow's data and
+predict lines and the Roboflow data lines run verbatim (on stand-ins for the user's files and a loopback export
+link). (The training lines run, tiny, in test_workflow/test_notebooks/test_classifier; the pip lines in
 test_install; ``set-repo`` in test_colab_install.)"""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SAMPLE
 from maskdetect.cli import build_parser
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -137,3 +138,43 @@ def test_make_notebook_serves_the_notebooks_from_the_venv(tmp_path):
         server.wait(timeout=30)
     assert {item["name"] for item in listing["content"]} >= {"01-train-on-colab.ipynb", "02-video-and-webcam.ipynb"}
     assert "python3" in specs["kernelspecs"]
+
+
+@pytest.mark.slow
+def test_the_workflow_data_and_predict_lines_run_verbatim(tmp_path, monkeypatch, capsys):
+    """The workflow block's `data` and `predict` lines as written, in a folder where ``path/to/kaggle`` is the
+    sample (VOC), ``path/to/yolo`` the sample as a two-class YOLO set named mask/no-mask, ``photo.jpg`` a sample
+    photo, ``clip.mp4`` a short clip of one, and ``workspace/runs/masks/export`` a copy of the bundled model's
+    folder (an export's layout: one detector .tflite, its input spec, label map and second stage).
+    The webcam line runs with the clip in place of camera 0 (no camera here; on a headless machine `--show`
+    says so and goes on). (The configure/train/evaluate/export/classifier lines run, tiny, in test_workflow
+    and test_classifier.)"""
+    import json
+    import shutil
+
+    from data_fixtures import voc_to_yolo
+    from maskdetect.cli import main
+    from maskdetect.infer.predictor import bundled_model
+    from maskdetect.sample_video import make_sample_video
+
+    block = re.search(r"```bash\n# 1\. data.*?```", README, flags=re.S).group(0)
+    lines = [line.split("  #")[0].strip().replace("--source 0 ", "--source clip.mp4 ") for line in
+             block.splitlines() if line.startswith(("maskdetect data ", "maskdetect predict "))]
+    assert len(lines) == 6 and "--show" in lines[-1], lines
+    shutil.copytree(SAMPLE, tmp_path / "path" / "to" / "kaggle")
+    voc_to_yolo(SAMPLE, tmp_path / "path" / "to" / "yolo", classes=("mask", "no-mask"),
+                rename={"with_mask": "mask", "without_mask": "no-mask"})
+    photo = sorted((SAMPLE / "images").glob("*.jpg"))[0]
+    shutil.copy(photo, tmp_path / "photo.jpg")
+    make_sample_video(photo, tmp_path / "clip.mp4", seconds=1)
+    shutil.copytree(bundled_model().parent, tmp_path / "workspace" / "runs" / "masks" / "export")
+    monkeypatch.chdir(tmp_path)
+    for line in lines:  # in this process: the CLI's main() on the line's words, as the shell would split them
+        assert main(shlex.split(line)[1:]) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
+    workspace = tmp_path / "workspace"
+    assert json.loads((workspace / "data" / "two" / "manifest.json").read_text())["classes"][:2] == [
+        "with_mask", "without_mask"]
+    assert (workspace / "reports" / "masks").is_dir() and any((workspace / "reports" / "masks").glob("*.png"))
+    for name in ("annotated.jpg", "annotated.mp4", "webcam.mp4"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert json.loads((tmp_path / "detections.json").read_text())
