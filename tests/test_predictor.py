@@ -87,6 +87,25 @@ def test_the_pre_resize_samples_as_the_od_api_resizer_does(source_wh, size_wh):
     assert np.abs(ours - reference).max() <= 0.5 + 1e-3
 
 
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_the_tflite_input_is_the_resized_frame_normalised_per_channel(letterbox):
+    """What a TFLite model is fed: the frame resized (letterboxed: longer side to the input, zeros below/right),
+    then pixel * scale + offset per channel in float32, exactly (the fast table equals the plain arithmetic)."""
+    import cv2
+
+    from maskdetect.infer.predictor import tflite_input
+
+    image = np.random.default_rng(1).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    scale = np.array([0.0171, 0.0175, 0.0174], np.float32)  # ImageNet-style, a different one per channel
+    offset = np.array([-2.118, -2.036, -1.804], np.float32)
+    blob, box_frame_wh = tflite_input(image, 320, scale, offset, letterbox)
+    height = 180 if letterbox else 320
+    expected = cv2.resize(image, (320, height), interpolation=cv2.INTER_LINEAR).astype(np.float32) * scale + offset
+    assert blob.shape == (1, 320, 320, 3) and blob.dtype == np.float32
+    assert np.array_equal(blob[0, :height], expected) and (blob[0, height:] == 0).all()
+    assert box_frame_wh == ((1280, 1280) if letterbox else (1280, 720))
+
+
 # -- the real model ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_saved_model_is_given_the_frame_pre_resized_with_the_same_detections(saved, monkeypatch):

@@ -102,16 +102,20 @@ def tflite_input(image: np.ndarray, size: int, scale: np.ndarray, offset: np.nda
     ``tflite_input.json``), and the ``(width, height)`` in source pixels that its relative boxes refer to."""
     import cv2
 
+    # pixel * scale + offset per channel through a 256-entry table: numpy's float32 result exactly, and an order
+    # of magnitude faster than numpy broadcasting over a last axis of 3 (its inner loop is 3 long)
+    table = (np.arange(256, dtype=np.float32)[:, None] * np.asarray(scale, np.float32)
+             + np.asarray(offset, np.float32)).reshape(1, 256, 3)
     height, width = image.shape[:2]
     if letterbox:  # longer side to `size`, pad bottom/right with 0 after normalising
         ratio = size / max(width, height)
         new_wh = (max(1, min(size, round(width * ratio))), max(1, min(size, round(height * ratio))))
         resized = cv2.resize(image, new_wh, interpolation=cv2.INTER_LINEAR)
         blob = np.zeros((1, size, size, 3), np.float32)
-        blob[0, :new_wh[1], :new_wh[0]] = resized.astype(np.float32) * scale + offset
+        blob[0, :new_wh[1], :new_wh[0]] = cv2.LUT(resized, table)
         return blob, (size / ratio, size / ratio)  # the padded square, in source pixels
     resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-    return (resized.astype(np.float32) * scale + offset)[None], (width, height)
+    return cv2.LUT(resized, table)[None], (width, height)
 
 
 def legacy_bilinear_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
