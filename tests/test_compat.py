@@ -131,3 +131,7 @@ def test_tflite_export_gets_fixed_shape_resizer(sample_data, tmp_path):
     assert (resizer.fixed_shape_resizer.height, resizer.fixed_shape_resizer.width) == (384, 384)
     # the run's own config is untouched
     assert load_pipeline(paths.pipeline_config).model.ssd.image_resizer.HasField("keep_aspect_ratio_resizer")
+    # the post-processing op's score floor is raised, never lowered below the run's own threshold
+    nms = lambda p: p.model.ssd.post_processing.batch_non_max_suppression  # noqa: E731
+    assert nms(tflite_pipeline(load_pipeline(paths.pipeline_config), 0.05)[0]).score_threshold == pytest.approx(0.05)
+    assert nms(tflite_pipeline(load_pipeline(paths.pipeline_config), 0.0)[0]).score_threshold == pytest.approx(1e-8)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE, TINY_SIZE, missing_detections
+from maskdetect.train.export import DEFAULT_SCORE_FLOOR
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +76,7 @@ def test_quantized_exports_load_and_predict_with_cards(tiny_export, lite):
     int8 = json.loads(tiny_export.quantized["int8"].with_name("model-int8.card.json").read_text())
     assert int8["calibration"]["images"] == 8 and int8["calibration"]["seed"] == 0
     assert len(set(int8["calibration"]["names"])) == 8  # drawn from the training records, without replacement
+    assert int8["max_detections"] == 100 and int8["score_floor"] == pytest.approx(max(DEFAULT_SCORE_FLOOR, 1e-8))
 
 
 def test_export_refuses_an_unknown_precision(tiny_run):
@@ -88,3 +90,5 @@ def test_export_refuses_an_unknown_precision(tiny_run):
         export_tflite(paths.run_dir, quantize="int8", calibration_count=0)
     with pytest.raises(ConfigError, match="tflite only"):
         export(paths.run_dir, "saved_model", quantize="fp16")
+    with pytest.raises(ConfigError, match=r"score floor 1.5: choose a score in \[0, 1\)"):
+        export_tflite(paths.run_dir, score_floor=1.5)

@@ -62,6 +62,8 @@ def register(subparsers) -> None:
                     help="evaluate each new checkpoint while training runs beside, until the last step")
     ev.set_defaults(func=_evaluate)
 
+    from maskdetect.train.export import DEFAULT_SCORE_FLOOR
+
     ex = subparsers.add_parser("export", help="export a SavedModel (default) or a TFLite model")
     ex.add_argument("run_dir")
     ex.add_argument("--format", choices=("saved_model", "tflite"),
@@ -72,6 +74,9 @@ def register(subparsers) -> None:
     ex.add_argument("--calibration-images", type=int, default=100, metavar="N",
                     help="int8: training images drawn for calibration (default 100)")
     ex.add_argument("--calibration-seed", type=int, default=0, help="int8: seed of that draw (default 0)")
+    ex.add_argument("--score-floor", type=float, default=DEFAULT_SCORE_FLOOR, metavar="S",
+                    help="TFLite: the post-processing op ranks only anchors scoring at least S "
+                         f"(default {DEFAULT_SCORE_FLOOR}; lower keeps fainter boxes for evaluation, costs time)")
     ex.set_defaults(func=_export)
 
     from maskdetect.train.classifier import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_JITTER, DEFAULT_MARGIN
@@ -160,7 +165,7 @@ def _export(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("tflite" if args.quantize != "none" else "saved_model")
     print(export(args.run_dir, fmt, quantize=args.quantize, calibration_count=args.calibration_images,
-                 calibration_seed=args.calibration_seed))
+                 calibration_seed=args.calibration_seed, score_floor=args.score_floor))
     return 0
 
 

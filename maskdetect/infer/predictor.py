@@ -102,8 +102,8 @@ def tflite_input(image: np.ndarray, size: int, scale: np.ndarray, offset: np.nda
     ``tflite_input.json``), and the ``(width, height)`` in source pixels that its relative boxes refer to."""
     import cv2
 
-    # pixel * scale + offset per channel through a 256-entry table: numpy's float32 result exactly, and an order
-    # of magnitude faster than numpy broadcasting over a last axis of 3 (its inner loop is 3 long)
+    # pixel * scale + offset per channel through a 256-entry table: numpy's float32 result exactly, 2-3x faster
+    # than numpy broadcasting over a last axis of 3 (bench/bench_preprocess.py: 0.6-1.8 vs 1.5-3.6 ms a frame)
     table = (np.arange(256, dtype=np.float32)[:, None] * np.asarray(scale, np.float32)
              + np.asarray(offset, np.float32)).reshape(1, 256, 3)
     height, width = image.shape[:2]

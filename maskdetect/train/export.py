@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("none", "fp16", "int8")
+# The detection post-processing op of a TFLite export ranks and suppresses only the anchors whose best class score
+# reaches this floor. The run's config says 1e-8: all ~12,800 anchors of the 320-px MobileNet go through NMS, 11.4
+# of an int8 frame's 30 ms; at 0.01 it is 1.5 ms and val AP is unchanged (docs/experiments.md, "Post-processing").
+DEFAULT_SCORE_FLOOR = 0.01
 PRECISION = {"none": "float32", "fp16": "float16 weights", "int8": "int8 (full-integer kernels, float input/output)"}
 
 
@@ -92,12 +96,17 @@ def export_saved_model(run_dir: Run | str | Path) -> Path:
     return run.saved_model
 
 
-def tflite_pipeline(pipeline):
-    """The pipeline with a fixed-shape resizer, which the TFLite export requires (DESIGN.md breakage 9).
+def tflite_pipeline(pipeline, score_floor: float = DEFAULT_SCORE_FLOOR):
+    """The pipeline with a fixed-shape resizer, which the TFLite export requires (DESIGN.md breakage 9), and
+    the post-processing op's score threshold raised to `score_floor` (never lowered).
 
     A keep-aspect-ratio resizer that pads to a square becomes a fixed square of the same size; the
     predictor then letterboxes frames itself (``tflite_input.json`` says so), so both see the same input."""
+    if not 0.0 <= score_floor < 1.0:
+        raise ConfigError(f"score floor {score_floor}: choose a score in [0, 1), e.g. {DEFAULT_SCORE_FLOOR}")
     pipeline = copy.deepcopy(pipeline)
+    nms = pipeline.model.ssd.post_processing.batch_non_max_suppression
+    nms.score_threshold = max(nms.score_threshold, score_floor)
     resizer = pipeline.model.ssd.image_resizer
     letterbox = False
     if not resizer.HasField("fixed_shape_resizer"):
@@ -137,8 +146,35 @@ def calibration_images(run: Run, count: int, *, seed: int = 0) -> tuple[list[np.
     return images, [encoded[i][0] for i in chosen]
 
 
+def normalisation(model) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, offset)``, per channel: the detection model's preprocess as ``pixel * scale + offset`` (where
+    the TFLite graph starts)."""
+    import tensorflow as tf
+
+    probe = tf.constant(np.stack([np.zeros((1, 1, 3)), np.full((1, 1, 3), 255.0)]), tf.float32)
+    normalised = model.feature_extractor.preprocess(probe).numpy().reshape(2, 3)
+    return (normalised[1] - normalised[0]) / 255.0, normalised[0]
+
+
+def set_precision(converter, quantize: str, representative: Callable[[], Iterable[list[np.ndarray]]]) -> None:
+    """Set a ``tf.lite.TFLiteConverter`` to write `quantize` (see :data:`QUANTIZATIONS`); `representative` yields
+    the calibration inputs of ``int8``."""
+    import tensorflow as tf
+
+    converter.optimizations = []
+    if quantize == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        # integer kernels wherever they exist; the post-processing custom op stays float
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+
+
 def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibration_count: int = 100,
-                  calibration_seed: int = 0, max_detections: int = 100) -> Path:
+                  calibration_seed: int = 0, max_detections: int = 100,
+                  score_floor: float = DEFAULT_SCORE_FLOOR) -> Path:
     """Export the newest checkpoint as TFLite beside ``tflite_input.json``; return the model path.
 
     Args:
@@ -146,14 +182,18 @@ def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibrat
             ``int8`` (full-integer kernels calibrated on `calibration_count` training images drawn with
             `calibration_seed`, ``model-int8.tflite``; input and outputs stay float32 and the detection
             post-processing op float, so every precision is fed and read alike).
+        score_floor: the post-processing op considers only anchors whose best class score reaches it
+            (never below the run's own ``score_threshold``); recorded on the card.
     """
     return export_tflite_precisions(run_dir, (quantize,), calibration_count=calibration_count,
-                                    calibration_seed=calibration_seed, max_detections=max_detections)[quantize]
+                                    calibration_seed=calibration_seed, max_detections=max_detections,
+                                    score_floor=score_floor)[quantize]
 
 
 def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str] = QUANTIZATIONS, *,
                              calibration_count: int = 100, calibration_seed: int = 0,
-                             max_detections: int = 100) -> dict[str, Path]:
+                             max_detections: int = 100,
+                             score_floor: float = DEFAULT_SCORE_FLOOR) -> dict[str, Path]:
     """:func:`export_tflite` for several precisions at once (the TFLite graph is traced once); returns
     ``{precision: path}``."""
     import tensorflow as tf
@@ -167,18 +207,15 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
         raise ConfigError(f"quantize={unknown or list(precisions)}: choose from {', '.join(QUANTIZATIONS)}")
     run = Run.open(run_dir)
     run.require_checkpoint()
+    pipeline, letterbox = tflite_pipeline(run.pipeline, score_floor)
     calibration = None
     if "int8" in precisions:  # drawn before the graph is traced: a bad count or missing records fail fast
         images, names = calibration_images(run, calibration_count, seed=calibration_seed)
         calibration = {"images": len(images), "seed": calibration_seed, "from": "training records", "names": names}
-    pipeline, letterbox = tflite_pipeline(run.pipeline)
     size = image_size_of(pipeline)
     started = time.monotonic()
     # The TFLite graph starts after the model's preprocess: record the per-channel affine normalisation.
-    model = model_builder.build(model_config=pipeline.model, is_training=False)
-    probe = tf.constant(np.stack([np.zeros((1, 1, 3)), np.full((1, 1, 3), 255.0)]), tf.float32)
-    normalised = model.feature_extractor.preprocess(probe).numpy().reshape(2, 3)
-    scale, offset = (normalised[1] - normalised[0]) / 255.0, normalised[0]
+    scale, offset = normalisation(model_builder.build(model_config=pipeline.model, is_training=False))
     info = {"input_size": size, "letterbox": letterbox, "scale": scale.tolist(), "offset": offset.tolist(),
             "layout": "RGB float32 [1,S,S,3] = pixel * scale + offset; letterbox: resize the longer side to S "
                       "keeping the aspect, pad bottom/right with 0 (after normalising); boxes are then relative "
@@ -194,17 +231,8 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
         for quantize in dict.fromkeys(precisions):
             converting = time.monotonic()
             converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
-            converter.optimizations = []
-            if quantize == "fp16":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.target_spec.supported_types = [tf.float16]
-            elif quantize == "int8":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.representative_dataset = lambda: (
-                    [tflite_input(image, size, scale, offset, letterbox)[0]] for image in images)
-                # integer kernels wherever they exist; the post-processing custom op stays float
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                                       tf.lite.OpsSet.TFLITE_BUILTINS]
+            set_precision(converter, quantize, lambda: (
+                [tflite_input(image, size, scale, offset, letterbox)[0]] for image in images))
             model_bytes = converter.convert()
             destination = run.tflite_path(quantize)
             with atomic_path(destination) as tmp:
@@ -213,6 +241,9 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
                              seconds=time.monotonic() - started,
                              extra={"precision": PRECISION[quantize],
                                     "calibration": calibration if quantize == "int8" else None,
+                                    "max_detections": max_detections,
+                                    "score_floor": pipeline.model.ssd.post_processing
+                                    .batch_non_max_suppression.score_threshold,
                                     "size_mb": round(len(model_bytes) / 1e6, 2)})
             logger.info("exported TFLite %s model to %s (%.1f MB) in %.0f s", PRECISION[quantize], destination,
                         len(model_bytes) / 1e6, time.monotonic() - converting)
@@ -221,12 +252,15 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
 
 
 def export(run_dir: Run | str | Path, fmt: str = "saved_model", *, quantize: str = "none",
-           calibration_count: int = 100, calibration_seed: int = 0) -> Path:
+           calibration_count: int = 100, calibration_seed: int = 0,
+           score_floor: float = DEFAULT_SCORE_FLOOR) -> Path:
     if fmt == "saved_model":
         if quantize != "none":
             raise ConfigError("--quantize applies to --format tflite only")
+        if score_floor != DEFAULT_SCORE_FLOOR:
+            raise ConfigError("--score-floor applies to --format tflite only")
         return export_saved_model(run_dir)
     if fmt == "tflite":
         return export_tflite(run_dir, quantize=quantize, calibration_count=calibration_count,
-                             calibration_seed=calibration_seed)
+                             calibration_seed=calibration_seed, score_floor=score_floor)
     raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
