@@ -9,6 +9,8 @@ for each backend (SavedModel, and TFLite when the export has one) measures on th
 * ``model_only_fps``: ``Predictor.predict`` on the frames already decoded in memory;
 * ``plain_loop_fps``: ``cv2.VideoCapture`` read -> RGB -> predict -> the same annotator -> ``cv2.VideoWriter``
   (mp4v), one frame after the other;
+* ``live_loop_fps``: the webcam path: the clip played as a live camera at its own frame rate (newest frame only,
+  recorded), frames processed per second, and the share of the camera's frames dropped as stale;
 
 interleaved ``--repeats`` times (medians reported, every run listed), end to end both with ffmpeg's own thread
 count and with one thread per ffmpeg; plus what decoding, annotating and encoding cost alone (``stages``). Prints
@@ -132,13 +134,22 @@ def bench_backend(model: Path, clip: Path, frames_in_memory: list, workdir: Path
         assert summary.frames == n, summary
         return n / (time.perf_counter() - started)
 
+    def live() -> tuple[float, float]:
+        """The clip played as a live camera (paced at its frame rate, newest frame only, recorded): frames
+        processed per second, and the share of the camera's frames dropped because a newer one had arrived."""
+        summary = predict_source(predictor, clip, workdir / "live.mp4", max_frames=n, live=True, progress=False)
+        return summary.frames / summary.seconds, summary.frames_dropped / (summary.frames + summary.frames_dropped)
+
     runs: dict[str, list[float]] = {"model_only_fps": [], "end_to_end_fps": [], "end_to_end_ffmpeg_threads_1_fps": [],
-                                    "plain_loop_fps": []}
+                                    "plain_loop_fps": [], "live_loop_fps": [], "live_loop_dropped_share": []}
     for _ in range(repeats):
         runs["model_only_fps"].append(model_only())
         runs["end_to_end_fps"].append(end_to_end(0))
         runs["end_to_end_ffmpeg_threads_1_fps"].append(end_to_end(1))
         runs["plain_loop_fps"].append(plain_opencv_loop(predictor, clip, workdir / "plain.mp4", n))
+        fps, dropped = live()
+        runs["live_loop_fps"].append(fps)
+        runs["live_loop_dropped_share"].append(dropped)
     result = {"model": str(model), "backend": predictor.backend, "load_s": round(load_s, 2), "repeats": repeats}
     result.update({key: round(statistics.median(values), 2) for key, values in runs.items()})
     result["all_runs_fps"] = {key: [round(v, 2) for v in values] for key, values in runs.items()}
