@@ -35,14 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "videos" / "one-unmasked-1280x720.mp4"
 
 
-def stage_functions(run, size: int):
-    """``{name: tf.function}`` for the three prefixes of the run's network, restored from its newest checkpoint."""
+def stage_functions(run, pipeline, size: int):
+    """``{name: tf.function}`` for the three prefixes of the network `pipeline` describes (the run's, as the TFLite
+    export sees it), restored from the run's newest checkpoint."""
     import tensorflow as tf
     from object_detection.builders import model_builder
 
-    from maskdetect.train.export import tflite_pipeline
-
-    pipeline, _ = tflite_pipeline(run.pipeline)
     model = model_builder.build(model_config=pipeline.model, is_training=False)
     shapes = tf.constant([[size, size, 3]], tf.int32)
     model.predict(tf.zeros([1, size, size, 3]), shapes)  # builds every variable
@@ -120,7 +118,7 @@ def main() -> None:
     run.require_checkpoint()
     pipeline, letterbox = tflite_pipeline(run.pipeline)
     size = image_size_of(pipeline)
-    model, functions = stage_functions(run, size)
+    model, functions = stage_functions(run, pipeline, size)
     scale, offset = normalisation(model)
     prepare = lambda image: tflite_input(image, size, scale, offset, letterbox)[0]  # noqa: E731
     calibration = []
