@@ -9,9 +9,17 @@ from maskdetect.train.pipeline import MODELS, configure, parse_overrides, scaled
 from maskdetect.train.run import load_pipeline
 
 
+def checkpoint_files(prefix):
+    """A checkpoint's files, as `configure` looks for them (it reads none)."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".index", ".data-00000-of-00001"):
+        prefix.with_name(prefix.name + suffix).write_bytes(b"")
+    return prefix
+
+
 def test_configure_fills_everything(sample_data, tmp_path):
     paths = configure(sample_data, tmp_path / "run", batch_size=4, num_steps=1000,
-                      checkpoint=tmp_path / "zoo" / "checkpoint" / "ckpt-0")
+                      checkpoint=checkpoint_files(tmp_path / "zoo" / "checkpoint" / "ckpt-0"))
     p = load_pipeline(paths.pipeline_config)
     assert p.model.ssd.num_classes == 3
     assert p.model.ssd.image_resizer.keep_aspect_ratio_resizer.max_dimension == 512
@@ -28,6 +36,17 @@ def test_configure_fills_everything(sample_data, tmp_path):
     assert all("val-" in f for f in p.eval_input_reader[0].tf_record_input_reader.input_path)
     assert paths.label_map.read_text() == (sample_data / "label_map.pbtxt").read_text()
     assert paths.data_manifest.exists()
+
+
+def test_a_checkpoint_that_is_not_there_is_refused_before_training(sample_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"--checkpoint .*ckpt-3600: no checkpoint ckpt-3600.index .*e\.g\. "):
+        configure(sample_data, tmp_path / "run", checkpoint=tmp_path / "runs" / "a" / "checkpoints" / "ckpt-3600")
+    checkpoint_files(tmp_path / "runs" / "a" / "checkpoints" / "ckpt-900")
+    checkpoint_files(tmp_path / "runs" / "a" / "checkpoints" / "ckpt-1200")
+    for given in ("ckpt-3600", ""):  # a typo in the step, or the folder itself
+        with pytest.raises(ConfigError, match=r"the newest checkpoint there is .*checkpoints/ckpt-1200$"):
+            configure(sample_data, tmp_path / "run", checkpoint=tmp_path / "runs" / "a" / "checkpoints" / given)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -50,7 +69,7 @@ def test_scratch_clears_checkpoint_and_uses_he_initialisers(sample_data, tmp_pat
         assert conv.initializer.WhichOneof("initializer_oneof") == "variance_scaling_initializer"
         assert conv.initializer.variance_scaling_initializer.factor == 2.0
     assert p.train_input_reader.max_number_of_boxes == 128  # the OD API pads to this; the Kaggle set has 115
-    fine_tune = load_pipeline(configure(sample_data, tmp_path / "ft", checkpoint=tmp_path / "ckpt-0").pipeline_config)
+    fine_tune = load_pipeline(configure(sample_data, tmp_path / "ft", checkpoint=checkpoint_files(tmp_path / "ckpt-0")).pipeline_config)
     assert fine_tune.model.ssd.feature_extractor.conv_hyperparams.initializer.WhichOneof(
         "initializer_oneof") == "truncated_normal_initializer"  # the zoo's, as the checkpoint was trained
 

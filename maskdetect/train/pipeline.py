@@ -290,14 +290,19 @@ def check_options(*, image_size: int | None = None, batch_size: int = 8, num_ste
         raise ConfigError(f"--learning-rate {learning_rate!r}: expected a finite number above 0, e.g. 0.01.")
 
 
+def checkpoint_indexes(folder: Path) -> list[Path]:
+    """The ``ckpt-N.index`` files in `folder`, oldest step first (none if it does not exist)."""
+    return sorted(folder.glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[-1])
+                  if p.stem.split("-")[-1].isdigit() else -1)
+
+
 def check_run_dir(out_dir: str | Path, *, force: bool = False) -> str | None:
     """Refuse to reconfigure a run that has checkpoints unless `force`; return its newest checkpoint, if any.
 
     Raises:
         ConfigError: the run has checkpoints that the new pipeline.config would no longer describe.
     """
-    found = sorted(Run(out_dir).checkpoints.glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[-1])
-                   if p.stem.split("-")[-1].isdigit() else -1)
+    found = checkpoint_indexes(Run(out_dir).checkpoints)
     if found and not force:
         raise ConfigError(f"{out_dir}: this run has checkpoints (newest {found[-1].stem}) made with its current "
                           f"pipeline.config; configuring it again would leave them out of step. Train further with "
@@ -327,6 +332,20 @@ def _supersede(out_dir: Path) -> Path | None:
     return target
 
 
+def check_checkpoint(checkpoint: str | Path) -> None:
+    """Refuse a `checkpoint` that is not a checkpoint prefix (``ckpt-N`` with its ``ckpt-N.index`` beside), now
+    rather than when training starts; the message names the newest prefix if a folder of checkpoints was given."""
+    path = Path(checkpoint)
+    if Path(f"{path}.index").is_file():
+        return
+    folder = path if path.is_dir() else path.parent
+    found = checkpoint_indexes(folder)
+    hint = (f"; the newest checkpoint there is {found[-1].with_suffix('')}" if found else
+            "; give the prefix of a run's checkpoint, e.g. workspace/runs/NAME/checkpoints/ckpt-3600 (the files "
+            "ckpt-3600.index and ckpt-3600.data-*)")
+    raise ConfigError(f"--checkpoint {checkpoint}: no checkpoint {path.name}.index in {folder}{hint}")
+
+
 def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MODEL, *,
               image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
               learning_rate: float | None = None, optimizer: str = "momentum",
@@ -353,7 +372,8 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
 
     Raises:
         ConfigError: an invalid number (see :func:`check_options`, :func:`check_pipeline`), a run with
-            checkpoints without `force`, an output that is or lies inside the data folder.
+            checkpoints without `force`, an output that is or lies inside the data folder, a `checkpoint` that
+            names no checkpoint.
 
     Returns:
         The :class:`~maskdetect.train.run.Run`.
@@ -369,6 +389,8 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     spec = MODELS[model]
     check_options(image_size=image_size, batch_size=batch_size, num_steps=num_steps, learning_rate=learning_rate)
     check_paths({"--data": data_dir, "--checkpoint": checkpoint}, {"--out": out_dir})
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
     trained = check_run_dir(out_dir, force=force)
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir).resolve()
     label_map = data_dir / "label_map.pbtxt"

@@ -16,13 +16,13 @@ from pathlib import Path
 from maskdetect.download import download, safe_extract, sha256_file
 from maskdetect.errors import DownloadError
 from maskdetect.fileio import atomic_write_json
-from maskdetect.train.pipeline import MODELS, REPO_ROOT
+from maskdetect.train.pipeline import MODELS
 from maskdetect.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
 ZOO_BASE_URL = os.environ.get("MASKDETECT_ZOO_URL", "http://download.tensorflow.org/models/object_detection/tf2/20200711")
-CACHE_DIR = REPO_ROOT / "workspace" / "pretrained"
+CACHE_DIR = Path("workspace") / "pretrained"  # under the working folder, beside the runs the README puts there
 RECORD = "maskdetect_download.json"
 
 
@@ -54,7 +54,8 @@ def _check_archive(path: Path, name: str) -> None:
 def fetch_checkpoint(model: str, *, cache_dir: str | Path | None = None, base_url: str | None = None,
                      sha256: str | None = None) -> Path:
     """Download (with progress and resume), verify and extract `model`'s COCO checkpoint; return the
-    checkpoint prefix (``.../checkpoint/ckpt-0``) for ``configure(checkpoint=...)``. Cached after the first call.
+    checkpoint prefix (``.../checkpoint/ckpt-0``) for ``configure(checkpoint=...)``. Cached after the first call
+    in `cache_dir` (default: ``workspace/pretrained`` under the working folder).
 
     Raises:
         DownloadError: offline or a bad archive; the message names the fix (``--from-scratch`` among them).
