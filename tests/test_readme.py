@@ -1,8 +1,10 @@
 """The README's commands (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI
 (no option that does not exist, no missing required one), every ``make`` target exists, and the workflow's data and
-predict lines and the Roboflow data lines run verbatim (on stand-ins for the user's files and a loopback export
-link). (The training lines run, tiny, in test_workflow/test_notebooks/test_classifier; the pip lines in
-test_install; ``set-repo`` in test_colab_install.)"""
+predict lines, the Roboflow data lines and every configure line run verbatim (on stand-ins for the user's files, a
+loopback export link and a loopback model zoo). (The train/evaluate/export/classifier lines take hours as written:
+their functions run, tiny, in test_train, test_evaluate, test_export, test_classifier and test_notebooks, and the
+CPU recipe's block ran verbatim for docs/experiments.md; the pip lines run in test_install, ``set-repo`` in
+test_colab_install.)"""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SAMPLE
+from data_fixtures import serve
 from maskdetect.cli import build_parser
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -88,7 +91,7 @@ def test_the_roboflow_data_lines_run_verbatim(tmp_path):
     `data convert --format tfrecord --split keep --map ...`: our classes, in our order, Roboflow's split kept."""
     import json
 
-    from data_fixtures import roboflow_export_of_the_sample, serve
+    from data_fixtures import roboflow_export_of_the_sample
 
     lines = [raw for raw, _ in readme_commands() if "rf-export" in raw and ("--url" in raw or "convert" in raw)]
     assert len(lines) == 2
@@ -178,3 +181,50 @@ def test_the_workflow_data_and_predict_lines_run_verbatim(tmp_path, monkeypatch,
     for name in ("annotated.jpg", "annotated.mp4", "webcam.mp4"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert json.loads((tmp_path / "detections.json").read_text())
+
+
+@pytest.mark.slow
+def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
+    """Every `configure` line as written (optional ``[...]`` parts left out), after the CPU recipe's `data convert`
+    line, in a project folder beside a ``../shared/datasets/face-mask-kaggle`` that is the sample; the other data
+    folders the lines name are copies of that conversion, the COCO checkpoint comes from a loopback zoo (an
+    archive in the zoo's layout) and is cached in the project's ``workspace/pretrained``, and a continuation finds
+    the checkpoint files it names (as training leaves them). Each run's config says what its line asked for."""
+    import shutil
+
+    from maskdetect.cli import main
+    from maskdetect.train import zoo
+    from maskdetect.train.run import load_pipeline
+    from test_zoo import NAME, fake_checkpoint, zoo_archive
+
+    lines = [re.sub(r"\s*\[[^]]*\]", "", raw.split("  #")[0]).strip() for raw, _ in readme_commands()]
+    convert = [line for line in lines if line.startswith("maskdetect data convert") and "../shared/" in line]
+    configure = [line for line in lines if line.startswith("maskdetect configure ")]
+    assert len(convert) == 1 and len(configure) >= 6, lines
+    shutil.copytree(SAMPLE, tmp_path / "shared" / "datasets" / "face-mask-kaggle")
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    assert main(shlex.split(convert[0])[1:]) == 0
+    made = project / shlex.split(convert[0])[shlex.split(convert[0]).index("--out") + 1]
+    with serve({f"/zoo/{NAME}.tar.gz": zoo_archive(fake_checkpoint(tmp_path))}) as server:
+        monkeypatch.setattr(zoo, "ZOO_BASE_URL", server.url("/zoo"))
+        for line in configure:
+            words = shlex.split(line)
+            option = dict(zip(words, words[1:]))  # an option's value is the word after it
+            if not (project / option["--data"]).exists():
+                shutil.copytree(made, project / option["--data"])
+            if "--checkpoint" in option:  # the files the run before leaves
+                Path(option["--checkpoint"]).parent.mkdir(parents=True, exist_ok=True)
+                for suffix in (".index", ".data-00000-of-00001"):
+                    Path(option["--checkpoint"] + suffix).write_bytes(b"")
+            assert main(words[1:]) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
+            config = load_pipeline(project / option["--out"] / "pipeline.config")
+            assert config.train_config.num_steps == int(option["--steps"]), line
+            assert config.train_config.batch_size == int(option["--batch-size"]), line
+            if "--from-scratch" in words:
+                assert not config.train_config.fine_tune_checkpoint, line
+            else:
+                expected = option.get("--checkpoint", f"workspace/pretrained/{NAME}/checkpoint/ckpt-0")
+                assert config.train_config.fine_tune_checkpoint == str((project / expected).resolve()), line
+        assert len(server.requests) == 1  # the COCO checkpoint is downloaded once, then cached
