@@ -1,7 +1,7 @@
 """The README's commands (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI
 (no option that does not exist, no missing required one), every ``make`` target exists, and the workflow's data and
-predict lines, the Roboflow data lines and every configure line run verbatim (on stand-ins for the user's files, a
-loopback export link and a loopback model zoo). (The train/evaluate/export/classifier lines take hours as written:
+predict lines, the Roboflow data lines, every configure line and the alert lines run verbatim (on stand-ins for the
+user's files, camera and players, and loopback servers for the export link, the model zoo, the webhook and e-mail). (The train/evaluate/export/classifier lines take hours as written:
 their functions run, tiny, in test_train, test_evaluate, test_export, test_classifier and test_notebooks, and the
 CPU recipe's block ran verbatim for docs/experiments.md; the pip lines run in test_install, ``set-repo`` in
 test_colab_install.)"""
@@ -19,6 +19,7 @@ import pytest
 
 from conftest import REPO, SAMPLE
 from data_fixtures import serve
+from test_hooks import server, smtp_server, url_of  # noqa: F401 (fixtures)
 from maskdetect.cli import build_parser
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -228,3 +229,57 @@ def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
                 expected = option.get("--checkpoint", f"workspace/pretrained/{NAME}/checkpoint/ckpt-0")
                 assert config.train_config.fine_tune_checkpoint == str((project / expected).resolve()), line
         assert len(server.requests) == 1  # the COCO checkpoint is downloaded once, then cached
+
+
+FAKE_PLAYER = """#!/bin/sh
+# a stand-in for a sound player / notifier: records its name, its words and the event on stdin
+{ echo "$(basename "$0") $*"; cat; echo; } >> "$RECORD"
+"""
+
+
+@pytest.mark.slow
+def test_the_alert_lines_run_verbatim(tmp_path, server, smtp_server):
+    """The alerts block run as a shell script, on stand-ins: camera 0 is a still 3.5-s clip of a sample photo of
+    one unmasked person, whom the bundled model finds in every frame (compliance 0: below the lines' 75% for
+    longer than the default 3 s), ``workspace/runs/masks/export`` is the bundled model, ``paplay``, ``afplay``, ``notify-send`` and
+    ``osascript`` are scripts on PATH that record their words and the event, ``$SLACK_WEBHOOK_URL`` is a loopback
+    server, and the e-mail line's ``smtp.gmail.com:587`` a loopback SMTP server (the one word changed: no network).
+    Every line raises the alert and its hook receives it; no secret is printed."""
+    import email
+    import json
+    import shutil
+
+    from maskdetect.infer.predictor import bundled_model
+    from maskdetect.sample_video import make_sample_video
+
+    block = re.search(r"```bash\n(M=.*?)```", README, flags=re.S).group(1)
+    assert block.count("$M ") == 6 and "--source 0 " in block and "smtp.gmail.com:587" in block
+    script = block.replace("--source 0 ", "--source clip.mp4 ").replace(
+        "smtp.gmail.com:587", f"127.0.0.1:{smtp_server.server_address[1]}")
+    make_sample_video(SAMPLE / "images" / "maksssksksss817.jpg", tmp_path / "clip.mp4", seconds=3.5, zoom=1.0,
+                      size_wh=(301, 400))  # the photo's own size: no pan, no zoom
+    shutil.copytree(bundled_model().parent, tmp_path / "workspace" / "runs" / "masks" / "export")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("paplay", "afplay", "notify-send", "osascript"):
+        (bin_dir / name).write_text(FAKE_PLAYER)
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "RECORD": str(tmp_path / "record.txt"), "APP_PASSWORD": "App-Passw0rd",
+           "SLACK_WEBHOOK_URL": url_of(server, "/services/T0/B0/w3bhookSecret")}
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for secret in ("w3bhookSecret", "App-Passw0rd"):
+        assert secret not in done.stdout + done.stderr
+    played = (tmp_path / "record.txt").read_text()
+    for words in ("paplay /usr/share/sounds/freedesktop/stereo/bell.oga", "afplay /System/Library/Sounds/Glass.aiff",
+                  "notify-send maskdetect mask compliance alert",
+                  'osascript -e display notification "mask alert" with title "maskdetect"'):
+        assert f"{words}\n" in played, played
+    events = [json.loads(line) for line in played.splitlines() if line.startswith("{")]
+    assert len(events) >= 4 and all(e["event"] == "alert_raised" and e["compliance"] < 0.75 for e in events)
+    assert [re.sub(r"on \w+:", "on SOURCE:", r["json"]["text"]) for r in server.received] == [
+        "maskdetect alert on SOURCE: 0% of 1 people wear a mask correctly (below 75%) at 3.0 s"], server.received
+    assert len(smtp_server.messages) == 1
+    assert email.message_from_string(smtp_server.messages[0])["To"] == "ops@example.com"
