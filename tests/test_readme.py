@@ -146,13 +146,12 @@ def test_make_notebook_serves_the_notebooks_from_the_venv(tmp_path):
 
 @pytest.mark.slow
 def test_the_workflow_data_and_predict_lines_run_verbatim(tmp_path, monkeypatch, capsys):
-    """The workflow block's `data` and `predict` lines as written, in a folder where ``path/to/kaggle`` is the
-    sample (VOC), ``path/to/yolo`` the sample as a two-class YOLO set named mask/no-mask, ``photo.jpg`` a sample
-    photo, ``clip.mp4`` a short clip of one, and ``workspace/runs/masks/export`` a copy of the bundled model's
-    folder (an export's layout: one detector .tflite, its input spec, label map and second stage).
-    The webcam line runs with the clip in place of camera 0 (no camera here; on a headless machine `--show`
-    says so and goes on). (The configure/train/evaluate/export/classifier lines run, tiny, in test_workflow
-    and test_classifier.)"""
+    """The workflow block's `data` and `predict` lines as written, and the predict line the notebooks' text shows,
+    in a folder where ``path/to/kaggle`` is the sample (VOC), ``path/to/yolo`` the sample as a two-class YOLO set
+    named mask/no-mask, ``photo.jpg`` a sample photo, ``clip.mp4`` a short clip of one, and
+    ``workspace/runs/masks/export`` and ``.../demo/export`` copies of the bundled model's folder (an export's
+    layout: one detector .tflite, its input spec, label map and second stage). The webcam line runs with the clip
+    in place of camera 0 (no camera here; on a headless machine `--show` says so and goes on)."""
     import json
     import shutil
 
@@ -165,13 +164,15 @@ def test_the_workflow_data_and_predict_lines_run_verbatim(tmp_path, monkeypatch,
     lines = [line.split("  #")[0].strip().replace("--source 0 ", "--source clip.mp4 ") for line in
              block.splitlines() if line.startswith(("maskdetect data ", "maskdetect predict "))]
     assert len(lines) == 6 and "--show" in lines[-1], lines
+    lines += notebook_commands()  # the notebooks' text shows a predict line on the demo's export
     shutil.copytree(SAMPLE, tmp_path / "path" / "to" / "kaggle")
     voc_to_yolo(SAMPLE, tmp_path / "path" / "to" / "yolo", classes=("mask", "no-mask"),
                 rename={"with_mask": "mask", "without_mask": "no-mask"})
     photo = sorted((SAMPLE / "images").glob("*.jpg"))[0]
     shutil.copy(photo, tmp_path / "photo.jpg")
     make_sample_video(photo, tmp_path / "clip.mp4", seconds=1)
-    shutil.copytree(bundled_model().parent, tmp_path / "workspace" / "runs" / "masks" / "export")
+    for run in ("masks", "demo"):
+        shutil.copytree(bundled_model().parent, tmp_path / "workspace" / "runs" / run / "export")
     monkeypatch.chdir(tmp_path)
     for line in lines:  # in this process: the CLI's main() on the line's words, as the shell would split them
         assert main(shlex.split(line)[1:]) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
@@ -179,6 +180,7 @@ def test_the_workflow_data_and_predict_lines_run_verbatim(tmp_path, monkeypatch,
     assert json.loads((workspace / "data" / "two" / "manifest.json").read_text())["classes"][:2] == [
         "with_mask", "without_mask"]
     assert (workspace / "reports" / "masks").is_dir() and any((workspace / "reports" / "masks").glob("*.png"))
+    assert all(line.startswith("maskdetect predict --model workspace/runs/demo/") for line in notebook_commands())
     for name in ("annotated.jpg", "annotated.mp4", "webcam.mp4"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert json.loads((tmp_path / "detections.json").read_text())
