@@ -69,7 +69,8 @@ def test_scratch_clears_checkpoint_and_uses_he_initialisers(sample_data, tmp_pat
         assert conv.initializer.WhichOneof("initializer_oneof") == "variance_scaling_initializer"
         assert conv.initializer.variance_scaling_initializer.factor == 2.0
     assert p.train_input_reader.max_number_of_boxes == 128  # the OD API pads to this; the Kaggle set has 115
-    fine_tune = load_pipeline(configure(sample_data, tmp_path / "ft", checkpoint=checkpoint_files(tmp_path / "ckpt-0")).pipeline_config)
+    fine_tune = load_pipeline(configure(sample_data, tmp_path / "ft",
+                                        checkpoint=checkpoint_files(tmp_path / "ckpt-0")).pipeline_config)
     assert fine_tune.model.ssd.feature_extractor.conv_hyperparams.initializer.WhichOneof(
         "initializer_oneof") == "truncated_normal_initializer"  # the zoo's, as the checkpoint was trained
 
