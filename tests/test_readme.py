@@ -198,6 +198,7 @@ def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
     from maskdetect.cli import main
     from maskdetect.train import zoo
     from maskdetect.train.run import load_pipeline
+    from test_pipeline import checkpoint_files
     from test_zoo import NAME, fake_checkpoint, zoo_archive
 
     lines = [re.sub(r"\s*\[[^]]*\]", "", raw.split("  #")[0]).strip() for raw, _ in readme_commands()]
@@ -218,9 +219,7 @@ def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
             if not (project / option["--data"]).exists():
                 shutil.copytree(made, project / option["--data"])
             if "--checkpoint" in option:  # the files the run before leaves
-                Path(option["--checkpoint"]).parent.mkdir(parents=True, exist_ok=True)
-                for suffix in (".index", ".data-00000-of-00001"):
-                    Path(option["--checkpoint"] + suffix).write_bytes(b"")
+                checkpoint_files(project / option["--checkpoint"])
             assert main(words[1:]) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
             config = load_pipeline(project / option["--out"] / "pipeline.config")
             assert config.train_config.num_steps == int(option["--steps"]), line
