@@ -92,3 +92,41 @@ def test_export_refuses_an_unknown_precision(tiny_run):
         export(paths.run_dir, "saved_model", quantize="fp16")
     with pytest.raises(ConfigError, match=r"score floor 1.5: choose a score in \[0, 1\)"):
         export_tflite(paths.run_dir, score_floor=1.5)
+
+
+def test_a_run_exported_and_evaluated_at_a_larger_input(tiny_run, tmp_path):
+    """`export --image-size` and `evaluate --image-size`: the checkpoint trained at 256 run at 384 (its own
+    metrics file, the size in it), exported at 384 (the card says both sizes, the predictor feeds 384), and that
+    export's measured figures compared with the checkpoint's at the same size; exported again, the card keeps the
+    checkpoint's figures, not the replaced export's; sizes the model cannot take, or an export given a size, are
+    refused by name."""
+    import shutil
+
+    from maskdetect.errors import ConfigError
+    from maskdetect.infer.predictor import Predictor
+    from maskdetect.infer.sources import read_image
+    from maskdetect.train.evaluate import evaluate
+    from maskdetect.train.export import export_tflite
+
+    paths, _ = tiny_run
+    run = shutil.copytree(paths.run_dir, tmp_path / "run",
+                          ignore=shutil.ignore_patterns("export", "metrics-*", "plots"))
+    at_384 = evaluate(run, image_size=384, progress=False)
+    assert at_384["input_size"] == 384 and at_384["path"].endswith("metrics-val-384px.json")
+    model = export_tflite(run, image_size=384)
+    card = json.loads(model.with_name("model.card.json").read_text())
+    assert card["input_size"] == 384 and card["trained_input_size"] == TINY_SIZE
+    assert card["metrics"]["metrics-val-384px"]["input_size"] == 384
+    predictor = Predictor(model, threshold=0.0)
+    assert predictor.input_size == 384
+    assert len(predictor.predict_raw(read_image(sorted((SAMPLE / "images").glob("*.jpg"))[0]))) > 0
+    exported = evaluate(run, export=model, progress=False)
+    measured = json.loads(model.with_name("model.card.json").read_text())["measured"]["val"]
+    if at_384["mAP@0.5"] is not None and exported["mAP@0.5"] is not None:
+        assert measured["mAP@0.5_change_from_checkpoint"] == round(exported["mAP@0.5"] - at_384["mAP@0.5"], 4)
+    again = json.loads(export_tflite(run, image_size=384).with_name("model.card.json").read_text())
+    assert set(again["metrics"]) == {"metrics-val-384px"}  # the checkpoint's; not the export it replaces
+    with pytest.raises(ConfigError, match=r"--image-size 300: input size 300 does not suit the BiFPN"):
+        evaluate(run, image_size=300, progress=False)
+    with pytest.raises(ConfigError, match="an export runs at the size it was exported at"):
+        evaluate(run, export=model, image_size=384, progress=False)

@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     ev.add_argument("--classifier", nargs="?", const=True, default=False, metavar="PATH",
                     help="with --export: score the export with its second stage (alone: the classifier.tflite "
                          "beside the export; or a path), as `predict` runs them")
+    ev.add_argument("--image-size", type=int, metavar="N",
+                    help="the checkpoint run at this input size instead of the one it was trained at (a larger one "
+                         "finds smaller faces; metrics-SPLIT-Npx.json)")
     ev.add_argument("--watch", action="store_true",
                     help="evaluate each new checkpoint while training runs beside, until the last step")
     ev.set_defaults(func=_evaluate)
@@ -77,6 +80,9 @@ def register(subparsers) -> None:
     ex.add_argument("--score-floor", type=float, default=DEFAULT_SCORE_FLOOR, metavar="S",
                     help="TFLite: the post-processing op ranks only anchors scoring at least S "
                          f"(default {DEFAULT_SCORE_FLOOR}; lower keeps fainter boxes for evaluation, costs time)")
+    ex.add_argument("--image-size", type=int, metavar="N",
+                    help="the exported model's input size (default: the size it was trained at; a larger one finds "
+                         "smaller faces and costs time, about (N / trained size)^2)")
     ex.set_defaults(func=_export)
 
     from maskdetect.train.classifier import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_JITTER, DEFAULT_MARGIN
@@ -151,10 +157,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from maskdetect.train.evaluate import evaluate, watch
 
     if args.watch:
-        for metrics in watch(args.run_dir, split=args.split):
+        for metrics in watch(args.run_dir, split=args.split, image_size=args.image_size):
             print(json.dumps({"step": metrics["step"], "mAP@0.5": metrics["mAP@0.5"], "AP@0.5": metrics["AP@0.5"]}))
         return 0
-    metrics = evaluate(args.run_dir, split=args.split, export=args.export, classifier=args.classifier)
+    metrics = evaluate(args.run_dir, split=args.split, export=args.export, classifier=args.classifier,
+                       image_size=args.image_size)
     print(json.dumps({k: metrics[k] for k in ("mAP@0.5", "AP@0.5", "num_images", "path")}, indent=2))
     return 0
 
@@ -165,7 +172,7 @@ def _export(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("tflite" if args.quantize != "none" else "saved_model")
     print(export(args.run_dir, fmt, quantize=args.quantize, calibration_count=args.calibration_images,
-                 calibration_seed=args.calibration_seed, score_floor=args.score_floor))
+                 calibration_seed=args.calibration_seed, score_floor=args.score_floor, image_size=args.image_size))
     return 0
 
 

@@ -55,12 +55,16 @@ def iter_examples(files: list[str]) -> Iterator[tuple[str, np.ndarray, Detection
         yield f"{index:05d}:{source}", image, truth
 
 
-def checkpoint_detector(run: Run, checkpoint: str | None = None) -> tuple[Callable[[np.ndarray], Detections], str]:
-    """A function RGB image -> :class:`Detections` (all of them, no threshold) from the run's newest checkpoint."""
+def checkpoint_detector(run: Run, checkpoint: str | None = None, image_size: int | None = None
+                        ) -> tuple[Callable[[np.ndarray], Detections], str]:
+    """A function RGB image -> :class:`Detections` (all of them, no threshold) from the run's newest checkpoint,
+    run at `image_size` (default: the size it was trained at)."""
     import tensorflow as tf
     from object_detection.builders import model_builder
 
-    model = model_builder.build(model_config=run.configs()["model"], is_training=False)
+    from maskdetect.train.pipeline import at_image_size
+
+    model = model_builder.build(model_config=at_image_size(run.pipeline, image_size).model, is_training=False)
     checkpoint = checkpoint or run.require_checkpoint()
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
 
@@ -221,12 +225,15 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> Pa
 
 
 def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | str | Path = False,
-             classifier: bool | str | Path = False, checkpoint: str | None = None, progress: bool = True) -> dict:
+             classifier: bool | str | Path = False, checkpoint: str | None = None, image_size: int | None = None,
+             progress: bool = True) -> dict:
     """Evaluate the run's newest checkpoint on `split` or, with `export`, an export of it: True for its
     SavedModel, or a path (a SavedModel, a ``.tflite`` of any precision), scored alike. `classifier` (exports
     only): the second stage too, True for the ``classifier.tflite`` beside the export, or a path.
+    `image_size` (checkpoints only; an export runs at the size it was exported at): run the model at this input
+    size instead of the one it was trained at (:func:`~maskdetect.train.pipeline.at_image_size`).
 
-    Writes ``metrics-<split>[-export[-<tflite stem>]].json`` in the run directory and the same-named
+    Writes ``metrics-<split>[-<size>px | -export[-<tflite stem>]].json`` in the run directory and the same-named
     ``plots/<tag>/`` with ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics. A TFLite
     export's ``<stem>.card.json`` gets the measured figures (and the change from the checkpoint's, if that was
     evaluated on the split).
@@ -239,6 +246,9 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     files = run.record_files(split)
     started = time.monotonic()
     tag, evaluated, second = split, "checkpoint", None
+    if image_size is not None and (export is not False or classifier is not False):
+        raise ConfigError("--image-size runs a checkpoint at another input size; an export runs at the size it was "
+                          "exported at (`maskdetect export RUN_DIR --image-size N`): drop --image-size here")
     if export is not False:
         if export is True and not (run.saved_model / "saved_model.pb").exists():
             raise ConfigError(f"{run.saved_model}: no saved_model.pb; run `maskdetect export {run.run_dir}` first")
@@ -256,13 +266,16 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     elif classifier is not False:
         raise ConfigError("--classifier scores an export with its second stage: add --export [PATH]")
     else:
-        detector, source = checkpoint_detector(run, checkpoint)
+        detector, source = checkpoint_detector(run, checkpoint, image_size)
+        if image_size is not None and image_size != run.input_size:
+            tag = f"{split}-{image_size}px"
     results = collect(detector, files, progress)
     metrics, curves = compute_metrics(results, class_names)
     matrix = confusion_matrix(results, len(class_names))
     plots = run.plots / tag
     metrics.update({
         "split": split, "evaluated": evaluated, "source": source,
+        **({"input_size": image_size or run.input_size} if evaluated == "checkpoint" else {}),
         "confusion_matrix": {"rows_true": class_names + ["background"], "cols_predicted": class_names + ["missed"],
                              "counts": matrix.tolist()},
         "plots": {"pr_curves": str(plot_pr_curves(curves, metrics, plots / "pr_curves.png")),
@@ -279,7 +292,7 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
 
 def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict, *, key: str) -> None:
     """Add the measured figures of a TFLite export to its ``<stem>.card.json`` (and their change from the
-    checkpoint's on the same split, when ``metrics-<split>.json`` exists)."""
+    checkpoint's on the same split at the same input size, when ``metrics-<split>[-<size>px].json`` exists)."""
     card_path = tflite.with_name(tflite.stem + ".card.json")
     if not card_path.is_file():
         return
@@ -287,24 +300,27 @@ def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict, *, key: s
 
     card = json.loads(card_path.read_text(encoding="utf-8"))
     measured = {"mAP@0.5": metrics["mAP@0.5"], "AP@0.5": metrics["AP@0.5"], "num_images": metrics["num_images"]}
-    reference = run.metrics().get(f"metrics-{split}")
+    size = card.get("input_size")
+    reference = run.metrics().get(f"metrics-{split}" + (f"-{size}px" if size and size != run.input_size else ""))
     if reference and reference.get("mAP@0.5") is not None and metrics["mAP@0.5"] is not None:
         measured["mAP@0.5_change_from_checkpoint"] = round(metrics["mAP@0.5"] - reference["mAP@0.5"], 4)
     card.setdefault("measured", {})[key] = measured
     atomic_write_json(card_path, card)
 
 
-def watch(run_dir: Run | str | Path, *, split: str = "val", timeout_s: float = 3600.0) -> Iterator[dict]:
+def watch(run_dir: Run | str | Path, *, split: str = "val", image_size: int | None = None,
+          timeout_s: float = 3600.0) -> Iterator[dict]:
     """Evaluate every new checkpoint as training (in another process) writes it; stop after the checkpoint of
     the config's last step, or when no new checkpoint came for `timeout_s`. Also logs TensorBoard scalars."""
     import tensorflow as tf
 
     run = Run.open(run_dir)
     last_step = run.pipeline.train_config.num_steps
-    writer = tf.summary.create_file_writer(str(run.tensorboard / f"eval_{split}"))
+    name = f"eval_{split}" + (f"_{image_size}px" if image_size else "")
+    writer = tf.summary.create_file_writer(str(run.tensorboard / name))
     for checkpoint in tf.train.checkpoints_iterator(str(run.checkpoints), timeout=timeout_s):
         step = int(checkpoint.rsplit("-", 1)[-1])
-        metrics = evaluate(run, split=split, checkpoint=checkpoint, progress=False)
+        metrics = evaluate(run, split=split, checkpoint=checkpoint, image_size=image_size, progress=False)
         metrics["step"] = step
         with writer.as_default():
             if metrics["mAP@0.5"] is not None:

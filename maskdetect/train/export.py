@@ -22,8 +22,8 @@ import numpy as np
 
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.train.pipeline import image_size_of
-from maskdetect.train.run import Run
+from maskdetect.train.pipeline import at_image_size
+from maskdetect.train.run import Run, image_size_of
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +46,26 @@ def library_versions() -> dict:
             "python": platform.python_version()}
 
 
-def write_model_card(run: Run, destination: Path, *, fmt: str, seconds: float,
+def write_model_card(run: Run, destination: Path, pipeline, *, fmt: str, seconds: float,
                      extra: dict | None = None) -> Path:
-    """``model_card.json``: classes, input size, training data manifest, metrics, versions."""
-    pipeline = run.pipeline
+    """``model_card.json``: classes, input size (the exported `pipeline`'s and the one trained at), training data
+    manifest, metrics, versions."""
     data = run.data_info()
     card = {
         "format": fmt,
         "classes": run.class_names,
         "input_size": image_size_of(pipeline),
+        "trained_input_size": run.input_size,
         "resizer": pipeline.model.ssd.image_resizer.WhichOneof("image_resizer_oneof"),
         "feature_extractor": pipeline.model.ssd.feature_extractor.type,
         "checkpoint": run.latest_checkpoint(),
         "trained_steps": pipeline.train_config.num_steps,
         "fine_tuned_from": pipeline.train_config.fine_tune_checkpoint or None,
         "training_data": data.get("manifest", data),
-        "metrics": {name: {k: m.get(k) for k in ("mAP@0.5", "AP@0.5", "split", "evaluated", "num_images")}
-                    for name, m in run.metrics().items()},
+        # the checkpoint's figures only: an earlier export's describe another file (this one's are written under
+        # "measured" when `evaluate --export` scores it)
+        "metrics": {name: {k: m.get(k) for k in ("mAP@0.5", "AP@0.5", "split", "input_size", "num_images")}
+                    for name, m in run.metrics().items() if m.get("evaluated") == "checkpoint"},
         "versions": library_versions(),
         "export_seconds": round(seconds, 1),
         **(extra or {}),
@@ -70,13 +73,14 @@ def write_model_card(run: Run, destination: Path, *, fmt: str, seconds: float,
     return atomic_write_json(destination, card)
 
 
-def export_saved_model(run_dir: Run | str | Path) -> Path:
-    """Export the newest checkpoint as ``RUN_DIR/export/saved_model`` and return that path."""
+def export_saved_model(run_dir: Run | str | Path, *, image_size: int | None = None) -> Path:
+    """Export the newest checkpoint as ``RUN_DIR/export/saved_model`` (run at `image_size`, default the size
+    it was trained at: :func:`~maskdetect.train.pipeline.at_image_size`) and return that path."""
     from object_detection import exporter_lib_v2
 
     run = Run.open(run_dir)
     run.require_checkpoint()
-    checkpoints, pipeline = run.checkpoints, copy.deepcopy(run.pipeline)  # the exporter may edit its copy
+    checkpoints, pipeline = run.checkpoints, at_image_size(run.pipeline, image_size)  # a copy: the exporter edits it
     started = time.monotonic()
     run.exports.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".saved_model.", dir=run.exports))
@@ -91,7 +95,8 @@ def export_saved_model(run_dir: Run | str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     with atomic_path(run.exports / "label_map.pbtxt") as tmp:
         shutil.copyfile(run.label_map, tmp)
-    write_model_card(run, run.exports / "model_card.json", fmt="saved_model", seconds=time.monotonic() - started)
+    write_model_card(run, run.exports / "model_card.json", at_image_size(run.pipeline, image_size),
+                     fmt="saved_model", seconds=time.monotonic() - started)
     logger.info("exported SavedModel to %s in %.0f s", run.saved_model, time.monotonic() - started)
     return run.saved_model
 
@@ -174,7 +179,7 @@ def set_precision(converter, quantize: str, representative: Callable[[], Iterabl
 
 def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibration_count: int = 100,
                   calibration_seed: int = 0, max_detections: int = 100,
-                  score_floor: float = DEFAULT_SCORE_FLOOR) -> Path:
+                  score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None) -> Path:
     """Export the newest checkpoint as TFLite beside ``tflite_input.json``; return the model path.
 
     Args:
@@ -184,16 +189,18 @@ def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibrat
             post-processing op float, so every precision is fed and read alike).
         score_floor: the post-processing op considers only anchors whose best class score reaches it
             (never below the run's own ``score_threshold``); recorded on the card.
+        image_size: the model's input size (default: the size it was trained at;
+            :func:`~maskdetect.train.pipeline.at_image_size`); recorded on the card and in ``tflite_input.json``.
     """
     return export_tflite_precisions(run_dir, (quantize,), calibration_count=calibration_count,
                                     calibration_seed=calibration_seed, max_detections=max_detections,
-                                    score_floor=score_floor)[quantize]
+                                    score_floor=score_floor, image_size=image_size)[quantize]
 
 
 def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str] = QUANTIZATIONS, *,
                              calibration_count: int = 100, calibration_seed: int = 0,
-                             max_detections: int = 100,
-                             score_floor: float = DEFAULT_SCORE_FLOOR) -> dict[str, Path]:
+                             max_detections: int = 100, score_floor: float = DEFAULT_SCORE_FLOOR,
+                             image_size: int | None = None) -> dict[str, Path]:
     """:func:`export_tflite` for several precisions at once (the TFLite graph is traced once); returns
     ``{precision: path}``."""
     import tensorflow as tf
@@ -207,7 +214,7 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
         raise ConfigError(f"quantize={unknown or list(precisions)}: choose from {', '.join(QUANTIZATIONS)}")
     run = Run.open(run_dir)
     run.require_checkpoint()
-    pipeline, letterbox = tflite_pipeline(run.pipeline, score_floor)
+    pipeline, letterbox = tflite_pipeline(at_image_size(run.pipeline, image_size), score_floor)
     calibration = None
     if "int8" in precisions:  # drawn before the graph is traced: a bad count or missing records fail fast
         images, names = calibration_images(run, calibration_count, seed=calibration_seed)
@@ -237,7 +244,7 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
             destination = run.tflite_path(quantize)
             with atomic_path(destination) as tmp:
                 tmp.write_bytes(model_bytes)
-            write_model_card(run, destination.with_name(destination.stem + ".card.json"), fmt="tflite",
+            write_model_card(run, destination.with_name(destination.stem + ".card.json"), pipeline, fmt="tflite",
                              seconds=time.monotonic() - started,
                              extra={"precision": PRECISION[quantize],
                                     "calibration": calibration if quantize == "int8" else None,
@@ -253,14 +260,14 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
 
 def export(run_dir: Run | str | Path, fmt: str = "saved_model", *, quantize: str = "none",
            calibration_count: int = 100, calibration_seed: int = 0,
-           score_floor: float = DEFAULT_SCORE_FLOOR) -> Path:
+           score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None) -> Path:
     if fmt == "saved_model":
         if quantize != "none":
             raise ConfigError("--quantize applies to --format tflite only")
         if score_floor != DEFAULT_SCORE_FLOOR:
             raise ConfigError("--score-floor applies to --format tflite only")
-        return export_saved_model(run_dir)
+        return export_saved_model(run_dir, image_size=image_size)
     if fmt == "tflite":
         return export_tflite(run_dir, quantize=quantize, calibration_count=calibration_count,
-                             calibration_seed=calibration_seed, score_floor=score_floor)
+                             calibration_seed=calibration_seed, score_floor=score_floor, image_size=image_size)
     raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -6,6 +6,7 @@ Precedence (lowest first): the model's template in ``maskdetect/train/configs/``
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import logging
@@ -19,7 +20,7 @@ from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.guard import check_paths
 from maskdetect.labelmap import read_label_map
-from maskdetect.train.run import Run, load_pipeline, save_pipeline, split_files
+from maskdetect.train.run import Run, image_size_of, load_pipeline, save_pipeline, split_files
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +175,6 @@ def _bifpn_max_level(model_config) -> int:
     return extractor.bifpn.max_level if extractor.HasField("bifpn") else 0
 
 
-def image_size_of(pipeline) -> int:
-    resizer = pipeline.model.ssd.image_resizer
-    if resizer.HasField("fixed_shape_resizer"):
-        return resizer.fixed_shape_resizer.height
-    return resizer.keep_aspect_ratio_resizer.max_dimension
-
-
 def set_image_size(pipeline, size: int) -> None:
     """Set the model's input size, and the crop-and-pad augmentation that produces it."""
     resizer = pipeline.model.ssd.image_resizer
@@ -193,6 +187,24 @@ def set_image_size(pipeline, size: int) -> None:
     for option in pipeline.train_config.data_augmentation_options:
         if option.HasField("random_scale_crop_and_pad_to_square"):
             option.random_scale_crop_and_pad_to_square.output_size = size
+
+
+def at_image_size(pipeline, image_size: int | None):
+    """A copy of `pipeline` whose model runs at `image_size` (None, or the trained size: an unchanged copy).
+
+    The SSD models are fully convolutional and their anchors are relative to the input, so a checkpoint runs
+    at any size its backbone allows; where faces are small for the trained size, a larger input makes them big
+    enough for the smallest anchors (docs/experiments.md, "The input size at inference").
+
+    Raises:
+        ConfigError: a size the model cannot take, named as ``--image-size``.
+    """
+    pipeline = copy.deepcopy(pipeline)
+    if image_size is not None and image_size != image_size_of(pipeline):
+        check_options(image_size=image_size)
+        set_image_size(pipeline, image_size)
+        check_pipeline(pipeline, where=f"--image-size {image_size}")
+    return pipeline
 
 
 def check_pipeline(pipeline, where: str = "pipeline.config") -> None:

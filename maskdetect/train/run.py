@@ -42,6 +42,14 @@ def load_pipeline(path: str | Path):
     return pipeline
 
 
+def image_size_of(pipeline) -> int:
+    """The model's (square) input size in a ``TrainEvalPipelineConfig``."""
+    resizer = pipeline.model.ssd.image_resizer
+    if resizer.HasField("fixed_shape_resizer"):
+        return resizer.fixed_shape_resizer.height
+    return resizer.keep_aspect_ratio_resizer.max_dimension
+
+
 def split_files(data_dir: Path, split: str) -> list[Path]:
     """The TFRecord shards of `split` in a folder made by ``maskdetect data convert``."""
     return sorted(data_dir.glob(f"{split}-*.tfrecord")) or sorted(data_dir.glob(f"{split}*.tfrecord"))
@@ -137,6 +145,11 @@ class Run:
     def pipeline(self):
         """The as-run ``TrainEvalPipelineConfig`` (parsed once; take :meth:`configs` to change a copy)."""
         return load_pipeline(self.pipeline_config)
+
+    @property
+    def input_size(self) -> int:
+        """The input size the run trains at."""
+        return image_size_of(self.pipeline)
 
     def configs(self) -> dict[str, Any]:
         """The OD API's config dict (``model``, ``train_config``, ``train_input_config``, ...) of a copy of
