@@ -1,17 +1,18 @@
 """Latency per 1280x720 frame by backend and precision, beside each export's validation accuracy and size.
 
-For every export of RUN_DIR (``export/saved_model``, ``model.tflite``, ``model-fp16.tflite``,
+For every export of each RUN_DIR (``export/saved_model``, ``model.tflite``, ``model-fp16.tflite``,
 ``model-int8.tflite``, whichever exist; the TFLite ones on LiteRT and on tf.lite, and on the first runtime also with
 the second stage when ``export/classifier.tflite`` exists: the clip has one face, so that row adds one crop's
 classification) measures ``Predictor.predict`` — preprocess + model + postprocess — on
 the same 1280x720 frames (the first ``--frames`` of ../shared/videos/one-unmasked-1280x720.mp4), after
 ``--warmup`` frames, interleaved frame by frame across the exports so that all of them see the same machine
-load; reports median and p90 ms. Accuracy comes from ``RUN_DIR/metrics-val-export*.json`` (run
+load (so exports of several runs, e.g. one run exported at two input sizes, compare side by side); reports
+median and p90 ms. Accuracy comes from ``RUN_DIR/metrics-val-export*.json`` (run
 ``maskdetect evaluate RUN_DIR --export PATH`` first; missing figures are null). Prints one JSON object, then the
 same table in Markdown.
 
 Usage:
-    python bench/bench_latency.py [RUN_DIR] [--frames 200] [--warmup 10] [--threads 2] [--runtimes litert,tf.lite]
+    python bench/bench_latency.py [RUN_DIR ...] [--frames 200] [--warmup 10] [--threads 2] [--runtimes litert,tf.lite]
         [--out bench.json]
 """
 
@@ -65,7 +66,7 @@ def frames_720p(count: int) -> list[np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, nargs="?", default=REPO / "workspace" / "runs" / "demo",
+    parser.add_argument("run_dirs", type=Path, nargs="*", default=[REPO / "workspace" / "runs" / "demo"],
                         help="default workspace/runs/demo (what `maskdetect demo` makes)")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
@@ -79,9 +80,9 @@ def main() -> None:
     from maskdetect.logs import configure
 
     configure()
-    exports = exports_of(args.run_dir, args.runtimes.split(","))
+    exports = [found for run_dir in args.run_dirs for found in exports_of(run_dir, args.runtimes.split(","))]
     if not exports:
-        sys.exit(f"{args.run_dir}: no export (run `maskdetect export` first)")
+        sys.exit(f"{' '.join(map(str, args.run_dirs))}: no export (run `maskdetect export` first)")
     frames = frames_720p(args.frames + args.warmup)
     predictors = [Predictor(path, threshold=0.5, num_threads=args.threads, tflite_runtime=runtime,
                             classifier=classifier) for _, path, _, runtime, classifier in exports]
@@ -95,7 +96,8 @@ def main() -> None:
     rows = []
     for (precision, path, metrics_path, _, classifier), predictor, spent in zip(exports, predictors, times):
         runtime = {"litert": "LiteRT", "tensorflow": "SavedModel"}.get(predictor.runtime, predictor.runtime)
-        label = f"{runtime} {precision}" + (" + classifier" if classifier else "")
+        pixels = f" {predictor.input_size} px" if predictor.input_size else ""
+        label = f"{runtime} {precision}{pixels}" + (" + classifier" if classifier else "")
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
         rows.append({"export": label, "path": str(path), "median_ms": round(float(np.median(spent)), 1),
