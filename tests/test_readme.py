@@ -1,10 +1,10 @@
 """The README's commands (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI
 (no option that does not exist, no missing required one), every ``make`` target exists, and the workflow's data and
-predict lines, the Roboflow data lines, every configure line and the alert lines run verbatim (on stand-ins for the
-user's files, camera and players, and loopback servers for the export link, the model zoo, the webhook and
-e-mail). (The train/evaluate/export/classifier lines take hours as written: their functions run, tiny, in
-test_train, test_evaluate, test_export, test_classifier and test_notebooks, and the CPU recipe's block ran verbatim
-for docs/experiments.md; the pip lines run in test_install, ``set-repo`` in test_colab_install.)"""
+predict lines, the Roboflow data lines, every configure line, the alert lines and the CPU recipe's whole block
+(train, evaluate, export, classifier; with options appended that only shrink the work) run verbatim (on stand-ins
+for the user's files, camera and players, and loopback servers for the export link, the model zoo, the webhook and
+e-mail). (The other train/evaluate/export/classifier lines are the same commands on other run folders, hours as
+written; the pip lines run in test_install, ``set-repo`` in test_colab_install.)"""
 
 from __future__ import annotations
 
@@ -285,3 +285,46 @@ def test_the_alert_lines_run_verbatim(tmp_path, server, smtp_server):
         "maskdetect alert on SOURCE: 0% of 1 people wear a mask correctly (below 75%) at 3.0 s"], server.received
     assert len(smtp_server.messages) == 1
     assert email.message_from_string(smtp_server.messages[0])["To"] == "ops@example.com"
+
+
+# options appended to a recipe's lines that make the same work smaller (the last of a repeated option wins)
+SHRINK = {"configure": ["--steps", "4"], "train": ["--recalibration-batches", "2"],
+          "export": ["--calibration-images", "4"], "classifier": ["--epochs", "1"]}
+
+
+@pytest.mark.slow
+def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, capsys):
+    """The CPU recipe's block, every line as written, in a project folder beside a
+    ``../shared/datasets/face-mask-kaggle`` that is the sample, with options appended that only shrink the work
+    (SHRINK: 4 training steps instead of 3,600; fewer BatchNorm and int8 calibration batches; one classifier
+    epoch), so that it takes minutes instead of 80. Each line leaves what the README says it makes."""
+    import json
+    import shutil
+
+    from maskdetect.cli import main
+
+    block = re.search(r"### CPU only, from scratch.*?```bash\n(.*?)```", README, flags=re.S).group(1)
+    lines = [line.split("  #")[0].strip() for line in block.replace("\\\n", " ").splitlines()
+             if line.startswith("maskdetect ")]
+    commands = [shlex.split(line)[1] for line in lines]
+    assert commands[:3] == ["data", "configure", "train"] and commands[-2:] == ["classifier", "evaluate"], lines
+    shutil.copytree(SAMPLE, tmp_path / "shared" / "datasets" / "face-mask-kaggle")
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    for line in lines:
+        words = shlex.split(line)[1:]
+        assert main(words + SHRINK.get(words[0], [])) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
+    run = project / shlex.split(lines[2])[2]
+    assert (run / "checkpoints" / "ckpt-4.index").is_file()
+    export = next(shlex.split(line) for line in lines if line.startswith("maskdetect export "))
+    option = dict(zip(export, export[1:]))
+    model = run / "export" / ("model-int8.tflite" if option.get("--quantize") == "int8" else "model.tflite")
+    card = json.loads(model.with_name(model.stem + ".card.json").read_text())
+    assert card["input_size"] == int(option.get("--image-size", card["trained_input_size"]))
+    assert (run / "export" / "classifier.tflite").is_file()
+    for line in (line for line in lines if line.startswith("maskdetect evaluate ")):
+        words = shlex.split(line)
+        size = dict(zip(words, words[1:])).get("--image-size")
+        tag = f"val-{size}px" if size else "val-export-model-int8-classifier" if "--export" in words else "val"
+        assert json.loads((run / f"metrics-{tag}.json").read_text())["num_images"] > 0, line
