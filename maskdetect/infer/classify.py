@@ -3,12 +3,12 @@ resolution, by a small CNN (``classifier.tflite`` + ``classifier.json``, made by
 :func:`maskdetect.train.classifier.train_classifier`).
 
 The detector sees a whole frame shrunk to its input (320 px in training, where the median Kaggle face is 20 px):
-it finds faces well and tells a mask from a bare face less well. The crop classifier sees each face at 48 px from the full-resolution frame.
-It keeps the detector's boxes, replaces each class by the classifier's, and scores each face by the detector's
-score times the classifier's probability of that class (measured on the Kaggle val set with the bundled model:
-mAP@0.5 0.569 against 0.558 keeping the detector's score, and 0.478 without the second stage; docs/experiments.md
-C1). The detector's own class and score stay in ``Detections.data["detector_class_id"]`` and
-``["detector_confidence"]``.
+it finds faces well and tells a mask from a bare face less well. The crop classifier sees each face at 48 px from
+the full-resolution frame. It keeps the detector's boxes, replaces each class by the classifier's, and scores
+each face by the detector's score times the classifier's probability of that class (measured on the Kaggle val set
+with the bundled model of then: mAP@0.5 0.569 against 0.558 keeping the detector's score, and 0.478 without the
+second stage; docs/experiments.md C1). The detector's own class and score stay in
+``Detections.data["detector_class_id"]`` and ``["detector_confidence"]``.
 
 Example:
     >>> classifier = FaceClassifier("maskdetect/models/default/classifier.tflite")   # doctest: +SKIP

@@ -63,8 +63,9 @@ def write_model_card(run: Run, destination: Path, pipeline, *, fmt: str, seconds
         "fine_tuned_from": pipeline.train_config.fine_tune_checkpoint or None,
         "training_data": data.get("manifest", data),
         # the checkpoint's figures only: an earlier export's describe another file (this one's are written under
-        # "measured" when `evaluate --export` scores it)
-        "metrics": {name: {k: m.get(k) for k in ("mAP@0.5", "AP@0.5", "split", "input_size", "num_images")}
+        # "measured" when `evaluate --export` scores it); files older than --image-size were at the trained size
+        "metrics": {name: {**{k: m.get(k) for k in ("mAP@0.5", "AP@0.5", "split", "num_images")},
+                           "input_size": m.get("input_size", run.input_size)}
                     for name, m in run.metrics().items() if m.get("evaluated") == "checkpoint"},
         "versions": library_versions(),
         "export_seconds": round(seconds, 1),
