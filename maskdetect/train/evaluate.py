@@ -267,8 +267,7 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
         raise ConfigError("--classifier scores an export with its second stage: add --export [PATH]")
     else:
         detector, source = checkpoint_detector(run, checkpoint, image_size)
-        if image_size is not None and image_size != run.input_size:
-            tag = f"{split}-{image_size}px"
+        tag = checkpoint_tag(run, split, image_size)
     results = collect(detector, files, progress)
     metrics, curves = compute_metrics(results, class_names)
     matrix = confusion_matrix(results, len(class_names))
@@ -290,6 +289,12 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     return metrics
 
 
+def checkpoint_tag(run: Run, split: str, image_size: int | None) -> str:
+    """The metrics tag of the run's checkpoint scored on `split` at `image_size`: the split, with ``-<size>px``
+    when that is not the size it was trained at."""
+    return f"{split}-{image_size}px" if image_size and image_size != run.input_size else split
+
+
 def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict, *, key: str) -> None:
     """Add the measured figures of a TFLite export to its ``<stem>.card.json`` (and their change from the
     checkpoint's on the same split at the same input size, when ``metrics-<split>[-<size>px].json`` exists)."""
@@ -300,8 +305,7 @@ def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict, *, key: s
 
     card = json.loads(card_path.read_text(encoding="utf-8"))
     measured = {"mAP@0.5": metrics["mAP@0.5"], "AP@0.5": metrics["AP@0.5"], "num_images": metrics["num_images"]}
-    size = card.get("input_size")
-    reference = run.metrics().get(f"metrics-{split}" + (f"-{size}px" if size and size != run.input_size else ""))
+    reference = run.metrics().get(f"metrics-{checkpoint_tag(run, split, card.get('input_size'))}")
     if reference and reference.get("mAP@0.5") is not None and metrics["mAP@0.5"] is not None:
         measured["mAP@0.5_change_from_checkpoint"] = round(metrics["mAP@0.5"] - reference["mAP@0.5"], 4)
     card.setdefault("measured", {})[key] = measured
