@@ -59,16 +59,26 @@ def test_classifier_options_are_checked_before_anything_is_read(option, tmp_path
         train_classifier(tmp_path / "no-run", **option)
 
 
+def test_an_ensemble_outputs_the_mean_of_its_members_probabilities():
+    from maskdetect.train.classifier import average_models, build_model
+
+    members = [build_model(16, 3) for _ in range(3)]
+    crops = np.random.default_rng(0).uniform(0, 255, (5, 16, 16, 3)).astype(np.float32)
+    expected = np.mean([member.predict(crops, verbose=0) for member in members], axis=0)
+    assert not np.allclose(members[0].predict(crops, verbose=0), expected)  # the members differ
+    assert np.allclose(average_models(members, 16).predict(crops, verbose=0), expected, atol=1e-6)
+
+
 # -- trained on the tiny run ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def classified_run(tiny_export, tmp_path_factory):
     """A copy of the tiny run (so no other test's predictor finds the classifier) with a classifier trained on
-    its faces for one epoch at 32 px."""
+    its faces for one epoch at 32 px: two members, averaged."""
     from maskdetect.train.classifier import train_classifier
 
     run_dir = tmp_path_factory.mktemp("classified") / "run"
     shutil.copytree(tiny_export.run_dir, run_dir)
-    path = train_classifier(run_dir, input_size=32, epochs=1, jitter=2, progress=False)
+    path = train_classifier(run_dir, input_size=32, epochs=1, jitter=2, members=2, progress=False)
     return run_dir, path
 
 
@@ -81,6 +91,8 @@ def test_the_classifier_is_trained_exported_and_described(classified_run):
     spec = json.loads(path.with_suffix(".json").read_text())
     assert spec["input_size"] == 32 and spec["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
     assert sum(spec["training"]["faces"].values()) > 50 and spec["training"]["jitter_copies"] == 2
+    assert spec["members"] == 2 and spec["training"]["seeds"] == [0, 1] and len(spec["training"]["final_loss"]) == 2
+    assert spec["architecture"].startswith("the average of 2 classifiers")
     assert set(spec["val_face_accuracy"]) == set(spec["classes"])
     classifier = FaceClassifier(path)
     image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)

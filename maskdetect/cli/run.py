@@ -98,6 +98,9 @@ def register(subparsers) -> None:
     cl.add_argument("--jitter", type=int, default=DEFAULT_JITTER,
                     help=f"crops per training face, boxes moved and scaled a little (default {DEFAULT_JITTER})")
     cl.add_argument("--seed", type=int, default=0, help="default 0")
+    cl.add_argument("--members", type=int, default=1, metavar="N",
+                    help="an ensemble: N classifiers (seeds SEED, SEED+1, ...) averaged in one model; N times the "
+                         "training time and the per-face cost (default 1)")
     cl.set_defaults(func=_classifier)
 
     zo = subparsers.add_parser("zoo", help="download a COCO checkpoint from the TF2 model zoo (cached)")
@@ -181,7 +184,7 @@ def _classifier(args: argparse.Namespace) -> int:
     from maskdetect.train.classifier import train_classifier
 
     print(train_classifier(args.run_dir, input_size=args.input_size, margin=args.margin, epochs=args.epochs,
-                           jitter=args.jitter, seed=args.seed))
+                           jitter=args.jitter, seed=args.seed, members=args.members))
     return 0
 
 

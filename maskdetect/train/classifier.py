@@ -4,10 +4,11 @@ classes, training settings, accuracy on the val faces).
 
 The crops are the ground-truth faces of the run's ``train`` records, each cut ``jitter`` times with its box
 shifted and scaled a little (as a detector's boxes are), flipped and re-lit at random while training; classes are
-weighted by the inverse square root of their frequency (the rare ``mask_weared_incorrect`` counts more).
+weighted by the inverse square root of their frequency (the rare ``mask_weared_incorrect`` counts more). Several
+classifiers trained with different seeds can be exported as one that averages them (``members``).
 
 Example:
-    >>> train_classifier("workspace/runs/masks")            # doctest: +SKIP
+    >>> train_classifier("workspace/runs/masks", members=3)  # doctest: +SKIP
     PosixPath('workspace/runs/masks/export/classifier.tflite')
 """
 
@@ -88,17 +89,21 @@ def per_class_accuracy(probabilities: np.ndarray, classes: np.ndarray, class_nam
 
 def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INPUT_SIZE,
                      margin: float = DEFAULT_MARGIN, epochs: int = DEFAULT_EPOCHS, jitter: int = DEFAULT_JITTER,
-                     batch_size: int = 64, learning_rate: float = 2e-3, seed: int = 0,
+                     batch_size: int = 64, learning_rate: float = 2e-3, seed: int = 0, members: int = 1,
                      progress: bool = True) -> Path:
     """Train the crop classifier on the run's train faces (scored on its val faces, if any) and write
-    ``export/classifier.tflite`` and ``export/classifier.json``; return the ``.tflite`` path."""
+    ``export/classifier.tflite`` and ``export/classifier.json``; return the ``.tflite`` path.
+
+    ``members > 1`` trains that many classifiers, with seeds ``seed, seed + 1, ...`` (each its own jittered crops,
+    initial weights and batch order), and exports their averaged probabilities as one model: an ensemble, steadier
+    than any one member on the rare class, at ``members`` times the training time and the per-face cost."""
     import tensorflow as tf
     from tqdm.auto import tqdm
 
     from maskdetect.train.export import library_versions
 
     for name, value, lowest in (("epochs", epochs, 1), ("jitter", jitter, 1), ("input_size", input_size, 16),
-                                ("batch_size", batch_size, 1)):
+                                ("batch_size", batch_size, 1), ("members", members, 1)):
         if int(value) != value or value < lowest:
             raise ConfigError(f"classifier {name}={value}: must be a whole number >= {lowest}")
     if not margin >= 1.0:
@@ -106,42 +111,35 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
     run = Run.open(run_dir)
     class_names = run.class_names
     started = time.monotonic()
-    rng = np.random.default_rng(seed)
     train_files = run.record_files("train")
-    crops, classes = face_dataset(train_files, input_size=input_size, margin=margin, copies=jitter, rng=rng)
-    counts = np.bincount(classes, minlength=len(class_names))
-    weights = {i: float(np.sqrt(len(classes) / (len(class_names) * n))) for i, n in enumerate(counts) if n}
     try:
         val_crops, val_classes = face_dataset(run.record_files("val"), input_size=input_size, margin=margin)
     except DataError:
         val_crops, val_classes = None, None
-    logger.info("classifier: %d training crops (%s), %s val faces", len(classes),
-                ", ".join(f"{n} {name}" for name, n in zip(class_names, counts)),
-                len(val_classes) if val_classes is not None else "no")
-
-    tf.keras.utils.set_random_seed(seed)
-    layers = tf.keras.layers
-    augment = tf.keras.Sequential([layers.RandomFlip("horizontal", seed=seed),
-                                   layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed),
-                                   layers.RandomContrast(0.2, seed=seed)])
-    dataset = (tf.data.Dataset.from_tensor_slices((crops, classes)).shuffle(len(classes), seed=seed)
-               .batch(batch_size).map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y))
-               .prefetch(2))
-    steps = epochs * int(np.ceil(len(classes) / batch_size))
-    model = build_model(input_size, len(class_names))
-    model.compile(tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
-                  "sparse_categorical_crossentropy", metrics=["accuracy"])
-    bar = tqdm(total=steps, desc="classifier", unit="step", disable=not progress)
-
-    class Progress(tf.keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            bar.update(1)
-            bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}", refresh=False)
-
+    seeds = [seed + i for i in range(members)]
+    models, losses, bar = [], [], None
     try:
-        history = model.fit(dataset, epochs=epochs, class_weight=weights, verbose=0, callbacks=[Progress()])
+        for member_seed in seeds:
+            crops, classes = face_dataset(train_files, input_size=input_size, margin=margin, copies=jitter,
+                                          rng=np.random.default_rng(member_seed))
+            counts = np.bincount(classes, minlength=len(class_names))
+            weights = {i: float(np.sqrt(len(classes) / (len(class_names) * n))) for i, n in enumerate(counts) if n}
+            steps = epochs * int(np.ceil(len(classes) / batch_size))
+            if bar is None:
+                logger.info("classifier: %d training crops (%s), %s val faces, %d member(s)", len(classes),
+                            ", ".join(f"{n} {name}" for name, n in zip(class_names, counts)),
+                            len(val_classes) if val_classes is not None else "no", members)
+                bar = tqdm(total=steps * members, desc="classifier", unit="step", disable=not progress)
+            bar.set_description(f"classifier {len(models) + 1}/{members}" if members > 1 else "classifier")
+            model, loss = _fit_member(crops, classes, weights, input_size=input_size, num_classes=len(class_names),
+                                      epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                      seed=member_seed, bar=bar)
+            models.append(model)
+            losses.append(loss)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
+    model = models[0] if members == 1 else average_models(models, input_size)
     accuracy = None
     if val_crops is not None:
         accuracy = per_class_accuracy(model.predict(val_crops.astype(np.float32), verbose=0), val_classes, class_names)
@@ -151,16 +149,17 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
     run.exports.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_bytes(converter.convert())
+    architecture = (f"{len(WIDTHS)} blocks of two 3x3 conv+BN+ReLU ({', '.join(map(str, WIDTHS))} channels), "
+                    "max-pool, global average, dropout 0.3, softmax")
     atomic_write_json(path.with_suffix(".json"), {
         "input_size": input_size, "margin": margin, "classes": class_names,
-        "architecture": f"{len(WIDTHS)} blocks of two 3x3 conv+BN+ReLU ({', '.join(map(str, WIDTHS))} channels), "
-                        "max-pool, global average, dropout 0.3, softmax",
-        "training": {"records": train_files, "faces": {n: int(c // jitter) for n, c in
-                                                                      zip(class_names, counts)},
+        "architecture": architecture if members == 1 else f"the average of {members} classifiers, each {architecture}",
+        "members": members,
+        "training": {"records": train_files, "faces": {n: int(c // jitter) for n, c in zip(class_names, counts)},
                      "jitter_copies": jitter, "epochs": epochs, "batch_size": batch_size,
                      "learning_rate": learning_rate, "class_weights": {class_names[i]: round(w, 3)
                                                                         for i, w in weights.items()},
-                     "seed": seed, "final_loss": round(float(history.history["loss"][-1]), 4)},
+                     "seeds": seeds, "final_loss": [round(loss, 4) for loss in losses]},
         "val_face_accuracy": accuracy,
         "val_faces": ({n: int((val_classes == i).sum()) for i, n in enumerate(class_names)}
                       if val_classes is not None else None),
@@ -171,4 +170,39 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
     return path
 
 
-__all__ = ["train_classifier", "build_model", "face_dataset", "jittered_boxes"]
+def _fit_member(crops: np.ndarray, classes: np.ndarray, weights: dict, *, input_size: int, num_classes: int,
+                epochs: int, batch_size: int, learning_rate: float, seed: int, bar) -> tuple[object, float]:
+    """One classifier trained on `crops` (flipped and re-lit at random); returns ``(model, final loss)``."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    layers = tf.keras.layers
+    augment = tf.keras.Sequential([layers.RandomFlip("horizontal", seed=seed),
+                                   layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed),
+                                   layers.RandomContrast(0.2, seed=seed)])
+    dataset = (tf.data.Dataset.from_tensor_slices((crops, classes)).shuffle(len(classes), seed=seed)
+               .batch(batch_size).map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y))
+               .prefetch(2))
+    steps = epochs * int(np.ceil(len(classes) / batch_size))
+    model = build_model(input_size, num_classes)
+    model.compile(tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class Progress(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bar.update(1)
+            bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}", refresh=False)
+
+    history = model.fit(dataset, epochs=epochs, class_weight=weights, verbose=0, callbacks=[Progress()])
+    return model, float(history.history["loss"][-1])
+
+
+def average_models(models: list, input_size: int):
+    """One model whose output is the mean of `models`' class probabilities."""
+    import tensorflow as tf
+
+    inputs = tf.keras.layers.Input((input_size, input_size, 3), dtype="float32")
+    return tf.keras.Model(inputs, tf.keras.layers.Average()([model(inputs) for model in models]))
+
+
+__all__ = ["train_classifier", "build_model", "average_models", "face_dataset", "jittered_boxes"]
