@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv pip install --python $(PY) --quiet
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench notebook clean
+.PHONY: setup demo test test-fast test-readme bench notebook clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
+
+# the README's other training lines as written with fewer steps, and `make demo` (~30 min; not in `make test`)
+test-readme: setup
+	MASKDETECT_FULL_README=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py -k \
+	    "test_every_training_line_runs_verbatim_with_fewer_steps or test_make_demo_runs_as_written"
 
 # Jupyter Lab on the notebooks, from this venv (its kernel is this venv's Python); JUPYTER_ARGS adds options
 notebook: setup
