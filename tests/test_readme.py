@@ -49,6 +49,28 @@ def readme_commands() -> list[tuple[str, str]]:
     return commands
 
 
+def without_optional_parts(line: str) -> str:
+    """`line` with its ``[...]`` parts (nested ones too) and its comment removed."""
+    line = line.split("  #")[0]
+    while True:
+        shorter = re.sub(r"\s*\[[^][]*\]", "", line)
+        if shorter == line:
+            return line.strip()
+        line = shorter
+
+
+def recipe_project(tmp_path: Path, monkeypatch) -> Path:
+    """An empty project folder, made the working folder, beside a ``../shared/datasets/face-mask-kaggle`` that is
+    the sample (what the recipes' `data convert` line reads)."""
+    import shutil
+
+    shutil.copytree(SAMPLE, tmp_path / "shared" / "datasets" / "face-mask-kaggle")
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    return project
+
+
 def notebook_commands() -> list[str]:
     """The ``maskdetect ... --option`` commands the notebooks' text shows (their code cells run in test_notebooks)."""
     import nbformat
@@ -201,16 +223,13 @@ def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
     from test_pipeline import checkpoint_files
     from test_zoo import NAME, fake_checkpoint, zoo_archive
 
-    lines = [re.sub(r"\s*\[[^]]*\]", "", raw.split("  #")[0]).strip() for raw, _ in readme_commands()]
+    lines = [without_optional_parts(raw) for raw, _ in readme_commands()]
     convert = [line for line in lines if line.startswith("maskdetect data convert") and "../shared/" in line]
     configure = [line for line in lines if line.startswith("maskdetect configure ")]
     assert len(convert) == 1 and len(configure) >= 6, lines
-    shutil.copytree(SAMPLE, tmp_path / "shared" / "datasets" / "face-mask-kaggle")
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
+    project = recipe_project(tmp_path, monkeypatch)
+    made = project / dict(zip(shlex.split(convert[0]), shlex.split(convert[0])[1:]))["--out"]
     assert main(shlex.split(convert[0])[1:]) == 0
-    made = project / shlex.split(convert[0])[shlex.split(convert[0]).index("--out") + 1]
     with serve({f"/zoo/{NAME}.tar.gz": zoo_archive(fake_checkpoint(tmp_path))}) as zoo_server:
         monkeypatch.setattr(zoo, "ZOO_BASE_URL", zoo_server.url("/zoo"))
         for line in configure:
@@ -299,7 +318,6 @@ def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, ca
     (SHRINK: 4 training steps instead of 3,600; fewer BatchNorm and int8 calibration batches; one classifier
     epoch), so that it takes minutes instead of 80. Each line leaves what the README says it makes."""
     import json
-    import shutil
 
     from maskdetect.cli import main
 
@@ -308,10 +326,7 @@ def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, ca
              if line.startswith("maskdetect ")]
     commands = [shlex.split(line)[1] for line in lines]
     assert commands[:3] == ["data", "configure", "train"] and commands[-2:] == ["classifier", "evaluate"], lines
-    shutil.copytree(SAMPLE, tmp_path / "shared" / "datasets" / "face-mask-kaggle")
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
+    project = recipe_project(tmp_path, monkeypatch)
     for line in lines:
         words = shlex.split(line)[1:]
         assert main(words + SHRINK.get(words[0], [])) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
@@ -337,16 +352,6 @@ FULL = pytest.mark.skipif(os.environ.get("MASKDETECT_FULL_README") != "1",
                           reason="~25 min: run with `make test-readme` (MASKDETECT_FULL_README=1)")
 
 
-def without_optional_parts(line: str) -> str:
-    """`line` with its ``[...]`` parts (nested ones too) and its comment removed."""
-    line = line.split("  #")[0]
-    while True:
-        shorter = re.sub(r"\s*\[[^][]*\]", "", line)
-        if shorter == line:
-            return line.strip()
-        line = shorter
-
-
 @FULL
 @pytest.mark.slow
 def test_every_training_line_runs_verbatim_with_fewer_steps(tiny_run, tmp_path, monkeypatch, capsys):
@@ -369,12 +374,9 @@ def test_every_training_line_runs_verbatim_with_fewer_steps(tiny_run, tmp_path, 
     steps = [line for line in lines if line.split()[1:2] in (["configure"], ["train"], ["evaluate"], ["export"],
                                                              ["classifier"])]
     assert len(convert) == 1 and len([s for s in steps if " train " in f" {s} "]) >= 6, steps
-    shutil.copytree(SAMPLE, tmp_path / "shared" / "datasets" / "face-mask-kaggle")
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
+    project = recipe_project(tmp_path, monkeypatch)
+    made = project / dict(zip(shlex.split(convert[0]), shlex.split(convert[0])[1:]))["--out"]
     assert main(shlex.split(convert[0])[1:]) == 0
-    made = project / shlex.split(convert[0])[shlex.split(convert[0]).index("--out") + 1]
     source_paths, source_result = tiny_run
     shrink = {**SHRINK, "configure": SHRINK["configure"] + ["--batch-size", "2"]}
     ran = []
