@@ -27,7 +27,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
-# the README's other training lines as written with fewer steps, and `make demo` (~30 min; not in `make test`)
+# the README's other training lines as written with fewer steps, and `make demo` (~36 min; not in `make test`)
 test-readme: setup
 	MASKDETECT_FULL_README=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_readme.py -k \
 	    "test_every_training_line_runs_verbatim_with_fewer_steps or test_make_demo_runs_as_written"

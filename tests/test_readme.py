@@ -346,10 +346,10 @@ def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, ca
 
 
 # The README's other training lines (the workflow's, Roboflow's, Colab's and the bundled model's continuations)
-# take hours as written and ~20 minutes shrunk: too long for every CI run, so they run on request
+# take hours as written and ~27 minutes shrunk: too long for every CI run, so they run on request
 # (`make test-readme`), as `make demo` does.
 FULL = pytest.mark.skipif(os.environ.get("MASKDETECT_FULL_README") != "1",
-                          reason="~25 min: run with `make test-readme` (MASKDETECT_FULL_README=1)")
+                          reason="~36 min: run with `make test-readme` (MASKDETECT_FULL_README=1)")
 
 
 @FULL
