@@ -117,28 +117,33 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
     except DataError:
         val_crops, val_classes = None, None
     seeds = [seed + i for i in range(members)]
-    models, losses, bar = [], [], None
+
+    def member_crops(member_seed: int) -> tuple[np.ndarray, np.ndarray]:  # every member: the same faces, its jitter
+        return face_dataset(train_files, input_size=input_size, margin=margin, copies=jitter,
+                            rng=np.random.default_rng(member_seed))
+
+    crops, classes = member_crops(seed)
+    counts = np.bincount(classes, minlength=len(class_names))
+    weights = {i: float(np.sqrt(len(classes) / (len(class_names) * n))) for i, n in enumerate(counts) if n}
+    steps = epochs * int(np.ceil(len(classes) / batch_size))
+    logger.info("classifier: %d training crops (%s), %s val faces, %d member(s)", len(classes),
+                ", ".join(f"{n} {name}" for name, n in zip(class_names, counts)),
+                len(val_classes) if val_classes is not None else "no", members)
+    models, losses = [], []
+    bar = tqdm(total=steps * members, desc="classifier", unit="step", disable=not progress)
     try:
-        for member_seed in seeds:
-            crops, classes = face_dataset(train_files, input_size=input_size, margin=margin, copies=jitter,
-                                          rng=np.random.default_rng(member_seed))
-            counts = np.bincount(classes, minlength=len(class_names))
-            weights = {i: float(np.sqrt(len(classes) / (len(class_names) * n))) for i, n in enumerate(counts) if n}
-            steps = epochs * int(np.ceil(len(classes) / batch_size))
-            if bar is None:
-                logger.info("classifier: %d training crops (%s), %s val faces, %d member(s)", len(classes),
-                            ", ".join(f"{n} {name}" for name, n in zip(class_names, counts)),
-                            len(val_classes) if val_classes is not None else "no", members)
-                bar = tqdm(total=steps * members, desc="classifier", unit="step", disable=not progress)
-            bar.set_description(f"classifier {len(models) + 1}/{members}" if members > 1 else "classifier")
+        for index, member_seed in enumerate(seeds):
+            if index:  # the first member's crops are read above
+                crops, classes = member_crops(member_seed)
+            if members > 1:
+                bar.set_description(f"classifier {index + 1}/{members}")
             model, loss = _fit_member(crops, classes, weights, input_size=input_size, num_classes=len(class_names),
-                                      epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                      seed=member_seed, bar=bar)
+                                      steps=steps, epochs=epochs, batch_size=batch_size,
+                                      learning_rate=learning_rate, seed=member_seed, bar=bar)
             models.append(model)
             losses.append(loss)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     model = models[0] if members == 1 else average_models(models, input_size)
     accuracy = None
     if val_crops is not None:
@@ -171,8 +176,10 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
 
 
 def _fit_member(crops: np.ndarray, classes: np.ndarray, weights: dict, *, input_size: int, num_classes: int,
-                epochs: int, batch_size: int, learning_rate: float, seed: int, bar) -> tuple[object, float]:
-    """One classifier trained on `crops` (flipped and re-lit at random); returns ``(model, final loss)``."""
+                steps: int, epochs: int, batch_size: int, learning_rate: float, seed: int,
+                bar) -> tuple[object, float]:
+    """One classifier trained on `crops` for `epochs` (`steps` batches; flipped and re-lit at random); returns
+    ``(model, final loss)``."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
@@ -183,7 +190,6 @@ def _fit_member(crops: np.ndarray, classes: np.ndarray, weights: dict, *, input_
     dataset = (tf.data.Dataset.from_tensor_slices((crops, classes)).shuffle(len(classes), seed=seed)
                .batch(batch_size).map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y))
                .prefetch(2))
-    steps = epochs * int(np.ceil(len(classes) / batch_size))
     model = build_model(input_size, num_classes)
     model.compile(tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
                   "sparse_categorical_crossentropy", metrics=["accuracy"])
