@@ -49,6 +49,7 @@ def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, ste
     from maskdetect.train.export import export_saved_model
     from maskdetect.train.pipeline import configure
     from maskdetect.infer.loop import predict_source
+    from maskdetect.infer.bundle import ExportBundle
     from maskdetect.infer.predictor import Predictor, describe_bundled_model
     from maskdetect.sample_video import make_sample_video
     from maskdetect.train.train import train
@@ -104,7 +105,7 @@ def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, ste
         "PR curves": metrics["plots"]["pr_curves"],
         "confusion matrix": metrics["plots"]["confusion_matrix"],
         "SavedModel": str(saved_model),
-        "model card": str(paths.exports / "model_card.json"),
+        "model card": str(ExportBundle.open(saved_model).card_path),
         "sample video": str(video),
         "annotated video": str(annotated),
         "drawn by": f"the bundled model at score >= 0.3, {describe_bundled_model(predictor.model_path)}"

@@ -27,3 +27,26 @@ class VideoError(MaskdetectError):
 
 class OutputError(ConfigError):
     """An output would destroy an input, or replace a file or folder maskdetect did not make."""
+
+
+class ModelPathError(ConfigError):
+    """A model path (``--model``, ``Predictor(path)``, ``evaluate --export PATH``) names no single model.
+
+    Four cases, each its own subclass with its own fix: :class:`ModelNotFoundError`, :class:`EmptyModelFolderError`,
+    :class:`RunNotExportedError`, :class:`AmbiguousModelFolderError`."""
+
+
+class ModelNotFoundError(ModelPathError):
+    """The model path does not exist."""
+
+
+class EmptyModelFolderError(ModelPathError):
+    """The folder holds no model (no SavedModel, ``.tflite`` or ``.onnx`` file)."""
+
+
+class RunNotExportedError(ModelPathError):
+    """A run folder whose ``export/`` holds no model yet."""
+
+
+class AmbiguousModelFolderError(ModelPathError):
+    """The folder holds two or more model files: which one is meant is not ours to guess."""

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import REPO
 from maskdetect.errors import ConfigError
-from maskdetect.infer.classify import face_crops, find_classifier
+from maskdetect.infer.bundle import ExportBundle
+from maskdetect.infer.classify import face_crops
 from maskdetect.train.classifier import jittered_boxes
 
 
@@ -43,11 +44,13 @@ def test_the_classifier_is_found_beside_a_tflite_file_a_saved_model_or_in_an_exp
     (export / "saved_model").mkdir(parents=True)
     (export / "saved_model" / "saved_model.pb").write_bytes(b"")
     (export / "model.tflite").write_bytes(b"")
-    assert find_classifier(export / "model.tflite") is None
+    assert ExportBundle.open(export / "model.tflite").classifier is None
     (export / "classifier.tflite").write_bytes(b"")
     for model in (export / "model.tflite", export / "saved_model", export):
-        assert find_classifier(model) == export / "classifier.tflite"
-    assert find_classifier(tmp_path / "run") is None  # not beside it: the run folder is not an export
+        assert ExportBundle.open(model).classifier == export / "classifier.tflite"
+    (tmp_path / "run" / "pipeline.config").write_text("")
+    (tmp_path / "run" / "classifier.tflite").write_bytes(b"")  # not beside the model: not its second stage
+    assert ExportBundle.open(tmp_path / "run").classifier == export / "classifier.tflite"
 
 
 @pytest.mark.parametrize("option", [{"epochs": 0}, {"jitter": 0}, {"input_size": 8}, {"margin": 0.5},
@@ -99,8 +102,8 @@ def test_the_classifier_is_trained_exported_and_described(classified_run):
     for count in (3, 1, 3, 0):  # the batch follows the number of faces
         p = classifier.probabilities(image, np.tile([[10, 10, 50, 60]], (count, 1)))
         assert p.shape == (count, 3) and np.allclose(p.sum(axis=1), 1, atol=1e-4)
-    assert find_classifier(run_dir / "export" / "model.tflite") == path
-    assert find_classifier(run_dir / "export" / "saved_model") == path
+    assert ExportBundle.open(run_dir / "export" / "model.tflite").classifier == path
+    assert ExportBundle.open(run_dir / "export" / "saved_model").classifier == path
 
 
 @pytest.mark.slow

@@ -106,7 +106,7 @@ def test_a_run_exported_and_evaluated_at_a_larger_input(tiny_run, tmp_path):
     from maskdetect.infer.predictor import Predictor
     from maskdetect.infer.sources import read_image
     from maskdetect.train.evaluate import evaluate
-    from maskdetect.train.export import export_tflite, write_model_card
+    from maskdetect.train.export import export_tflite, model_card
     from maskdetect.train.run import Run
 
     paths, _ = tiny_run
@@ -125,8 +125,8 @@ def test_a_run_exported_and_evaluated_at_a_larger_input(tiny_run, tmp_path):
     measured = json.loads(model.with_name("model.card.json").read_text())["measured"]["val"]
     if at_384["mAP@0.5"] is not None and exported["mAP@0.5"] is not None:
         assert measured["mAP@0.5_change_from_checkpoint"] == round(exported["mAP@0.5"] - at_384["mAP@0.5"], 4)
-    again = write_model_card(Run(run), tmp_path / "again.json", Run(run).pipeline, fmt="tflite", seconds=0)
-    assert set(json.loads(again.read_text())["metrics"]) == {"metrics-val-384px"}  # not the export's figures
+    again = model_card(Run(run), Run(run).pipeline, fmt="tflite", seconds=0)
+    assert set(again["metrics"]) == {"metrics-val-384px"}  # not the export's figures
     with pytest.raises(ConfigError, match=r"--image-size 300: input size 300 does not suit the BiFPN"):
         evaluate(run, image_size=300, progress=False)
     with pytest.raises(ConfigError, match="an export runs at the size it was exported at"):

@@ -12,9 +12,8 @@ import maskdetect
 from conftest import missing_detections
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
-from maskdetect.infer.predictor import Predictor, resolve_export, tflite_output_indices
+from maskdetect.infer.predictor import Predictor, tflite_output_indices
 from maskdetect.infer.sources import read_image
-from maskdetect.train.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = REPO / "sample" / "face-mask" / "images"
@@ -48,27 +47,6 @@ def test_tflite_outputs_that_are_not_ssd_postprocessing_are_refused():
         tflite_output_indices([_detail("logits", [1, 1000], 0)])
     with pytest.raises(ConfigError, match="cannot tell"):
         tflite_output_indices([_detail(f"out:{i}", [1, 5, 5], i) for i in range(4)])
-
-
-def test_export_lookup(tmp_path):
-    export = tmp_path / "run" / "export"
-    (export / "saved_model").mkdir(parents=True)
-    (export / "saved_model" / "saved_model.pb").write_bytes(b"")
-    (export / "model.tflite").write_bytes(b"")
-    assert resolve_export(export) == ("saved_model", export / "saved_model")
-    assert resolve_export(export / "saved_model") == ("saved_model", export / "saved_model")
-    assert resolve_export(export / "model.tflite") == ("tflite", export / "model.tflite")
-    lite = tmp_path / "lite"
-    lite.mkdir()
-    (lite / "model-int8.tflite").write_bytes(b"")
-    (lite / "classifier.tflite").write_bytes(b"")  # the second stage is not the model
-    assert resolve_export(lite) == ("tflite", lite / "model-int8.tflite")
-    with pytest.raises(ConfigError, match="not a model export"):
-        resolve_export(tmp_path)
-    with pytest.raises(ConfigError, match="not a model export"):
-        resolve_export(tmp_path / "run")  # a folder holding export/ but no pipeline.config is not a run
-    (tmp_path / "run" / "pipeline.config").write_text("")
-    assert resolve_export(Run(tmp_path / "run")) == ("saved_model", export / "saved_model")  # a run: its export
 
 
 @pytest.mark.parametrize("source_wh, size_wh", [((1920, 1080), (512, 288)), ((131, 97), (320, 320)),

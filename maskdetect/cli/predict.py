@@ -50,8 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--classifier", default="auto", metavar="PATH",
                    help="second stage re-classifying each face from a full-resolution crop: auto (default: the "
                         "classifier.tflite beside the model, if any; the bundled model has one), a path, or none")
-    p.add_argument("--threshold", type=_unit_float, default=DEFAULT_THRESHOLD, metavar="T",
-                   help=f"minimum score (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--threshold", type=_unit_float, metavar="T", help="minimum score (default: the model's operating "
+                   f"point from its card, set by `evaluate --export`; else {DEFAULT_THRESHOLD})")
     p.add_argument("--class-threshold", type=_class_threshold, action="append", default=[], metavar="NAME=T",
                    help="per-class minimum score overriding --threshold, e.g. without_mask=0.3 (repeatable)")
     p.add_argument("--no-cross-class-nms", dest="cross_class_nms", action="store_false",
@@ -90,6 +90,8 @@ def register(subparsers) -> None:
 
 def _check_outputs(args: argparse.Namespace, source) -> None:
     """All the outputs of this run, checked against the source, the model and each other (maskdetect.guard)."""
+    from maskdetect.guard import check_paths
+    from maskdetect.infer.bundle import ExportBundle
     from maskdetect.infer.predictor import bundled_model
     from maskdetect.infer.sinks import check_outputs
     from maskdetect.monitor.monitor import output_paths
@@ -99,6 +101,8 @@ def _check_outputs(args: argparse.Namespace, source) -> None:
     if source.fps is not None and anchor is not None:
         extra.update({f"the {name} file": path for name, path in output_paths(anchor).items()})
     check_outputs(source, args.out, args.json, model=args.model or bundled_model(), extra=extra, folders=("--review-dir",))
+    check_paths(ExportBundle.open(args.model).guarded_inputs(args.classifier),  # the model's sidecars are inputs too
+                {"--out": args.out, "--json": args.json, **extra}, folders=("--review-dir",))
 
 
 def _predict(args: argparse.Namespace) -> int:

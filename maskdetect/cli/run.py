@@ -165,7 +165,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     metrics = evaluate(args.run_dir, split=args.split, export=args.export, classifier=args.classifier,
                        image_size=args.image_size)
-    print(json.dumps({k: metrics[k] for k in ("mAP@0.5", "AP@0.5", "num_images", "path")}, indent=2))
+    print(json.dumps({k: metrics.get(k) for k in ("mAP@0.5", "AP@0.5", "operating_point", "num_images", "path",
+                                                  "card")}, indent=2))
     return 0
 
 

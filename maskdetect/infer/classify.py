@@ -1,6 +1,7 @@
 """The second stage: each face the detector found is classified again from a crop of the frame at its native
-resolution, by a small CNN (``classifier.tflite`` + ``classifier.json``, made by
-:func:`maskdetect.train.classifier.train_classifier`).
+resolution, by a small CNN (``classifier.tflite`` + ``classifier.json`` in an export folder, made by
+:func:`maskdetect.train.classifier.train_classifier`; :attr:`maskdetect.infer.bundle.ExportBundle.classifier` finds
+it).
 
 The detector sees a whole frame shrunk to its input (320 px in training, where the median Kaggle face is 20 px):
 it finds faces well and tells a mask from a bare face less well. The crop classifier sees each face at 48 px from
@@ -26,10 +27,8 @@ import numpy as np
 
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
+from maskdetect.infer.bundle import classifier_spec_path
 from maskdetect.infer.tflite import tflite_interpreter_class
-
-
-CLASSIFIER_NAME = "classifier.tflite"
 
 
 def face_crops(image: np.ndarray, xyxy: np.ndarray, size: int, margin: float) -> np.ndarray:
@@ -48,15 +47,6 @@ def face_crops(image: np.ndarray, xyxy: np.ndarray, size: int, margin: float) ->
     return crops
 
 
-def find_classifier(model_path: str | os.PathLike) -> Path | None:
-    """The ``classifier.tflite`` beside a detector export, if there is one: in the folder of a ``.tflite`` file or
-    of a ``saved_model`` directory, or in an export folder given itself."""
-    path = Path(model_path)
-    folder = path.parent if path.is_file() or (path / "saved_model.pb").is_file() else path
-    candidate = folder / CLASSIFIER_NAME
-    return candidate if candidate.is_file() else None
-
-
 class FaceClassifier:
     """A loaded crop classifier.
 
@@ -73,7 +63,7 @@ class FaceClassifier:
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None,
                  tflite_runtime: str = "auto") -> None:
         self.path = Path(path)
-        spec_path = self.path.with_suffix(".json")
+        spec_path = classifier_spec_path(self.path)
         try:
             spec = json.loads(spec_path.read_text(encoding="utf-8"))
             self.input_size, self.margin = int(spec["input_size"]), float(spec["margin"])
@@ -126,4 +116,4 @@ class FaceClassifier:
                                 "detector_confidence": detections.confidence})
 
 
-__all__ = ["FaceClassifier", "face_crops", "find_classifier", "CLASSIFIER_NAME"]
+__all__ = ["FaceClassifier", "face_crops"]

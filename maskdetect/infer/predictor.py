@@ -1,11 +1,13 @@
-"""The model runtime: load an exported model once and turn RGB images into :class:`Detections`.
+"""The model runtime: load an exported model once and turn images into :class:`Detections`.
 
-:class:`Predictor` loads an export once (an OD API SavedModel directory, or a ``.tflite`` file from
-``export_tflite_graph_tf2`` + the TFLite converter), warms it up, and turns RGB ``uint8`` images into
-:class:`~maskdetect.detections.Detections` (pixel ``xyxy``, 0-based ``class_id``), post-processed by
-per-class score thresholds and, by default, cross-class NMS (one box per face).
+:class:`Predictor` opens an export through :class:`~maskdetect.infer.bundle.ExportBundle` (an OD API SavedModel,
+or a ``.tflite`` file from ``export_tflite_graph_tf2`` + the TFLite converter, with its label map, input spec and
+card), warms it up, and turns images (a path, a PIL image, or an RGB or BGR ``uint8`` array) into
+:class:`~maskdetect.detections.Detections` (pixel ``xyxy``, 0-based ``class_id``), post-processed by per-class
+score thresholds (by default the model's operating point from its card) and, by default, cross-class NMS (one box
+per face).
 
-It knows nothing of files, cameras or outputs: :mod:`maskdetect.infer.sources` gives frames,
+It knows nothing of cameras or outputs: :mod:`maskdetect.infer.sources` gives frames,
 :mod:`maskdetect.infer.sinks` writes results and :mod:`maskdetect.infer.loop` runs the one frame loop.
 
 Example:
@@ -25,12 +27,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-import maskdetect
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
-from maskdetect.infer.classify import CLASSIFIER_NAME, FaceClassifier, find_classifier
+from maskdetect.infer.bundle import BUNDLED_MODEL, ExportBundle, Resizer, bundled_model
+from maskdetect.infer.classify import FaceClassifier
 from maskdetect.infer.tflite import TFLITE_RUNTIMES, tflite_interpreter_class
-from maskdetect.labelmap import find_label_map, read_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -40,60 +41,18 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.5
 
 Threshold = float | Mapping[int | str, float]
+ImageLike = Any  # a path (str or os.PathLike), a PIL image, or a uint8 (H, W, 3) array
 
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
-
-
-def bundled_model() -> Path:
-    """The model shipped with the package (``maskdetect/models/default``: a TFLite model, its label map,
-    ``tflite_input.json`` and model card, and the second stage ``classifier.tflite``), used when no model is
-    given."""
-    tflites = sorted(p for p in BUNDLED_MODEL.glob("*.tflite") if p.name != CLASSIFIER_NAME)
-    if len(tflites) != 1:
-        raise ConfigError(f"{BUNDLED_MODEL}: no bundled model in this install; pass an export (--model)")
-    return tflites[0]
-
-
-def describe_bundled_model(path: Path) -> str:
-    """One line on the bundled model `path` from its card: architecture, input, precision, validation figures."""
-    import json
-
-    card_path = path.with_name(path.stem + ".card.json")
-    if not card_path.is_file():
-        return str(path)
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    measured = card.get("measured", {})
-    val, both = measured.get("val", {}), measured.get("val_with_classifier", {})
-    figures = f", val mAP@0.5 {val['mAP@0.5']:.2f}" if val.get("mAP@0.5") is not None else ""
-    if figures and both.get("mAP@0.5") is not None:
-        figures += f" alone, {both['mAP@0.5']:.2f} with its second stage"
-    return (f"{path} ({card.get('feature_extractor', '?')}, {card.get('input_size', '?')} px, "
-            f"{card.get('precision', '?')}{figures}; card: {card_path.name})")
+def describe_bundled_model(path: str | os.PathLike) -> str:
+    """One line on the model at `path` from its card (:meth:`ExportBundle.describe`)."""
+    return ExportBundle.open(path).describe()
 
 
 def resolve_export(model_path: str | os.PathLike) -> tuple[str, Path]:
-    """``("saved_model" | "tflite", path)`` for an export path: a SavedModel dir, an OD API export dir that
-    holds ``saved_model/``, a ``.tflite`` file, a dir holding exactly one ``.tflite`` file, or a run directory
-    (a :class:`~maskdetect.train.run.Run`) holding ``export/``."""
-    path = Path(model_path)
-    if path.is_file():
-        if path.suffix == ".tflite":
-            return "tflite", path
-        if path.name == "saved_model.pb":
-            return "saved_model", path.parent
-    elif path.is_dir():
-        if (path / "saved_model.pb").is_file():
-            return "saved_model", path
-        if (path / "saved_model" / "saved_model.pb").is_file():
-            return "saved_model", path / "saved_model"
-        tflites = sorted(p for p in path.glob("*.tflite") if p.name != CLASSIFIER_NAME)
-        if len(tflites) == 1:
-            return "tflite", tflites[0]
-        if (path / "export").is_dir() and (path / "pipeline.config").is_file():
-            return resolve_export(path / "export")
-    raise ConfigError(f"{path}: not a model export. Pass an exported SavedModel directory (holding "
-                      "saved_model.pb, e.g. workspace/runs/NAME/export/saved_model) or a .tflite file.")
+    """``(kind, path)`` of the model a path means (:meth:`ExportBundle.open`)."""
+    bundle = ExportBundle.open(model_path)
+    return bundle.kind, bundle.model
 
 
 def tflite_input(image: np.ndarray, size: int, scale: np.ndarray, offset: np.ndarray,
@@ -131,42 +90,39 @@ def legacy_bilinear_resize(image: np.ndarray, width: int, height: int) -> np.nda
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def saved_model_resizer(pipeline_config: Path) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The image resizer of the export whose ``pipeline.config`` this is, done before TensorFlow sees the frame:
+def saved_model_resizer(resizer: Resizer | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The image resizer of a SavedModel (:attr:`ExportBundle.input`), done before TensorFlow sees the frame:
     a 1080p frame is shrunk to the model's input (as the model itself would: same size, same sampling), so
     the model's own resize becomes the identity and the frame is not copied into TensorFlow at full size.
     Boxes come back relative to the image given, which maps to the frame per axis: coordinates stay exact.
-    None when there is no config beside the export or its resizer is not a fixed-shape or keep-aspect one."""
-    if not pipeline_config.is_file():
+    None when the export has no ``pipeline.config`` or its resizer is not a bilinear fixed-shape or keep-aspect one."""
+    if resizer is None or not resizer.bilinear:
         return None
-    from object_detection.protos.image_resizer_pb2 import BILINEAR
-
-    from maskdetect.train.run import load_pipeline
-
-    resizer = load_pipeline(pipeline_config).model.ssd.image_resizer
-    kind = resizer.WhichOneof("image_resizer_oneof")
-    if kind == "fixed_shape_resizer":
-        fixed = resizer.fixed_shape_resizer
-        if fixed.convert_to_grayscale or fixed.resize_method != BILINEAR:
-            return None
-
+    if resizer.kind == "fixed_shape":
         def resize(image: np.ndarray) -> np.ndarray:
-            return legacy_bilinear_resize(image, fixed.width, fixed.height)
-    elif kind == "keep_aspect_ratio_resizer":
-        keep = resizer.keep_aspect_ratio_resizer
-        if keep.resize_method != BILINEAR or keep.convert_to_grayscale:
-            return None
-        smallest, largest = np.float32(keep.min_dimension), np.float32(keep.max_dimension)
+            return legacy_bilinear_resize(image, resizer.width, resizer.height)
+        return resize
+    smallest, largest = np.float32(resizer.min_dimension), np.float32(resizer.max_dimension)
 
-        def resize(image: np.ndarray) -> np.ndarray:  # the OD API's resize_to_range, in float32 as TF does it
-            h, w = np.float32(image.shape[0]), np.float32(image.shape[1])
-            scale = min(smallest / min(h, w), largest / max(h, w))
-            if scale >= 1:  # the model enlarges small images itself
-                return image
-            return legacy_bilinear_resize(image, int(np.round(scale * w)), int(np.round(scale * h)))
-    else:
-        return None
-    return resize
+    def resize_to_range(image: np.ndarray) -> np.ndarray:  # the OD API's resize_to_range, in float32 as TF does it
+        h, w = np.float32(image.shape[0]), np.float32(image.shape[1])
+        scale = min(smallest / min(h, w), largest / max(h, w))
+        if scale >= 1:  # the model enlarges small images itself
+            return image
+        return legacy_bilinear_resize(image, int(np.round(scale * w)), int(np.round(scale * h)))
+    return resize_to_range
+
+
+def letterboxed(image: np.ndarray, size: int, pad: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """`image` resized (the OD API's bilinear sampling) so its longer side is `size`, then padded bottom/right with
+    the pixel `pad` to ``size x size``; and the ``(width, height)`` in source pixels of that padded square."""
+    height, width = image.shape[:2]
+    ratio = size / max(width, height)
+    new_wh = (max(1, min(size, round(width * ratio))), max(1, min(size, round(height * ratio))))
+    canvas = np.empty((size, size, 3), np.uint8)
+    canvas[:] = pad
+    canvas[:new_wh[1], :new_wh[0]] = legacy_bilinear_resize(image, *new_wh)
+    return canvas, (size / ratio, size / ratio)
 
 
 @dataclass
@@ -182,13 +138,13 @@ class Predictor:
     """A loaded, warmed-up detector.
 
     Args:
-        model_path: exported SavedModel directory, its parent export directory, a ``.tflite`` file, or a run
-            (directory) whose ``export/`` holds one; None: the model bundled with the package
-            (:func:`bundled_model`).
-        class_names: names by 0-based class id; by default read from the label map found beside the export
-            (:func:`maskdetect.labelmap.find_label_map`), else ``maskdetect.CLASSES``.
-        threshold: minimum score; one number, or ``{class name or id: score}`` (classes left out use
-            `DEFAULT_THRESHOLD`).
+        model_path: a model path as :meth:`~maskdetect.infer.bundle.ExportBundle.open` takes it (an export folder,
+            a SavedModel folder, a ``.tflite`` file, a run whose ``export/`` holds one), an open
+            :class:`~maskdetect.infer.bundle.ExportBundle`, or None: the model bundled with the package.
+        class_names: names by 0-based class id; by default the bundle's (its label map).
+        threshold: minimum score; one number, or ``{class name or id: score}`` (classes left out use the default).
+            None (the default): the model's operating point, chosen on data and recorded on its card by
+            ``maskdetect evaluate RUN --export``; a model without one uses `DEFAULT_THRESHOLD`.
         class_thresholds: ``{class name or id: score}`` overriding a numeric `threshold` for those classes.
         cross_class_nms: suppress overlapping boxes of different classes, keeping the most confident.
         nms_iou: IoU above which two boxes are the same face.
@@ -198,17 +154,21 @@ class Predictor:
         classifier: the second stage (:class:`~maskdetect.infer.classify.FaceClassifier`) that re-classifies each
             kept face from a full-resolution crop: ``"auto"`` (default) uses the ``classifier.tflite`` beside the
             export if there is one, a path uses that one, None none.
+        letterbox: frames keep their aspect, padded bottom/right to a square, instead of being squeezed to it;
+            None (default): as the bundle says (:attr:`~maskdetect.infer.bundle.InputSpec.letterbox`: what the
+            model was trained with, or what ``export(..., letterbox=...)`` recorded). Boxes are in frame pixels
+            either way.
         warmup: run one dummy image at load so the first real call is not slow.
 
     Attributes:
+        bundle: the :class:`~maskdetect.infer.bundle.ExportBundle` (model, sidecars, card).
         backend: ``"saved_model"`` or ``"tflite"``.
         runtime: what runs the model: ``"tensorflow"``, ``"litert"`` or ``"tf.lite"``.
         classifier: the loaded second stage, or None.
+        threshold: the score threshold(s) in force; `threshold_source` says where it came from.
         input_size: square input side of the TFLite model (None for SavedModel: it is given the frame already
             shrunk by its own resizer, :func:`saved_model_resizer`, read from the ``pipeline.config`` beside it).
-        letterbox: TFLite only: frames are letterboxed, not stretched (``tflite_input.json`` beside the model,
-            written by ``maskdetect.train.export``, gives this and the input normalisation; without it, pixels are
-            scaled to [-1, 1] and stretched to the square input).
+        letterbox: frames are letterboxed, not squeezed.
         speed: :class:`Speed` of the last :meth:`predict`.
 
     Example:
@@ -216,35 +176,23 @@ class Predictor:
         >>> for detections in p.predict_stream(frames): ...                            # doctest: +SKIP
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, class_names: Sequence[str] | None = None,
-                 threshold: Threshold = DEFAULT_THRESHOLD,
+    def __init__(self, model_path: str | os.PathLike | ExportBundle | None = None, *,
+                 class_names: Sequence[str] | None = None, threshold: Threshold | None = None,
                  class_thresholds: Mapping[int | str, float] | None = None, cross_class_nms: bool = True,
                  nms_iou: float = DEFAULT_NMS_IOU, num_threads: int | None = None, tflite_runtime: str = "auto",
-                 classifier: str | os.PathLike | None = "auto", warmup: bool = True) -> None:
+                 classifier: str | os.PathLike | None = "auto", letterbox: bool | None = None,
+                 warmup: bool = True) -> None:
+        self.bundle = ExportBundle.open(model_path)
         if model_path is None:
-            model_path = bundled_model()
-            logger.info("model: the bundled default, %s", describe_bundled_model(model_path))
-        self.backend, self.model_path = resolve_export(model_path)
-        if class_names is None:
-            label_map = find_label_map(self.model_path)
-            if label_map is not None:
-                class_names = read_label_map(label_map)
-                logger.debug("class names from %s: %s", label_map, class_names)
-            else:
-                logger.warning("no label_map.pbtxt beside %s; using the default classes %s", self.model_path,
-                               ", ".join(maskdetect.CLASSES))
-                class_names = maskdetect.CLASSES
-        self.class_names = list(class_names)
-        if class_thresholds:
-            if isinstance(threshold, Mapping):
-                raise ConfigError("give per-class thresholds either in `threshold` or in `class_thresholds`")
-            base = float(threshold)
-            threshold = {**{i: base for i in range(len(self.class_names))}, **class_thresholds}
-        self.threshold = self._resolve_threshold(threshold)
-        self.cross_class_nms = cross_class_nms
+            logger.info("model: the bundled default, %s", self.bundle.describe())
+        if self.bundle.kind == "onnx":
+            raise ConfigError(f"{self.bundle.model}: ONNX models are not run yet; export --format tflite or "
+                              "saved_model")
+        self.backend, self.model_path = self.bundle.kind, self.bundle.model
+        self.class_names = list(class_names) if class_names is not None else list(self.bundle.class_names)
         if not 0.0 < nms_iou <= 1.0:
             raise ConfigError(f"nms_iou={nms_iou}: must be in (0, 1]")
-        self.nms_iou = nms_iou
+        self.cross_class_nms, self.nms_iou = cross_class_nms, nms_iou
         if tflite_runtime not in TFLITE_RUNTIMES:
             raise ConfigError(f"tflite_runtime={tflite_runtime!r}: choose from {', '.join(TFLITE_RUNTIMES)}")
         if num_threads is not None and num_threads < 1:
@@ -252,6 +200,10 @@ class Predictor:
         self.num_threads = num_threads or os.cpu_count() or 1
         self.runtime = "tensorflow"
         self.input_size: int | None = None
+        spec = self.bundle.input
+        self.letterbox = spec.letterbox if letterbox is None else bool(letterbox)
+        self._scale = np.asarray(spec.scale, np.float32)
+        self._offset = np.asarray(spec.offset, np.float32)
         self.speed = Speed()
         self._lock = threading.Lock()
         started = time.perf_counter()
@@ -262,16 +214,33 @@ class Predictor:
         logger.info("loaded %s model %s with %s in %.1f s", self.backend, self.model_path, self.runtime,
                     time.perf_counter() - started)
         self.classifier = self._load_classifier(classifier, tflite_runtime)
+        self.threshold, self.threshold_source = self._default_threshold(threshold, class_thresholds)
         if warmup:
             self.predict_raw(np.zeros((self.input_size or 256, self.input_size or 256, 3), np.uint8))
 
     def __repr__(self) -> str:
         return f"Predictor({str(self.model_path)!r}, backend={self.backend!r}, classes={self.class_names})"
 
+    def _default_threshold(self, threshold: Threshold | None, class_thresholds: Mapping[int | str, float] | None
+                           ) -> tuple[float | dict[int, float], str]:
+        """The thresholds in force and where they came from: given, the card's operating point, or the default."""
+        source = "given"
+        if threshold is None:
+            point = self.bundle.operating_point_for(self.classifier is not None)
+            threshold, source = ((point.threshold, f"the model's operating point ({point.rule})") if point else
+                                 (DEFAULT_THRESHOLD, "the default"))
+            logger.info("score threshold %.3g: %s", threshold, source)
+        if class_thresholds:
+            if isinstance(threshold, Mapping):
+                raise ConfigError("give per-class thresholds either in `threshold` or in `class_thresholds`")
+            base = float(threshold)
+            threshold = {**{i: base for i in range(len(self.class_names))}, **class_thresholds}
+        return self._resolve_threshold(threshold), source
+
     def _load_classifier(self, classifier: str | os.PathLike | None, runtime: str) -> FaceClassifier | None:
         if classifier is None or str(classifier) == "none":
             return None
-        path = find_classifier(self.model_path) if str(classifier) == "auto" else Path(classifier)
+        path = self.bundle.classifier if str(classifier) == "auto" else Path(classifier)
         if path is None:
             return None
         loaded = FaceClassifier(path, num_threads=self.num_threads, tflite_runtime=runtime)
@@ -295,10 +264,17 @@ class Predictor:
         self._model = model  # keep the variables alive
         self._signature = model.signatures["serving_default"]
         self._tf = tf
-        self._resize = saved_model_resizer(self.model_path.parent / "pipeline.config")
+        self._resizer = self.bundle.input.resizer
+        self._resize = saved_model_resizer(self._resizer)
         if self._resize is None:
             logger.info("no pipeline.config with a bilinear resizer beside %s: frames go to the SavedModel at "
                         "full size", self.model_path)
+        if self.letterbox != bool(self._resizer and self._resizer.letterboxes) and (
+                self._resize is None or self.bundle.input.size is None):
+            raise ConfigError(f"{self.model_path}: letterbox={self.letterbox} needs the model's resizer, which is "
+                              "read from the pipeline.config beside it; export the model again")
+        # the pixel whose normalised value is 0: what the OD API pads a letterbox with after normalising
+        self._pad = np.clip(np.round(-self._offset / self._scale), 0, 255).astype(np.uint8)
 
     def _load_tflite(self, runtime: str) -> None:
         self.runtime, interpreter_class = tflite_interpreter_class(runtime)
@@ -317,25 +293,10 @@ class Predictor:
         self._outputs = tflite_output_indices(interpreter.get_output_details())
         self.input_size = int(shape[1])
         self._outputs_checked = False
-        self._scale = np.full(3, 2.0 / 255.0, np.float32)
-        self._offset = np.full(3, -1.0, np.float32)
-        self.letterbox = False
-        spec_path = self.model_path.with_name("tflite_input.json")
-        if spec_path.is_file():  # written by maskdetect.train.export: the model's own normalisation and resizing
-            import json
-
-            try:
-                spec = json.loads(spec_path.read_text(encoding="utf-8"))
-                self._scale = np.asarray(spec["scale"], np.float32).reshape(3)
-                self._offset = np.asarray(spec["offset"], np.float32).reshape(3)
-                self.letterbox = bool(spec.get("letterbox", False))
-                if int(spec.get("input_size", self.input_size)) != self.input_size:
-                    raise ValueError(f"input_size {spec['input_size']} but the model takes {self.input_size}")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"{spec_path}: malformed ({exc}); re-export the TFLite model") from exc
-        else:
-            logger.info("no tflite_input.json beside %s: feeding pixels scaled to [-1, 1], resized to %dx%d",
-                        self.model_path, self.input_size, self.input_size)
+        recorded = self.bundle.input.size
+        if recorded is not None and recorded != self.input_size:
+            raise ConfigError(f"{self.bundle.input_spec_path}: input_size {recorded} but the model takes "
+                              f"{self.input_size}; export the TFLite model again")
 
     def _check_tflite_outputs(self, classes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """On the first call, make sure the ``[1, N]`` outputs were told apart right: class ids are whole
@@ -369,19 +330,31 @@ class Predictor:
         return limits
 
     # -- prediction ---------------------------------------------------------------------------------------
-    def predict_raw(self, image: np.ndarray) -> Detections:
-        """Everything the model returned for one RGB image (no threshold, no cross-class NMS)."""
-        image = _check_image(image)
+    def _saved_model_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """What the SavedModel is given for an RGB frame, and the frame-pixel size its relative boxes refer to."""
+        height, width = image.shape[:2]
+        resizer = self._resizer
+        if self.letterbox and not (resizer and resizer.letterboxes):  # a square of the model's input, as the TFLite path does
+            return letterboxed(image, self.bundle.input.size, self._pad)
+        if not self.letterbox and resizer is not None and resizer.letterboxes:  # squeezed to the square
+            size = self.bundle.input.size
+            return legacy_bilinear_resize(image, size, size), (width, height)
+        return (self._resize(image) if self._resize else image), (width, height)
+
+    def predict_raw(self, image: ImageLike, *, order: str = "rgb") -> Detections:
+        """Everything the model returned for one image (no threshold, no cross-class NMS); see :meth:`predict`."""
+        image = as_rgb(image, order)
         height, width = image.shape[:2]
         t0 = time.perf_counter()
         if self.backend == "saved_model":
-            tensor = self._tf.convert_to_tensor((self._resize(image) if self._resize else image)[None])
+            given, box_frame_wh = self._saved_model_input(image)
+            tensor = self._tf.convert_to_tensor(given[None])
             t1 = time.perf_counter()
             outputs = self._signature(input_tensor=tensor)
             outputs = {k: outputs[k].numpy() for k in ("detection_boxes", "detection_classes",
                                                        "detection_scores", "num_detections")}
             t2 = time.perf_counter()
-            detections = Detections.from_saved_model(outputs, (width, height))
+            detections = Detections.from_saved_model(outputs, box_frame_wh)
         else:
             blob, box_frame_wh = tflite_input(image, self.input_size, self._scale, self._offset, self.letterbox)
             t1 = time.perf_counter()
@@ -395,9 +368,9 @@ class Predictor:
                     classes, scores = self._check_tflite_outputs(classes, scores)
             t2 = time.perf_counter()
             detections = Detections.from_tflite(boxes, classes, scores, count, box_frame_wh)
-            if self.letterbox and len(detections):
-                xyxy = np.minimum(detections.xyxy, np.array([width, height, width, height], np.float32))
-                detections = Detections(xyxy=xyxy, confidence=detections.confidence, class_id=detections.class_id)
+        if self.letterbox and len(detections):  # boxes reaching into the pad end at the frame's edge
+            xyxy = np.minimum(detections.xyxy, np.array([width, height, width, height], np.float32))
+            detections = Detections(xyxy=xyxy, confidence=detections.confidence, class_id=detections.class_id)
         if len(detections) and int(detections.class_id.max()) >= len(self.class_names):
             raise DataError(f"the model predicted class id {int(detections.class_id.max())} but only "
                             f"{len(self.class_names)} class names are known ({self.class_names}); use the label "
@@ -406,7 +379,7 @@ class Predictor:
         return detections
 
     def postprocess(self, detections: Detections, image: np.ndarray | None = None) -> Detections:
-        """Apply the score thresholds, then (if enabled) cross-class NMS. With a second stage (`image` needed),
+        """Apply the score thresholds, then (if enabled) cross-class NMS. With a second stage (`image` needed, RGB),
         the faces whose detector score passes the lowest threshold are kept, merged by NMS and re-classified, and
         then the thresholds of their new classes apply to their new scores (detector score x class probability,
         never above the detector's: the pre-filter drops nothing that could pass)."""
@@ -421,22 +394,31 @@ class Predictor:
             detections = detections.with_cross_class_nms(self.nms_iou)
         return self.classifier.refine(image, detections).with_threshold(self.threshold)
 
-    def predict(self, image: np.ndarray) -> Detections:
-        """Detections in one RGB ``uint8`` image ``(H, W, 3)``, in its pixel coordinates."""
+    def predict(self, image: ImageLike, *, order: str = "rgb") -> Detections:
+        """Detections in one image, in its pixel coordinates.
+
+        Args:
+            image: an image file's path (read as the file says, EXIF orientation applied), a PIL image (any mode
+                converted to RGB), or a ``uint8`` array ``(H, W, 3)``.
+            order: the channel order of an array: ``"rgb"`` (default; what every maskdetect source gives, and
+                PIL/imageio/matplotlib) or ``"bgr"`` (what ``cv2.imread`` and ``cv2.VideoCapture`` give). Not
+                used for paths and PIL images, whose order is known; anything but an array with it is refused.
+        """
+        image = as_rgb(image, order)
         raw = self.predict_raw(image)
         t0 = time.perf_counter()
         detections = self.postprocess(raw, image)
         self.speed.postprocess_ms = (time.perf_counter() - t0) * 1e3
         return detections
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def predict_batch(self, images: Sequence[ImageLike], *, order: str = "rgb") -> list[Detections]:
         """One `Detections` per image (the exported models take one image per call; sizes may differ)."""
-        return [self.predict(image) for image in images]
+        return [self.predict(image, order=order) for image in images]
 
-    def predict_stream(self, frames: Iterable[np.ndarray]) -> Iterator[Detections]:
+    def predict_stream(self, frames: Iterable[ImageLike], *, order: str = "rgb") -> Iterator[Detections]:
         """Lazily yield one `Detections` per frame of any iterable (a generator of video frames, ...)."""
         for frame in frames:
-            yield self.predict(frame)
+            yield self.predict(frame, order=order)
 
 
 def tflite_output_indices(details: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -488,12 +470,40 @@ def _order_class_score(pairs: list[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return pairs
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+COLOR_ORDERS = ("rgb", "bgr")
+
+
+def as_rgb(image: ImageLike, order: str = "rgb") -> np.ndarray:
+    """An RGB ``uint8`` ``(H, W, 3)`` array from a path, a PIL image or an array in channel `order`.
+
+    A path and a PIL image carry their channel order, so `order` must be left at ``"rgb"`` for them (a ``"bgr"``
+    there is a mistake about what is passed, and refused). Arrays with an alpha channel, one channel, or
+    another dtype are refused with the conversion to make: guessing would silently change the result.
+
+    Raises:
+        DataError: the image is not one of those, or cannot be read.
+    """
+    if order not in COLOR_ORDERS:
+        raise DataError(f"order={order!r}: an array's channel order is 'rgb' or 'bgr' (cv2.imread gives bgr)")
+    if isinstance(image, (str, os.PathLike)):
+        if order != "rgb":
+            raise DataError(f"{image}: a path is read in its own colour order; drop order={order!r}")
+        from maskdetect.infer.sources import read_image
+
+        return read_image(image)
+    if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
+        if order != "rgb":
+            raise DataError(f"a PIL image ({image.mode}) carries its colour order; drop order={order!r}")
+        return np.asarray(image.convert("RGB"))
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
-        raise DataError(f"expected an RGB uint8 image of shape (H, W, 3), got {image.shape} {image.dtype}")
-    return image
+        hint = (" (4 channels: drop the alpha, e.g. image[..., :3])" if image.ndim == 3 and image.shape[2] == 4 else
+                " (scale floats to 0-255 and cast: (image * 255).astype(np.uint8))" if image.dtype.kind == "f" else
+                " (one channel: stack it to 3, e.g. np.dstack([image] * 3))" if image.ndim == 2 else "")
+        raise DataError(f"expected an RGB or BGR uint8 image of shape (H, W, 3), got {image.shape} "
+                        f"{image.dtype}{hint}")
+    return image[..., ::-1] if order == "bgr" else image
 
 
-__all__ = ["Predictor", "Speed", "resolve_export", "tflite_output_indices", "DEFAULT_THRESHOLD",
-           "DEFAULT_NMS_IOU"]
+__all__ = ["Predictor", "Speed", "as_rgb", "resolve_export", "tflite_output_indices", "bundled_model",
+           "BUNDLED_MODEL", "DEFAULT_THRESHOLD", "DEFAULT_NMS_IOU"]

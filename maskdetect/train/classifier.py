@@ -22,8 +22,9 @@ from typing import Iterable
 import numpy as np
 
 from maskdetect.errors import ConfigError, DataError
-from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.infer.classify import CLASSIFIER_NAME, face_crops
+from maskdetect.fileio import atomic_path
+from maskdetect.infer.bundle import classifier_path, write_classifier_spec
+from maskdetect.infer.classify import face_crops
 from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
@@ -150,13 +151,13 @@ def train_classifier(run_dir: Run | str | Path, *, input_size: int = DEFAULT_INP
         accuracy = per_class_accuracy(model.predict(val_crops.astype(np.float32), verbose=0), val_classes, class_names)
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    path = run.exports / CLASSIFIER_NAME
+    path = classifier_path(run.exports)
     run.exports.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_bytes(converter.convert())
     architecture = (f"{len(WIDTHS)} blocks of two 3x3 conv+BN+ReLU ({', '.join(map(str, WIDTHS))} channels), "
                     "max-pool, global average, dropout 0.3, softmax")
-    atomic_write_json(path.with_suffix(".json"), {
+    write_classifier_spec(path, {
         "input_size": input_size, "margin": margin, "classes": class_names,
         "architecture": architecture if members == 1 else f"the average of {members} classifiers, each {architecture}",
         "members": members,

@@ -1,5 +1,7 @@
 """Evaluate a run's checkpoint, or its exported SavedModel, on a split: COCO metrics, per-class AP@0.5 and
-mAP@0.5 (the OD API's own evaluators), precision-recall curves and a confusion matrix (PNG), metrics JSON.
+mAP@0.5 (the OD API's own evaluators), precision-recall curves and a confusion matrix (PNG), metrics JSON, and the
+operating point: the score threshold that maximises micro-F1 on the split, which an export's card then carries as
+the predictor's default threshold.
 
 Both paths feed the same decoded images through the same metric code, so the checkpoint's figures and the
 export's figures differ only by what export changes (they must agree within 0.5 AP). Ground truth and
@@ -21,6 +23,7 @@ import numpy as np
 from maskdetect.detections import Detections, box_iou
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.infer.bundle import ExportBundle, OperatingPoint, operating_point_key
 from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
@@ -83,7 +86,8 @@ def checkpoint_detector(run: Run, checkpoint: str | None = None, image_size: int
     return run_one, checkpoint
 
 
-def export_detector(path: str | Path, classifier: str | Path | None = None) -> Callable[[np.ndarray], Detections]:
+def export_detector(path: str | Path | ExportBundle, classifier: str | Path | None = None
+                    ) -> Callable[[np.ndarray], Detections]:
     """An exported model (SavedModel or TFLite of any precision) as the predictor loads it, with nothing
     filtered (no threshold, no cross-class NMS); with a second-stage `classifier`, as ``predict`` runs them
     (one box per face, merged by cross-class NMS, then re-classified)."""
@@ -153,6 +157,46 @@ def compute_metrics(results: list[ImageResult], class_names: list[str], iou_thre
         "num_images": len(results),
         "num_groundtruth": gt_counts,
     }, curves
+
+
+def operating_point(results: list[ImageResult], class_names: list[str], split: str, *, nms_iou: float | None,
+                    second_stage: bool = False, iou_threshold: float = 0.5) -> OperatingPoint | None:
+    """The single score threshold, over all classes, that maximises micro-F1 on `results`: a detection is a true
+    positive when it matches a ground-truth face of its class at IoU >= `iou_threshold` (the OD API's PASCAL
+    matching, as for AP), and precision, recall and F1 there. Detections are first merged across classes by NMS at
+    `nms_iou` as ``predict`` does (None: they already are, e.g. by the second stage). Thresholding commutes with
+    that NMS and with the second stage (whose scores never exceed the detector's), so the point holds for
+    ``Predictor(threshold=point.threshold)``. None when nothing is found right at any threshold."""
+    from object_detection.utils import object_detection_evaluation
+
+    matching = object_detection_evaluation.ObjectDetectionEvaluation(len(class_names),
+                                                                     matching_iou_threshold=iou_threshold)
+    for r in results:
+        found = r.found.with_cross_class_nms(nms_iou) if nms_iou else r.found
+        matching.add_single_ground_truth_image_info(r.image_id, r.truth.xyxy[:, [1, 0, 3, 2]], r.truth.class_id,
+                                                    np.zeros(len(r.truth), bool))
+        matching.add_single_detected_image_info(r.image_id, found.xyxy[:, [1, 0, 3, 2]], found.confidence,
+                                                found.class_id)
+    per_class = [(np.concatenate(s), np.concatenate(t)) for s, t in
+                 zip(matching.scores_per_class, matching.tp_fp_labels_per_class) if s]
+    total = float(matching.num_gt_instances_per_class.sum())
+    if not per_class or not total:
+        return None
+    scores = np.concatenate([s for s, _ in per_class])
+    correct = np.concatenate([t for _, t in per_class]).astype(bool)
+    order = np.argsort(-scores, kind="stable")
+    scores, correct = scores[order], correct[order]
+    tp, fp = np.cumsum(correct), np.cumsum(~correct)
+    last = np.r_[scores[1:] != scores[:-1], True]  # a threshold keeps every detection at or above it
+    scores, tp, fp = scores[last], tp[last], fp[last]
+    f1 = 2 * tp / (tp + fp + total)
+    best = int(np.argmax(f1))  # the first maximum: the highest threshold among equals
+    if not tp[best]:
+        return None
+    return OperatingPoint(rule=f"max F1 on {split}", split=split, threshold=float(scores[best]),
+                          precision=round(float(tp[best] / (tp[best] + fp[best])), 4),
+                          recall=round(float(tp[best] / total), 4), f1=round(float(f1[best]), 4),
+                          second_stage=second_stage)
 
 
 def confusion_matrix(results: list[ImageResult], num_classes: int, *, score_threshold: float = 0.5,
@@ -228,38 +272,41 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
              classifier: bool | str | Path = False, checkpoint: str | None = None, image_size: int | None = None,
              progress: bool = True) -> dict:
     """Evaluate the run's newest checkpoint on `split` or, with `export`, an export of it: True for its
-    SavedModel, or a path (a SavedModel, a ``.tflite`` of any precision), scored alike. `classifier` (exports
-    only): the second stage too, True for the ``classifier.tflite`` beside the export, or a path.
-    `image_size` (checkpoints only; an export runs at the size it was exported at): run the model at this input
-    size instead of the one it was trained at (:func:`~maskdetect.train.pipeline.at_image_size`).
+    SavedModel, or a path (a SavedModel, a ``.tflite`` of any precision, an export folder), scored alike.
+    `classifier` (exports only): the second stage too, True for the ``classifier.tflite`` beside the export, or a
+    path. `image_size` (checkpoints only; an export runs at the size it was exported at): run the model at this
+    input size instead of the one it was trained at (:func:`~maskdetect.train.pipeline.at_image_size`).
 
     Writes ``metrics-<split>[-<size>px | -export[-<tflite stem>]].json`` in the run directory and the same-named
-    ``plots/<tag>/`` with ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics. A TFLite
-    export's ``<stem>.card.json`` gets the measured figures (and the change from the checkpoint's, if that was
-    evaluated on the split).
+    ``plots/<tag>/`` with ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics, with the operating
+    point (:func:`operating_point`). When the export is the run's own (inside its ``export/``), its card gets the
+    measured figures (and their change from the checkpoint's, if that was evaluated on the split) and the
+    operating point, which ``predict`` then uses by default. Any other model's card is left as it is (the
+    bundled model's always): its figures are only in the run, and the log says so.
     """
-    from maskdetect.infer.classify import find_classifier
-    from maskdetect.infer.predictor import resolve_export
+    from maskdetect.infer.predictor import DEFAULT_NMS_IOU
 
     run = Run.open(run_dir)
     class_names = run.class_names
     files = run.record_files(split)
     started = time.monotonic()
-    tag, evaluated, second = split, "checkpoint", None
+    tag, evaluated, second, bundle = split, "checkpoint", None, None
     if image_size is not None and (export is not False or classifier is not False):
         raise ConfigError("--image-size runs a checkpoint at another input size; an export runs at the size it was "
                           "exported at (`maskdetect export RUN_DIR --image-size N`): drop --image-size here")
     if export is not False:
-        if export is True and not (run.saved_model / "saved_model.pb").exists():
-            raise ConfigError(f"{run.saved_model}: no saved_model.pb; run `maskdetect export {run.run_dir}` first")
-        evaluated, model = resolve_export(run.saved_model if export is True else export)
+        bundle = ExportBundle.open(run.run_dir if export is True else export)
+        if export is True and bundle.kind != "saved_model":
+            raise ConfigError(f"{run.saved_model}: no SavedModel; run `maskdetect export {run.run_dir}` first, or pass "
+                              f"--export {bundle.model}")
+        evaluated, model = bundle.kind, bundle.model
         if classifier is not False:
-            second = find_classifier(model) if classifier is True else Path(classifier)
+            second = bundle.classifier if classifier is True else Path(classifier)
             if second is None:
                 raise ConfigError(f"{model}: no classifier.tflite beside it; train one with `maskdetect classifier "
                                   f"{run.run_dir}` or pass its path")
-        detector, source = export_detector(model, second), str(model)
-        tag = f"{split}-export" + (f"-{model.stem}" if evaluated == "tflite" else "")
+        detector, source = export_detector(bundle, second), str(model)
+        tag = f"{split}-export" + (f"-{model.stem}" if evaluated != "saved_model" else "")
         tag += "-classifier" if second else ""
         if second:
             source += f" + {second}"
@@ -271,22 +318,38 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     results = collect(detector, files, progress)
     metrics, curves = compute_metrics(results, class_names)
     matrix = confusion_matrix(results, len(class_names))
+    point = operating_point(results, class_names, split, nms_iou=None if second else DEFAULT_NMS_IOU,
+                            second_stage=second is not None)
     plots = run.plots / tag
     metrics.update({
         "split": split, "evaluated": evaluated, "source": source,
         **({"input_size": image_size or run.input_size} if evaluated == "checkpoint" else {}),
+        "operating_point": point.to_json() if point else None,
         "confusion_matrix": {"rows_true": class_names + ["background"], "cols_predicted": class_names + ["missed"],
                              "counts": matrix.tolist()},
         "plots": {"pr_curves": str(plot_pr_curves(curves, metrics, plots / "pr_curves.png")),
                   "confusion_matrix": str(plot_confusion(matrix, class_names, plots / "confusion_matrix.png"))},
         "seconds": round(time.monotonic() - started, 2),
     })
+    own = bundle is not None and is_own_export(run, bundle)
+    if bundle is not None and not own:
+        metrics["card"] = (f"not updated: {bundle.model} is not this run's export ({run.exports}); its figures are "
+                           "in this file only")
+        logger.warning("%s is not %s's own export: its card is left as it is; the figures go to the run only",
+                       bundle.model, run.run_dir)
     path = atomic_write_json(run.metrics_path(tag), metrics)
     metrics["path"] = str(path)
-    if evaluated == "tflite":
-        _record_on_card(run, model, split, metrics, key=split + ("_with_classifier" if second else ""))
-    logger.info("mAP@0.5 %s, AP@0.5 %s (%s)", metrics["mAP@0.5"], metrics["AP@0.5"], path)
+    if own:
+        metrics["card"] = str(_record_on_card(run, bundle, split, metrics, point, second))
+    logger.info("mAP@0.5 %s, AP@0.5 %s, operating point %s (%s)", metrics["mAP@0.5"], metrics["AP@0.5"],
+                metrics["operating_point"], path)
     return metrics
+
+
+def is_own_export(run: Run, bundle: ExportBundle) -> bool:
+    """Whether `bundle` is one of `run`'s exports (links resolved), whose card `evaluate` may update."""
+    model, exports = bundle.model.resolve(), run.exports.resolve()
+    return not bundle.is_bundled and (model == exports or exports in model.parents)
 
 
 def checkpoint_tag(run: Run, split: str, image_size: int | None) -> str:
@@ -295,21 +358,23 @@ def checkpoint_tag(run: Run, split: str, image_size: int | None) -> str:
     return f"{split}-{image_size}px" if image_size and image_size != run.input_size else split
 
 
-def _record_on_card(run: Run, tflite: Path, split: str, metrics: dict, *, key: str) -> None:
-    """Add the measured figures of a TFLite export to its ``<stem>.card.json`` (and their change from the
-    checkpoint's on the same split at the same input size, when ``metrics-<split>[-<size>px].json`` exists)."""
-    card_path = tflite.with_name(tflite.stem + ".card.json")
-    if not card_path.is_file():
-        return
-    import json
-
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+def _record_on_card(run: Run, bundle: ExportBundle, split: str, metrics: dict, point: OperatingPoint | None,
+                    second: Path | None) -> Path:
+    """Add the measured figures of one of the run's exports to its card (and their change from the checkpoint's on
+    the same split at the same input size, when ``metrics-<split>[-<size>px].json`` exists), and the operating
+    point: as ``operating_point`` when measured the way ``predict`` runs the model by default (with the second
+    stage beside it, if there is one), else under :func:`~maskdetect.infer.bundle.operating_point_key`."""
+    card = bundle.card
     measured = {"mAP@0.5": metrics["mAP@0.5"], "AP@0.5": metrics["AP@0.5"], "num_images": metrics["num_images"]}
     reference = run.metrics().get(f"metrics-{checkpoint_tag(run, split, card.get('input_size'))}")
     if reference and reference.get("mAP@0.5") is not None and metrics["mAP@0.5"] is not None:
         measured["mAP@0.5_change_from_checkpoint"] = round(metrics["mAP@0.5"] - reference["mAP@0.5"], 4)
-    card.setdefault("measured", {})[key] = measured
-    atomic_write_json(card_path, card)
+    changes = {"measured": {**card.get("measured", {}), split + ("_with_classifier" if second else ""): measured}}
+    if point is not None:
+        beside = bundle.classifier  # predict runs the classifier beside the model by default, if there is one
+        as_default = (second.resolve() == beside.resolve()) if second and beside else (second is None and beside is None)
+        changes["operating_point" if as_default else operating_point_key(second is not None)] = point.to_json()
+    return bundle.update_card(**changes)
 
 
 def watch(run_dir: Run | str | Path, *, split: str = "val", image_size: int | None = None,

@@ -1,15 +1,17 @@
 """Export a run: a SavedModel through ``exporter_lib_v2`` (label map and model card beside it), or a TFLite
 model through the OD API's TFLite graph export and the TFLite converter.
 
-Layout: ``RUN_DIR/export/saved_model/``, ``RUN_DIR/export/label_map.pbtxt``, ``RUN_DIR/export/model_card.json``,
-``RUN_DIR/export/pipeline.config``, ``RUN_DIR/export/checkpoint/``; TFLite: ``RUN_DIR/export/model.tflite``
-(``model-fp16.tflite``, ``model-int8.tflite`` when quantized), each with its ``<stem>.card.json``, and
-``RUN_DIR/export/tflite_input.json`` (how to feed them: the same for every precision).
+The export folder's layout and file names belong to :mod:`maskdetect.infer.bundle`, whose helpers write it:
+``RUN_DIR/export/`` holds ``saved_model/`` (with ``pipeline.config``, ``checkpoint/`` and its card) and the TFLite
+models (``model.tflite``, ``model-fp16.tflite``, ``model-int8.tflite``), each with its card, their label map and
+the input spec that feeds every precision. A card records where a pretrained backbone came from (the run's
+``backbone.json``, written by ``configure --backbone-weights``).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import platform
 import shutil
@@ -21,9 +23,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from maskdetect.errors import ConfigError
-from maskdetect.fileio import atomic_path, atomic_write_json
+from maskdetect.fileio import atomic_path
+from maskdetect.infer.bundle import (PIPELINE_CONFIG, SAVED_MODEL_DIR, InputSpec, Resizer, copy_label_map,
+                                     pipeline_input_size, write_card, write_input_spec)
 from maskdetect.train.pipeline import at_image_size
-from maskdetect.train.run import Run, image_size_of
+from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ QUANTIZATIONS = ("none", "fp16", "int8")
 # of an int8 frame's 30 ms; at 0.01 it is 1.5 ms and val AP is unchanged (docs/experiments.md, "Post-processing").
 DEFAULT_SCORE_FLOOR = 0.01
 PRECISION = {"none": "float32", "fp16": "float16 weights", "int8": "int8 (full-integer kernels, float input/output)"}
+BACKBONE_RECORD = "backbone.json"  # in the run: written by `configure --backbone-weights` (train/backbone.py)
 
 
 def library_versions() -> dict:
@@ -46,21 +51,32 @@ def library_versions() -> dict:
             "python": platform.python_version()}
 
 
-def write_model_card(run: Run, destination: Path, pipeline, *, fmt: str, seconds: float,
-                     extra: dict | None = None) -> Path:
-    """``model_card.json``: classes, input size (the exported `pipeline`'s and the one trained at), training data
-    manifest, metrics, versions."""
+def backbone_provenance(run: Run) -> dict | None:
+    """Where the run's pretrained backbone came from (source, path, sha256, detail, layers_restored), or None."""
+    path = run.run_dir / BACKBONE_RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); configure the run again with --backbone-weights") from exc
+
+
+def model_card(run: Run, pipeline, *, fmt: str, seconds: float, extra: dict | None = None) -> dict:
+    """The model card of an export: classes, input size (the exported `pipeline`'s and the one trained at),
+    training data manifest, the backbone's provenance, metrics, versions."""
     data = run.data_info()
-    card = {
+    return {
         "format": fmt,
         "classes": run.class_names,
-        "input_size": image_size_of(pipeline),
+        "input_size": pipeline_input_size(pipeline),
         "trained_input_size": run.input_size,
         "resizer": pipeline.model.ssd.image_resizer.WhichOneof("image_resizer_oneof"),
         "feature_extractor": pipeline.model.ssd.feature_extractor.type,
         "checkpoint": run.latest_checkpoint(),
         "trained_steps": pipeline.train_config.num_steps,
         "fine_tuned_from": pipeline.train_config.fine_tune_checkpoint or None,
+        "backbone": backbone_provenance(run),
         "training_data": data.get("manifest", data),
         # the checkpoint's figures only: an earlier export's describe another file (this one's are written under
         # "measured" when `evaluate --export` scores it); files older than --image-size were at the trained size
@@ -71,13 +87,26 @@ def write_model_card(run: Run, destination: Path, pipeline, *, fmt: str, seconds
         "export_seconds": round(seconds, 1),
         **(extra or {}),
     }
-    return atomic_write_json(destination, card)
 
 
-def export_saved_model(run_dir: Run | str | Path, *, image_size: int | None = None) -> Path:
+def input_spec(model, pipeline, letterbox: bool | None) -> InputSpec:
+    """How frames are fed to the exported model: its normalisation (``pixel * scale + offset``, from the detection
+    model's own preprocess), its input size, and whether frames are letterboxed: `letterbox`, or by default what
+    the model was trained with (a ``keep_aspect_ratio_resizer`` padded to a square)."""
+    scale, offset = normalisation(model)
+    resizer = Resizer.of(pipeline)
+    if letterbox is None:
+        letterbox = bool(resizer and resizer.letterboxes)
+    return InputSpec(pipeline_input_size(pipeline), bool(letterbox), tuple(scale.tolist()), tuple(offset.tolist()))
+
+
+def export_saved_model(run_dir: Run | str | Path, *, image_size: int | None = None,
+                       letterbox: bool | None = None) -> Path:
     """Export the newest checkpoint as ``RUN_DIR/export/saved_model`` (run at `image_size`, default the size
-    it was trained at: :func:`~maskdetect.train.pipeline.at_image_size`) and return that path."""
+    it was trained at: :func:`~maskdetect.train.pipeline.at_image_size`) and return that path. `letterbox`: see
+    :func:`input_spec`; recorded on the card, where the predictor reads it."""
     from object_detection import exporter_lib_v2
+    from object_detection.builders import model_builder
 
     run = Run.open(run_dir)
     run.require_checkpoint()
@@ -87,17 +116,18 @@ def export_saved_model(run_dir: Run | str | Path, *, image_size: int | None = No
     staging = Path(tempfile.mkdtemp(prefix=".saved_model.", dir=run.exports))
     try:
         exporter_lib_v2.export_inference_graph("image_tensor", pipeline, str(checkpoints), str(staging))
-        for name in ("saved_model", "checkpoint", "pipeline.config"):
+        for name in (SAVED_MODEL_DIR, "checkpoint", PIPELINE_CONFIG):  # what the OD API exporter writes
             with atomic_path(run.exports / name, is_dir=(staging / name).is_dir()) as tmp:
                 if (staging / name).is_dir():
                     tmp.rmdir()
                 shutil.move(str(staging / name), str(tmp))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    with atomic_path(run.exports / "label_map.pbtxt") as tmp:
-        shutil.copyfile(run.label_map, tmp)
-    write_model_card(run, run.exports / "model_card.json", at_image_size(run.pipeline, image_size),
-                     fmt="saved_model", seconds=time.monotonic() - started)
+    copy_label_map(run.label_map, run.exports)
+    exported = at_image_size(run.pipeline, image_size)
+    spec = input_spec(model_builder.build(model_config=exported.model, is_training=False), exported, letterbox)
+    write_card(run.saved_model, model_card(run, exported, fmt="saved_model", seconds=time.monotonic() - started,
+                                           extra={"input": spec.to_json()}), "saved_model")
     logger.info("exported SavedModel to %s in %.0f s", run.saved_model, time.monotonic() - started)
     return run.saved_model
 
@@ -107,7 +137,8 @@ def tflite_pipeline(pipeline, score_floor: float = DEFAULT_SCORE_FLOOR):
     the post-processing op's score threshold raised to `score_floor` (never lowered).
 
     A keep-aspect-ratio resizer that pads to a square becomes a fixed square of the same size; the
-    predictor then letterboxes frames itself (``tflite_input.json`` says so), so both see the same input."""
+    predictor then letterboxes frames itself (the input spec says so), so both see the same input. Returns the
+    pipeline and whether the model was trained letterboxed."""
     if not 0.0 <= score_floor < 1.0:
         raise ConfigError(f"score floor {score_floor}: choose a score in [0, 1), e.g. {DEFAULT_SCORE_FLOOR}")
     pipeline = copy.deepcopy(pipeline)
@@ -180,8 +211,9 @@ def set_precision(converter, quantize: str, representative: Callable[[], Iterabl
 
 def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibration_count: int = 100,
                   calibration_seed: int = 0, max_detections: int = 100,
-                  score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None) -> Path:
-    """Export the newest checkpoint as TFLite beside ``tflite_input.json``; return the model path.
+                  score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None,
+                  letterbox: bool | None = None) -> Path:
+    """Export the newest checkpoint as TFLite beside its input spec; return the model path.
 
     Args:
         quantize: ``none`` (float32, ``model.tflite``), ``fp16`` (float16 weights, ``model-fp16.tflite``) or
@@ -191,17 +223,19 @@ def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibrat
         score_floor: the post-processing op considers only anchors whose best class score reaches it
             (never below the run's own ``score_threshold``); recorded on the card.
         image_size: the model's input size (default: the size it was trained at;
-            :func:`~maskdetect.train.pipeline.at_image_size`); recorded on the card and in ``tflite_input.json``.
+            :func:`~maskdetect.train.pipeline.at_image_size`); recorded on the card and in the input spec.
+        letterbox: frames padded to a square instead of squeezed (:func:`input_spec`; default: as trained);
+            recorded in the input spec, where the predictor reads it.
     """
     return export_tflite_precisions(run_dir, (quantize,), calibration_count=calibration_count,
                                     calibration_seed=calibration_seed, max_detections=max_detections,
-                                    score_floor=score_floor, image_size=image_size)[quantize]
+                                    score_floor=score_floor, image_size=image_size, letterbox=letterbox)[quantize]
 
 
 def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str] = QUANTIZATIONS, *,
                              calibration_count: int = 100, calibration_seed: int = 0,
                              max_detections: int = 100, score_floor: float = DEFAULT_SCORE_FLOOR,
-                             image_size: int | None = None) -> dict[str, Path]:
+                             image_size: int | None = None, letterbox: bool | None = None) -> dict[str, Path]:
     """:func:`export_tflite` for several precisions at once (the TFLite graph is traced once); returns
     ``{precision: path}``."""
     import tensorflow as tf
@@ -215,23 +249,19 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
         raise ConfigError(f"quantize={unknown or list(precisions)}: choose from {', '.join(QUANTIZATIONS)}")
     run = Run.open(run_dir)
     run.require_checkpoint()
-    pipeline, letterbox = tflite_pipeline(at_image_size(run.pipeline, image_size), score_floor)
+    pipeline, trained_letterbox = tflite_pipeline(at_image_size(run.pipeline, image_size), score_floor)
     calibration = None
     if "int8" in precisions:  # drawn before the graph is traced: a bad count or missing records fail fast
         images, names = calibration_images(run, calibration_count, seed=calibration_seed)
         calibration = {"images": len(images), "seed": calibration_seed, "from": "training records", "names": names}
-    size = image_size_of(pipeline)
     started = time.monotonic()
     # The TFLite graph starts after the model's preprocess: record the per-channel affine normalisation.
-    scale, offset = normalisation(model_builder.build(model_config=pipeline.model, is_training=False))
-    info = {"input_size": size, "letterbox": letterbox, "scale": scale.tolist(), "offset": offset.tolist(),
-            "layout": "RGB float32 [1,S,S,3] = pixel * scale + offset; letterbox: resize the longer side to S "
-                      "keeping the aspect, pad bottom/right with 0 (after normalising); boxes are then relative "
-                      "to the padded square; classes are 0-based"}
+    spec = input_spec(model_builder.build(model_config=pipeline.model, is_training=False), pipeline,
+                      trained_letterbox if letterbox is None else letterbox)
+    scale, offset = np.asarray(spec.scale, np.float32), np.asarray(spec.offset, np.float32)
     run.exports.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.exports / "tflite_input.json", info)
-    with atomic_path(run.exports / "label_map.pbtxt") as tmp:
-        shutil.copyfile(run.label_map, tmp)
+    write_input_spec(run.exports, spec)
+    copy_label_map(run.label_map, run.exports)
     paths = {}
     with tempfile.TemporaryDirectory(prefix=".tflite.", dir=run.exports) as staging:
         export_tflite_graph_lib_tf2.export_tflite_model(pipeline, str(run.checkpoints), staging, max_detections,
@@ -240,19 +270,18 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
             converting = time.monotonic()
             converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
             set_precision(converter, quantize, lambda: (
-                [tflite_input(image, size, scale, offset, letterbox)[0]] for image in images))
+                [tflite_input(image, spec.size, scale, offset, spec.letterbox)[0]] for image in images))
             model_bytes = converter.convert()
             destination = run.tflite_path(quantize)
             with atomic_path(destination) as tmp:
                 tmp.write_bytes(model_bytes)
-            write_model_card(run, destination.with_name(destination.stem + ".card.json"), pipeline, fmt="tflite",
-                             seconds=time.monotonic() - started,
-                             extra={"precision": PRECISION[quantize],
-                                    "calibration": calibration if quantize == "int8" else None,
-                                    "max_detections": max_detections,
-                                    "score_floor": pipeline.model.ssd.post_processing
-                                    .batch_non_max_suppression.score_threshold,
-                                    "size_mb": round(len(model_bytes) / 1e6, 2)})
+            write_card(destination, model_card(run, pipeline, fmt="tflite", seconds=time.monotonic() - started,
+                                               extra={"precision": PRECISION[quantize],
+                                                      "calibration": calibration if quantize == "int8" else None,
+                                                      "max_detections": max_detections,
+                                                      "score_floor": pipeline.model.ssd.post_processing
+                                                      .batch_non_max_suppression.score_threshold,
+                                                      "size_mb": round(len(model_bytes) / 1e6, 2)}), "tflite")
             logger.info("exported TFLite %s model to %s (%.1f MB) in %.0f s", PRECISION[quantize], destination,
                         len(model_bytes) / 1e6, time.monotonic() - converting)
             paths[quantize] = destination
@@ -261,14 +290,18 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
 
 def export(run_dir: Run | str | Path, fmt: str = "saved_model", *, quantize: str = "none",
            calibration_count: int = 100, calibration_seed: int = 0,
-           score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None) -> Path:
+           score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None,
+           letterbox: bool | None = None) -> Path:
+    """Export the run's newest checkpoint as `fmt` (``saved_model`` or ``tflite``; see :func:`export_saved_model`
+    and :func:`export_tflite`); `letterbox` (default: as trained) is recorded in the export for the predictor."""
     if fmt == "saved_model":
         if quantize != "none":
             raise ConfigError("--quantize applies to --format tflite only")
         if score_floor != DEFAULT_SCORE_FLOOR:
             raise ConfigError("--score-floor applies to --format tflite only")
-        return export_saved_model(run_dir, image_size=image_size)
+        return export_saved_model(run_dir, image_size=image_size, letterbox=letterbox)
     if fmt == "tflite":
         return export_tflite(run_dir, quantize=quantize, calibration_count=calibration_count,
-                             calibration_seed=calibration_seed, score_floor=score_floor, image_size=image_size)
+                             calibration_seed=calibration_seed, score_floor=score_floor, image_size=image_size,
+                             letterbox=letterbox)
     raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

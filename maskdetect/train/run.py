@@ -22,32 +22,8 @@ from typing import Any
 
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path
-
-
-def load_pipeline(path: str | Path):
-    """Parse a ``pipeline.config`` into a ``TrainEvalPipelineConfig`` proto (clear error when malformed)."""
-    from google.protobuf import text_format
-    from object_detection.protos import pipeline_pb2
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pipeline config ({exc.strerror}).") from exc
-    pipeline = pipeline_pb2.TrainEvalPipelineConfig()
-    try:
-        text_format.Merge(text, pipeline)
-    except text_format.ParseError as exc:
-        raise ConfigError(f"{path}: not a valid pipeline.config: {exc}") from exc
-    return pipeline
-
-
-def image_size_of(pipeline) -> int:
-    """The model's (square) input size in a ``TrainEvalPipelineConfig``."""
-    resizer = pipeline.model.ssd.image_resizer
-    if resizer.HasField("fixed_shape_resizer"):
-        return resizer.fixed_shape_resizer.height
-    return resizer.keep_aspect_ratio_resizer.max_dimension
+from maskdetect.infer.bundle import export_folder, load_pipeline, saved_model_dir, tflite_model_path
+from maskdetect.infer.bundle import pipeline_input_size as image_size_of
 
 
 def split_files(data_dir: Path, split: str) -> list[Path]:
@@ -122,19 +98,19 @@ class Run:
 
     @property
     def exports(self) -> Path:
-        return self.run_dir / "export"
+        return export_folder(self.run_dir)
 
     @property
     def saved_model(self) -> Path:
-        return self.exports / "saved_model"
+        return saved_model_dir(self.exports)
 
     @property
     def tflite(self) -> Path:
-        return self.exports / "model.tflite"
+        return tflite_model_path(self.exports)
 
     def tflite_path(self, quantize: str = "none") -> Path:
         """``model.tflite`` (float32), ``model-fp16.tflite`` or ``model-int8.tflite``."""
-        return self.tflite if quantize == "none" else self.exports / f"model-{quantize}.tflite"
+        return tflite_model_path(self.exports, quantize)
 
     def metrics_path(self, tag: str) -> Path:
         """``metrics-<tag>.json`` (tag: the split, ``-export`` appended for the exported model)."""
@@ -201,4 +177,4 @@ class Run:
         return checkpoint
 
 
-__all__ = ["Run", "load_pipeline", "save_pipeline", "split_files"]
+__all__ = ["Run", "load_pipeline", "save_pipeline", "split_files", "image_size_of"]
