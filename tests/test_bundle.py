@@ -218,3 +218,43 @@ def test_the_export_sidecar_names_are_spelled_in_the_bundle_only():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert node.value not in sidecars, (path.relative_to(PACKAGE), node.value, node.lineno)
+
+
+@pytest.mark.parametrize("case", ["label map by --json", "input spec by --events", "card by --json",
+                                  "--classifier's spec by --json", "bundled classifier by --json"])
+def test_predict_never_writes_over_a_file_the_model_reads(tmp_path, capsys, case):
+    """Every file read for the model (its sidecars, the second stage given by --classifier) is an input to the path
+    guard: refused before anything loads, in one line naming the file, and the file unchanged."""
+    from maskdetect.cli import main
+
+    copy = Path(shutil.copytree(BUNDLED_MODEL, tmp_path / "model"))
+    mine = _export_folder(tmp_path / "mine")
+    shutil.copyfile(BUNDLED_MODEL / "classifier.tflite", mine / "c.tflite")
+    shutil.copyfile(BUNDLED_MODEL / "classifier.json", mine / "c.json")
+    image = sorted((maskdetect_root() / "sample" / "face-mask" / "images").glob("*.jpg"))[0]
+    model = ["--model", str(copy / "model-int8.tflite")]  # a file: its folder is not an input by itself
+    args, target = {
+        "label map by --json": (model + ["--json", str(copy / "label_map.pbtxt")], copy / "label_map.pbtxt"),
+        "input spec by --events": (model + ["--json", str(tmp_path / "a.json"), "--events",
+                                            str(copy / "tflite_input.json")], copy / "tflite_input.json"),
+        "card by --json": (model + ["--json", str(copy / "model-int8.card.json")], copy / "model-int8.card.json"),
+        "--classifier's spec by --json": (model + ["--classifier", str(mine / "c.tflite"), "--json",
+                                                   str(mine / "c.json")], mine / "c.json"),
+        "bundled classifier by --json": (["--json", str(BUNDLED_MODEL / "classifier.json")],
+                                         BUNDLED_MODEL / "classifier.json"),
+    }[case]
+    before = target.read_bytes()
+    assert main(["predict", "--source", str(image), *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and target.name in error and "input" in error, error
+    assert target.read_bytes() == before
+
+
+def test_predict_names_the_model_folder_case_and_its_fix(tmp_path, capsys):
+    from maskdetect.cli import main
+
+    image = sorted((maskdetect_root() / "sample" / "face-mask" / "images").glob("*.jpg"))[0]
+    run = _export_folder(tmp_path / "run", "pipeline.config", "data_manifest.json")
+    assert main(["predict", "--model", str(run), "--source", str(image), "--json", str(tmp_path / "a.json")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"run `maskdetect export {run}` first" in error

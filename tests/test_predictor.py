@@ -180,3 +180,30 @@ def test_tflite_runtime_and_threads_are_checked(tiny_export):
         Predictor(tiny_export.tflite, tflite_runtime="onnx")
     with pytest.raises(ConfigError, match="num_threads=0"):
         Predictor(tiny_export.tflite, num_threads=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["saved", "lite"])
+def test_a_letterboxed_16_9_frame_gives_the_boxes_of_the_frame_padded_by_hand(tiny_export, saved, lite, backend):
+    """The tiny model was trained letterboxed (keep_aspect_ratio_resizer padded to a square), so a 16:9 frame is
+    letterboxed: its boxes, in frame pixels, are those of the frame padded bottom to a square by hand (with the pixel
+    that normalises to 0, the OD API's pad) and squeezed, which is then no squeeze at all."""
+    import cv2
+
+    from maskdetect.infer.bundle import ExportBundle
+
+    predictor = {"saved": saved, "lite": lite}[backend]
+    assert predictor.letterbox
+    frame = cv2.resize(read_image(sorted(SAMPLE_IMAGES.glob("*.jpg"))[0]), (512, 288))
+    spec = ExportBundle.open(tiny_export.tflite).input
+    padded = np.empty((512, 512, 3), np.uint8)
+    padded[:] = np.clip(np.round(-np.asarray(spec.offset) / np.asarray(spec.scale)), 0, 255)
+    padded[:288] = frame
+    squeezed = Predictor(predictor.model_path, threshold=0.0, letterbox=False, warmup=False)
+    assert not squeezed.letterbox
+    boxed = predictor.predict_raw(frame)
+    by_hand = squeezed.predict_raw(padded)
+    by_hand.xyxy[:, [1, 3]] = np.minimum(by_hand.xyxy[:, [1, 3]], 288)  # the pad is not the frame
+    top = boxed[np.argsort(-boxed.confidence)[:10]]
+    assert len(top) == 10 and (boxed.xyxy[:, [1, 3]] <= 288).all()
+    assert not missing_detections(top, by_hand, box_px=2.0, score=0.02)
