@@ -19,7 +19,8 @@ from maskdetect.infer.loop import FrameObserver, predict_source, run_loop
 from maskdetect.infer.sinks import (DisplaySink, FrameResult, JsonSink, VideoSink, has_gui, in_notebook,
                                     why_no_window)
 from maskdetect.infer.sources import Frame, open_source, read_image
-from maskdetect.infer.video import count_frames, even_size, make_test_clip, probe_video
+from clips import make_test_clip
+from maskdetect.infer.video import count_frames, even_size, probe_video
 from test_sources import FakeCapture
 
 REPO = Path(__file__).resolve().parents[1]
