@@ -308,7 +308,7 @@ def test_run_browser_webcam_detects_tracks_records_and_shows(fake_colab, monkeyp
     the page, an H.264 recording and the monitor's summary written."""
     import maskdetect
     from maskdetect.detections import Detections
-    from maskdetect.monitor.monitor import Monitor
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
     from maskdetect.infer.video import probe_video
 
     monkeypatch.setattr("IPython.display.display", lambda obj: None)
@@ -330,7 +330,7 @@ def test_run_browser_webcam_detects_tracks_records_and_shows(fake_colab, monkeyp
         def predict(self, image):
             return Detections(xyxy=[[40, 30, 100, 100]], confidence=[0.9], class_id=[1])
 
-    monitor = Monitor(maskdetect.CLASSES, fps=10, alert_seconds=0.0, alert_cooldown_s=0, min_track_frames=1)
+    monitor = Monitor(MonitorSettings(alert_seconds=0.0, alert_cooldown_s=0, min_track_frames=1))
     result = colab.run_browser_webcam(Unmasked(), monitor=monitor, record_path=tmp_path / "webcam.mp4",
                                       json_path=tmp_path / "webcam.json", max_frames=12)
     assert result.frames == 12 and result.fps > 0

@@ -174,7 +174,7 @@ def monitor_from_args(args: argparse.Namespace):
         if not isinstance(hook, CommandHook):
             logging.getLogger(__name__).info("alert events will be sent by %s", hook.name)  # the name is redacted
     given = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name, None) not in (None, False)}
-    return Monitor(MonitorSettings(**given), hooks=hooks)
+    return Monitor(MonitorSettings(**{**given, "track": bool(getattr(args, "track", False))}), hooks=hooks)
 
 
 # -- the command ----------------------------------------------------------------------------------------------

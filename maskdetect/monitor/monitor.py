@@ -94,7 +94,7 @@ class MonitorSettings:
         hook_wait_s: How long :meth:`Monitor.close` waits for queued hooks.
     """
 
-    track: bool = False
+    track: bool = True
     smoothing_window: int = 15
     smoothing: SmoothingMethod = "majority"
     count_window_s: float = 10.0
@@ -118,7 +118,7 @@ class Monitor:
     """Tracks faces, counts people, raises compliance alerts and queues frames for review.
 
     Args:
-        settings: What to do (:class:`MonitorSettings`; default: compliance alerts on raw classes, no tracking).
+        settings: What to do (:class:`MonitorSettings`; default: tracking and compliance alerts).
         hooks: Called (each in the background) with every event's JSON.
 
     Attributes (after :meth:`start`):
