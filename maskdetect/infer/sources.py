@@ -11,7 +11,7 @@ records). :func:`maskdetect.infer.loop.run_loop` is the one loop that consumes t
   newest-frame semantics (:class:`LatestFrameCapture`): when inference is slower than the camera, stale frames are
   dropped instead of queueing up, so the lag never grows.
 * :class:`CameraFrames` — any camera object with ``frames()`` (the Colab browser camera of
-  :class:`maskdetect.colab.BrowserWebcam`).
+  :class:`maskdetect.infer.browser.BrowserWebcam`).
 
 URLs may hold passwords (``rtsp://user:pass@cam/...``); they are only ever logged redacted.
 
