@@ -134,7 +134,7 @@ def output_lock(paths: "list[Path] | tuple[Path, ...]") -> Iterator[None]:
     """Hold a lock on each output in `paths` for the time of a run: ``.NAME.maskdetect-lock`` beside it, holding
     this process's id. Another run that wants one of them while this process lives is refused, so two runs on
     one output cannot mix their files (one's video with the other's events). A lock whose process is gone (a
-    run killed with ``kill -9``) is taken over.
+    run killed with ``kill -9``) is taken over; one this process holds already is left to its holder.
 
     Raises:
         OutputError: a living process holds one of the locks (naming it and its pid).
@@ -154,7 +154,9 @@ def output_lock(paths: "list[Path] | tuple[Path, ...]") -> Iterator[None]:
                         owner = int(lock.read_text(encoding="utf-8").strip() or 0)
                     except (OSError, ValueError):
                         owner = 0
-                    if owner and owner != os.getpid() and _alive(owner):
+                    if owner == os.getpid():
+                        break  # held by this process already (an outer caller): it releases it
+                    if owner and _alive(owner):
                         raise OutputError(f"{path}: another maskdetect run (pid {owner}) is writing it now; wait "
                                           f"for it to end, or choose another output") from None
                     lock.unlink(missing_ok=True)  # its process is gone

@@ -242,7 +242,14 @@ def run_loop(predictor: "Predictor", source: Source, sinks: Sequence[Sink] = (),
                disable=not progress_wanted(progress) or source.total == 1)
     stages = _StageTimes()
     started = time.perf_counter()
-    with stop_signals_as_interrupt() as stopping, output_lock(_written_paths(source, sinks, observer)):
+    with contextlib.ExitStack() as held:
+        try:
+            stopping = held.enter_context(stop_signals_as_interrupt())
+            held.enter_context(output_lock(_written_paths(source, sinks, observer)))
+        except BaseException:
+            source.close()
+            bar.close()
+            raise
         try:
             try:
                 if observer is not None:
@@ -353,17 +360,22 @@ def predict_source(predictor: "Predictor | str | Path | Callable[[], Predictor]"
     """
     source = open_source(source, live=live, max_frames=max_frames, pace=pace, capture_factory=capture_factory,
                          ffmpeg_threads=ffmpeg_threads, strict=strict)
-    try:
-        out = output_path(source, out)
-        check_outputs(source, out, json_path, inputs=inputs, observer=monitor)
-        predictor = _load_predictor(predictor)
-        sinks = open_sinks(source, out, json_path, display=display, record_fps=record_fps, keep_audio=keep_audio,
-                           encoder=encoder, ffmpeg_threads=ffmpeg_threads)
-    except BaseException:
-        source.close()
-        raise
-    return run_loop(predictor, source, sinks, observer=monitor, annotator=annotator, max_frames=max_frames,
-                    duration_s=duration_s, show_fps=show_fps, progress=progress)
+    with contextlib.ExitStack() as held:
+        try:
+            out = output_path(source, out)
+            check_outputs(source, out, json_path, inputs=inputs, observer=monitor)
+            written = [Path(p) for p in (out, json_path) if p is not None]
+            if monitor is not None and source.fps is not None:
+                written += list(monitor.planned_outputs(source.info, written).values())
+            held.enter_context(output_lock(written))  # before the model loads; run_loop holds it again
+            predictor = _load_predictor(predictor)
+            sinks = open_sinks(source, out, json_path, display=display, record_fps=record_fps,
+                               keep_audio=keep_audio, encoder=encoder, ffmpeg_threads=ffmpeg_threads)
+        except BaseException:
+            source.close()
+            raise
+        return run_loop(predictor, source, sinks, observer=monitor, annotator=annotator, max_frames=max_frames,
+                        duration_s=duration_s, show_fps=show_fps, progress=progress)
 
 
 __all__ = ["FrameObserver", "PredictionSummary", "SourceInfo", "run_loop", "predict_source", "progress_wanted",
