@@ -93,7 +93,7 @@ def stage_costs(clip: Path, info, frames: list, workdir: Path, class_names: list
         count = sum(1 for _ in VideoReader(clip, info=info, max_frames=n, threads=threads))
         costs[f"decode_ms_threads_{threads}"] = round(1e3 * (time.perf_counter() - started) / count, 1)
         started = time.perf_counter()
-        with VideoWriter(workdir / "encode.mp4", info.fps, info.size_wh, preset="ultrafast", threads=threads) as w:
+        with VideoWriter(workdir / "encode.mp4", info.fps, info.size_wh, threads=threads) as w:
             for frame in frames:
                 w.write(frame)
         costs[f"encode_ms_threads_{threads}"] = round(1e3 * (time.perf_counter() - started) / n, 1)

@@ -113,12 +113,59 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for NumPy values and paths."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _lock_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.maskdetect-lock")
+
+
+@contextlib.contextmanager
+def output_lock(paths: "list[Path] | tuple[Path, ...]") -> Iterator[None]:
+    """Hold a lock on each output in `paths` for the time of a run: ``.NAME.maskdetect-lock`` beside it, holding
+    this process's id. Another run that wants one of them while this process lives is refused, so two runs on
+    one output cannot mix their files (one's video with the other's events). A lock whose process is gone (a
+    run killed with ``kill -9``) is taken over; one this process holds already is left to its holder.
+
+    Raises:
+        OutputError: a living process holds one of the locks (naming it and its pid).
+    """
+    from maskdetect.errors import OutputError
+
+    taken: list[Path] = []
+    try:
+        for path in dict.fromkeys(Path(p) for p in paths):
+            lock = _lock_name(path)
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            for _attempt in range(3):
+                try:
+                    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
+                except FileExistsError:
+                    try:
+                        owner = int(lock.read_text(encoding="utf-8").strip() or 0)
+                    except (OSError, ValueError):
+                        owner = 0
+                    if owner == os.getpid():
+                        break  # held by this process already (an outer caller): it releases it
+                    if owner and _alive(owner):
+                        raise OutputError(f"{path}: another maskdetect run (pid {owner}) is writing it now; wait "
+                                          f"for it to end, or choose another output") from None
+                    lock.unlink(missing_ok=True)  # its process is gone
+                    continue
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(f"{os.getpid()}\n")
+                taken.append(lock)
+                break
+        yield
+    finally:
+        for lock in taken:
+            lock.unlink(missing_ok=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from maskdetect.infer.video import count_frames, make_test_clip, probe_video
+from clips import make_test_clip
+from maskdetect.infer.video import count_frames, probe_video
 
 REPO = Path(__file__).resolve().parents[1]
 

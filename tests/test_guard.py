@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from maskdetect.errors import ConfigError, OutputError
 from maskdetect.fileio import atomic_path, make_partial, remove_stale_partials
 from maskdetect.guard import MARKER, check_new_files, check_paths, owned_dir, record_files
-from maskdetect.infer.video import make_test_clip
+from clips import make_test_clip
 from conftest import SAMPLE, run_cli
 
 

@@ -285,15 +285,14 @@ def test_close_does_not_wait_forever():
 
 def test_cli_options_make_the_chat_and_email_hooks(tmp_path, monkeypatch):
     from maskdetect.cli import build_parser
-    from maskdetect.monitor.monitor import monitor_from_args
+    from maskdetect.cli.predict import monitor_from_args
 
     monkeypatch.setenv(SMTP_ENV, "smtps://bot:Pa55word-x@mail.example.com")
     args = build_parser().parse_args(["predict", "--model", "m", "--source", "0", "--alert-url",
                                       "https://hooks.slack.com/services/T/B/secretpart", "--alert-format", "slack",
                                       "--alert-email", "ops@example.com", "--alert-email", "it@example.com"])
-    monitor = monitor_from_args(args, tmp_path / "rec.mp4", ["with_mask", "without_mask"], 30.0)
+    monitor = monitor_from_args(args)
     url, mail = monitor.hooks.hooks
     assert isinstance(url, UrlHook) and url.shape == "slack" and "secretpart" in url.url
     assert isinstance(mail, EmailHook) and mail.to == ["ops@example.com", "it@example.com"] and mail.tls
     assert mail.port == 465 and mail.sender == "maskdetect@" + socket.gethostname()
-    monitor.close(tmp_path / "rec.mp4")

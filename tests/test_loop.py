@@ -1,5 +1,5 @@
-"""The frame loop (maskdetect.infer.loop) and its outputs: a stub detector for the plumbing, the real tiny export
-(TFLite) end to end on images, video files and live sources."""
+"""The frame loop (maskdetect.infer.loop): a stub detector for the plumbing, the real tiny export (TFLite) end to
+end on images, video files and live sources. The sinks have their own tests (test_sinks.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, OutputError, VideoError
 from maskdetect.guard import MARKER
 from maskdetect.infer.loop import FrameObserver, predict_source, run_loop
-from maskdetect.infer.sinks import (DisplaySink, FrameResult, JsonSink, VideoSink, has_gui, in_notebook,
-                                    why_no_window)
-from maskdetect.infer.sources import Frame, open_source, read_image
-from maskdetect.infer.video import count_frames, even_size, make_test_clip, probe_video
+from maskdetect.infer.sinks import JsonSink
+from maskdetect.infer.sources import open_source, read_image
+from clips import make_test_clip
+from maskdetect.infer.video import count_frames, even_size, probe_video
 from test_sources import FakeCapture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,8 +44,15 @@ class Recorder:
     """An observer that records what the loop hands it and may fail on a frame."""
 
     def __init__(self, fail_at=None, error=RuntimeError):
-        self.calls, self.closed_with, self.fail_at, self.error = [], None, fail_at, error
-        self.source_frames, self.aborted = None, False
+        self.calls, self.closed, self.fail_at, self.error = [], False, fail_at, error
+        self.source_frames, self.aborted, self.started = None, False, None
+
+    def planned_outputs(self, source, outputs):
+        return {"the recorder's file": Path(outputs[0]).with_suffix(".rec")} if outputs else {}
+
+    def start(self, source, class_names, outputs):
+        assert not self.calls, "start comes before the first frame"
+        self.started = (source, list(class_names), list(outputs))
 
     def update(self, detections, frame_index, timestamp_s=None, frame=None):
         if frame_index == self.fail_at:
@@ -57,8 +64,8 @@ class Recorder:
     def banner(self, frame_index):
         return f"frame {frame_index}"
 
-    def close(self, out_path, *, source_frames=None):
-        self.closed_with, self.source_frames = out_path, source_frames
+    def close(self, *, source_frames=None):
+        self.closed, self.source_frames = True, source_frames
         return {"frames": len(self.calls)}
 
     def abort(self):
@@ -75,7 +82,7 @@ def small_clip(tmp_path_factory):
 def test_monitor_is_a_frame_observer():
     from maskdetect.monitor.monitor import Monitor
 
-    assert isinstance(Monitor(maskdetect.CLASSES, fps=10), FrameObserver)
+    assert isinstance(Monitor(), FrameObserver)
     assert isinstance(Recorder(), FrameObserver)
 
 
@@ -86,11 +93,13 @@ def test_video_loop_observes_records_draws_and_writes(small_clip, tmp_path):
     assert (summary.kind, summary.frames, summary.detections) == ("video", 10, 10)
     assert (summary.out_path, summary.json_path, summary.monitor) == (out, records, {"frames": 10})
     assert observer.source_frames == summary.input and summary.input["frames_read"] == 10  # read vs declared
+    info, names, outputs = observer.started                 # introduced before the first frame: the real rate
+    assert (info.name, info.kind, info.fps, info.size_wh, info.live) == ("small", "video", 25, (64, 48), False)
+    assert names == list(maskdetect.CLASSES) and outputs == [out, records] and observer.closed
     assert [c[0] for c in observer.calls] == list(range(10))                       # every frame, in order
     assert observer.calls[5][1] == pytest.approx(5 / 25) and observer.calls[0][2] == (48, 64, 3)
-    assert observer.closed_with == out                                             # beside the first output
     data = json.loads(records.read_text())
-    assert data == summary.records and [r["frame"] for r in data] == list(range(10))
+    assert [r["frame"] for r in data] == list(range(10)) and not hasattr(summary, "records")
     assert {r["track_id"] for r in data} == {1}                                    # what the observer returned
     info = probe_video(out)
     assert count_frames(out) == 10 and info.fps == 25 and info.audio_codec == "aac"
@@ -101,22 +110,43 @@ def test_an_observer_error_aborts_every_output(small_clip, tmp_path):
     with pytest.raises(RuntimeError, match="observer failed"):
         predict_source(OneFace(), small_clip, tmp_path / "out.mp4", json_path=tmp_path / "out.json",
                        monitor=observer, progress=False)
-    assert list(tmp_path.iterdir()) == [] and observer.aborted and observer.closed_with is None
+    assert list(tmp_path.iterdir()) == [] and observer.aborted and not observer.closed
 
 
-def test_monitoring_needs_an_output_and_is_ignored_for_images(small_clip, tmp_path, caplog):
-    with pytest.raises(ConfigError, match="monitoring needs an output"):
-        predict_source(OneFace(), small_clip, monitor=Recorder(), progress=False)
+def test_monitoring_without_outputs_writes_its_summary_to_a_default_place_and_is_ignored_for_images(
+        small_clip, tmp_path, caplog):
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
+
+    monitor = Monitor(MonitorSettings(summary_dir=tmp_path / "monitor"))
+    summary = predict_source(OneFace(), small_clip, monitor=monitor, display="window", progress=False)
+    assert summary.frames == 10 and "the summary goes to" in caplog.text  # --show --track without a file
+    assert monitor.paths["summary"].parent == tmp_path / "monitor" and monitor.paths["summary"].is_file()
+    assert monitor.paths["summary"].name.startswith("small-")
     image = tmp_path / "one.png"
     import cv2
 
     cv2.imwrite(str(image), np.zeros((40, 50, 3), np.uint8))
     observer = Recorder()
     with caplog.at_level("WARNING"):
-        summary = predict_source(OneFace(), image, tmp_path / "drawn.png", monitor=observer, progress=False)
+        summary = predict_source(OneFace(), image, tmp_path / "drawn.png", json_path=tmp_path / "one.json",
+                                 monitor=observer, progress=False)
     assert "tracking needs a video" in caplog.text and observer.calls == [] and summary.frames == 1
     assert read_image(tmp_path / "drawn.png").shape == (40, 50, 3)
-    assert summary.records[0]["image"] == "one" and "track_id" not in summary.records[0]
+    record = json.loads((tmp_path / "one.json").read_text())[0]
+    assert record["image"] == "one" and "track_id" not in record
+
+
+def test_the_observers_files_are_checked_with_the_outputs_before_any_work(small_clip, tmp_path):
+    class Loads:
+        def __call__(self):
+            raise AssertionError("the model must not load")
+
+    victim = tmp_path / "out.rec"  # what the observer would write beside out.mp4
+    victim.write_text("mine")
+    with pytest.raises(OutputError, match="the recorder's file"):
+        predict_source(Loads(), small_clip, tmp_path / "out.mp4", monitor=Recorder(), progress=False,
+                       inputs={"--model": victim})
+    assert victim.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["out.rec"]
 
 
 def test_records_only_draws_nothing(small_clip, tmp_path):
@@ -129,17 +159,7 @@ def test_records_only_draws_nothing(small_clip, tmp_path):
     assert summary.frames == 3 and len(json.loads((tmp_path / "r.json").read_text())) == 3
 
 
-def test_live_loop_writes_real_time_slots_and_stops_on_a_closed_window(tmp_path):
-    from maskdetect.infer.sinks import FrameResult
-    from maskdetect.infer.sources import Frame
-
-    sink = VideoSink(tmp_path / "rt.mp4", 10, realtime=True)
-    image = np.zeros((24, 32, 3), np.uint8)
-    for index, time_s in enumerate([0.0, 0.35, 0.36, 1.0]):  # slots: 1, 3 more, none (already covered), 6 more
-        sink.write(FrameResult(Frame(image, index, time_s), Detections.empty(), annotated=image))
-    sink.close()
-    assert count_frames(tmp_path / "rt.mp4") == 11
-
+def test_live_loop_stops_on_a_closed_window(tmp_path):
     class Window:
         needs_image, path, shown = True, None, 0
 
@@ -168,10 +188,10 @@ def clip(tmp_path_factory):
 
 @pytest.mark.slow
 def test_video_end_to_end_with_tracking(lite, clip, tmp_path):
-    from maskdetect.monitor.monitor import Monitor
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
 
     out, records = tmp_path / "out.mp4", tmp_path / "out.json"
-    monitor = Monitor(lite.class_names, fps=float(probe_video(clip).fps), track=True)
+    monitor = Monitor(MonitorSettings(track=True))  # the loop tells it the clip's 30000/1001 FPS
     summary = predict_source(lite, clip, out, json_path=records, monitor=monitor, progress=False)
     assert summary.frames == 24 and summary.fps > 0
 
@@ -184,12 +204,18 @@ def test_video_end_to_end_with_tracking(lite, clip, tmp_path):
     assert {"frame", "bbox_xyxy", "label", "score", "track_id", "smoothed_class_id"} <= data[0].keys()
     assert sorted({r["frame"] for r in data}) == sorted(r["frame"] for r in {r["frame"]: r for r in data}.values())
     assert max(r["frame"] for r in data) <= 23
-    assert (tmp_path / "out.summary.json").is_file()  # monitor.close(out) ran
+    assert json.loads((tmp_path / "out.summary.json").read_text())["fps"] == pytest.approx(30000 / 1001)
 
 
 class _InterruptAt:
     def __init__(self, n):
         self.n = n
+
+    def planned_outputs(self, source, outputs):
+        return {}
+
+    def start(self, source, class_names, outputs):
+        pass
 
     def update(self, detections, frame_index, timestamp_s=None, frame=None):
         if frame_index == self.n:
@@ -199,7 +225,7 @@ class _InterruptAt:
     def banner(self, frame_index):
         return None
 
-    def close(self, out_path, *, source_frames=None):
+    def close(self, *, source_frames=None):
         raise AssertionError("an interrupted run must not write summaries")
 
     def abort(self):
@@ -253,6 +279,12 @@ class InterruptAt:
     def __init__(self, n: int) -> None:
         self.n, self.closed_with, self.times = n, None, []
 
+    def planned_outputs(self, source, outputs):
+        return {}
+
+    def start(self, source, class_names, outputs):
+        self.outputs = list(outputs)
+
     def update(self, detections, frame_index, timestamp_s=None, frame=None):
         if frame_index == self.n:
             raise KeyboardInterrupt
@@ -262,8 +294,8 @@ class InterruptAt:
     def banner(self, frame_index):
         return f"frame {frame_index}"
 
-    def close(self, out_path, *, source_frames=None):
-        self.closed_with = out_path
+    def close(self, *, source_frames=None):
+        self.closed_with = self.outputs[0]
 
     def abort(self):
         raise AssertionError("Ctrl-C in a live source keeps the outputs")
@@ -310,102 +342,15 @@ def test_a_stream_that_gives_no_frame_is_an_error(lite, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_headless_here():
-    assert has_gui() is False  # opencv-python-headless: no window, a live source's display="auto" shows nothing
-    assert in_notebook() is False
-    assert "pip install opencv-python" in why_no_window()
-
-
-def shown_frame() -> FrameResult:
-    image = np.zeros((24, 32, 3), np.uint8)
-    return FrameResult(Frame(image, 0), Detections.empty(), annotated=image)
-
-
-def test_show_without_a_window_says_why_and_goes_on(caplog):
-    view = DisplaySink("window", "t")
-    assert view.mode == "none" and view.write(shown_frame()) is True
-    assert "no window: this OpenCV is a build without a GUI" in caplog.text
-    caplog.clear()
-    assert DisplaySink("auto", "t").mode == "none" and caplog.text == ""  # auto: silent
-
-
-def test_show_in_jupyter_without_a_window_goes_inline(monkeypatch, caplog):
-    import types
-
-    monkeypatch.setattr("maskdetect.infer.sinks.in_notebook", lambda: True)
-    shown = []
-    monkeypatch.setattr("IPython.display.display", lambda image, display_id=False: shown.append(image) or
-                        types.SimpleNamespace(update=shown.append))
-    view = DisplaySink(True, "t")
-    assert view.mode == "notebook" and "shown in the notebook instead" in caplog.text
-    view.write(shown_frame())
-    view.write(shown_frame())
-    assert len(shown) == 2 and shown[0].format == "jpeg"
-
-
-def test_a_window_that_fails_is_dropped_not_fatal(monkeypatch, caplog):
-    import cv2
-
-    monkeypatch.setattr("maskdetect.infer.sinks.why_no_window", lambda: None)
-    keys = iter([ord("x"), ord("q")])
-    monkeypatch.setattr(cv2, "imshow", lambda title, frame: None)
-    monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
-    view = DisplaySink("window", "t")
-    assert view.mode == "window"
-    assert view.write(shown_frame()) is True and view.write(shown_frame()) is False  # q stops
-
-    def broken(title, frame):
-        raise cv2.error("display gone")
-
-    monkeypatch.setattr(cv2, "imshow", broken)
-    assert view.write(shown_frame()) is True and view.mode == "none"
-    assert "the window failed" in caplog.text
-
-
-def test_cli_show_asks_for_a_window():
-    from maskdetect.cli import build_parser
-
-    parser = build_parser()
-    assert parser.parse_args(["predict", "--model", "m", "--source", "0", "--show"]).display == "window"
-    assert parser.parse_args(["predict", "--model", "m", "--source", "0"]).display == "auto"
-
-
-# -- nothing the user has is lost (stub detector) -----------------------------------------------------------------
-def test_annotated_images_never_overwrite_the_source_or_files_we_did_not_write(tmp_path):
-    from test_guard import tree_hash
-
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for p in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:2]:
-        shutil.copyfile(p, folder / p.name)
-    before = tree_hash(folder)
-    for out, json_path, message in ((folder, None, "is the input"), (folder / "annotated", None, "inside the input"),
-                                    (tmp_path / "o", folder / "d.json", "inside the input"),
-                                    (tmp_path, None, "holds the input")):
-        with pytest.raises(OutputError, match=message):
-            predict_source(OneFace(), folder, out, json_path=json_path, progress=False)
-    out = tmp_path / "annotated"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    predict_source(OneFace(), folder, out, progress=False)
-    predict_source(OneFace(), folder, out, progress=False)  # ours now: replaced
-    assert (out / "notes.txt").read_text() == "mine"
-    mine = out / sorted(folder.iterdir())[0].name
-    (out / MARKER).unlink()  # no record that predict wrote them: they are the user's now
-    with pytest.raises(OutputError, match=f"already holds .*{mine.name}"):
-        predict_source(OneFace(), folder, out, progress=False)
-    assert tree_hash(folder) == before
-
-
 def test_a_truncated_video_is_a_warning_with_figures_and_an_error_with_strict(tmp_path, caplog):
-    from maskdetect.monitor.monitor import Monitor
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
     from test_video_input import faststart_mp4
 
     data = faststart_mp4(tmp_path, frames=60).read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     before = cut.read_bytes()
-    monitor = Monitor(list(maskdetect.CLASSES), fps=25.0, track=True)
+    monitor = Monitor(MonitorSettings(track=True))
     summary = predict_source(OneFace(), cut, tmp_path / "a.mp4", json_path=tmp_path / "a.json", monitor=monitor,
                              progress=False)
     assert summary.input["frames_declared"] == 60 and summary.input["frames_read"] == summary.frames < 60

@@ -138,3 +138,24 @@ def test_review_dir_reads_back_through_the_voc_reader(tmp_path):
         [("with_mask", (4, 5, 20, 30))],
         [("with_mask", (1, 2, 10, 12)), ("mask_weared_incorrect", (30, 5, 60, 40))],
     ]
+
+
+def test_a_second_run_never_replaces_review_items_and_a_corrected_annotation_survives(tmp_path):
+    frame = np.zeros((40, 60, 3), np.uint8)
+    first = ReviewQueue(tmp_path, CLASSES, prefix="clip")
+    first.consider(7, frame, FLIP)
+    xml = tmp_path / "annotations" / "clip_f000007.xml"
+    corrected = xml.read_text().replace("<name>with_mask</name>", "<name>without_mask</name>")
+    xml.write_text(corrected)  # a person fixed the class
+    (tmp_path / "images" / "clip_f000030.jpg").write_bytes(b"a file of yours")  # only the image name is taken
+    second = ReviewQueue(tmp_path, CLASSES, prefix="clip")
+    second.consider(7, frame, FLIP)
+    second.consider(30, frame, LOW)
+    assert xml.read_text() == corrected and (tmp_path / "images" / "clip_f000030.jpg").read_bytes() == b"a file of yours"
+    assert sorted(p.name for p in (tmp_path / "annotations").iterdir()) == [
+        "clip_f000007-2.xml", "clip_f000007.xml", "clip_f000030-2.xml"]  # new names, image and annotation together
+    assert parse_voc(tmp_path / "annotations" / "clip_f000030-2.xml")["filename"] == "clip_f000030-2.jpg"
+    index = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in index] == ["images/clip_f000007.jpg", "images/clip_f000007-2.jpg",
+                                           "images/clip_f000030-2.jpg"]
+    assert not list(tmp_path.rglob("*.partial*"))

@@ -120,17 +120,17 @@ def test_webhook_hooks_logs_errors_and_monitor_outputs(tmp_path, caplog, path, s
     """A real POST per alert to a loopback server with the webhook's path shape, urllib3 at DEBUG, a failing
     hook, and every file the monitor writes."""
     from maskdetect.monitor.hooks import HookError, UrlHook
-    from maskdetect.monitor.monitor import add_monitor_arguments, monitor_from_args
-    from test_monitor import CLASSES, FPS, run_clip
+    from maskdetect.cli.predict import add_monitor_arguments, monitor_from_args
+    from test_monitor import run_clip, start
 
     logging.getLogger("urllib3").setLevel(logging.DEBUG)  # as loud as it gets: the filter alone must hold
     with caplog.at_level(logging.DEBUG), post_server(500) as (base, received):
         url = base + path
         args = add_monitor_arguments(argparse.ArgumentParser()).parse_args(
             ["--track", "--alert-seconds", "1", "--alert-cooldown", "0", "--alert-url", url])
-        monitor = monitor_from_args(args, tmp_path / "clip.mp4", CLASSES, FPS)
+        monitor = start(monitor_from_args(args), tmp_path / "clip.mp4")
         run_clip(monitor)
-        summary = monitor.close(tmp_path / "clip.mp4")
+        summary = monitor.close()
         assert received and summary["alerts"]["hooks"]["failed"] >= 1  # the hook really ran, and failed
         errors = []
         for target in (url, f"http://127.0.0.1:{closed_port()}{path}"):

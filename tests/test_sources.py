@@ -12,7 +12,7 @@ import pytest
 from maskdetect.errors import DataError, VideoError
 from maskdetect.infer.sources import (CameraFrames, ImageFiles, LatestFrameCapture, LiveCapture, VideoFile, open_source,
                                       source_kind)
-from maskdetect.infer.video import make_test_clip
+from clips import make_test_clip
 
 
 class FakeCapture:

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskdetect.errors import VideoError
-from maskdetect.infer.video import (VideoReader, VideoWriter, count_frames, even_size, make_test_clip, parse_rate,
-                              probe_video, read_frames)
+from clips import make_test_clip
+from maskdetect.errors import ConfigError, VideoError
+from maskdetect.infer.video import (Encoder, VideoReader, VideoWriter, count_frames, even_size, parse_rate,
+                                    probe_video, read_frames)
 
 
 def decode_rgb(path: Path) -> list[np.ndarray]:
@@ -157,8 +158,11 @@ def test_probe_rejects_missing_and_non_video(tmp_path):
 
 def test_ffmpeg_failure_raises_with_its_message_and_leaves_nothing(tmp_path):
     out = tmp_path / "out.mp4"
+    broken = object.__new__(Encoder)  # past Encoder's own check, so that ffmpeg itself fails
+    object.__setattr__(broken, "crf", 23)
+    object.__setattr__(broken, "preset", "no-such-preset")
     with pytest.raises(VideoError, match="(?i)preset|ffmpeg"):
-        with VideoWriter(out, 25, (64, 48), preset="no-such-preset") as sink:
+        with VideoWriter(out, 25, (64, 48), encoder=broken) as sink:
             for _ in range(50):
                 sink.write(np.zeros((48, 64, 3), np.uint8))
     assert not out.exists() and leftovers(tmp_path) == []
@@ -253,3 +257,21 @@ def test_sample_video_is_exactly_predictable(tmp_path):
     assert_not_blank(decoded[-1])
     assert np.abs(decoded[0].astype(int) - decoded[-1]).mean() > 10  # it moves
     assert sample_frame_count(4) == 120
+
+
+@pytest.mark.parametrize("crf, preset", [(-1, "ultrafast"), (52, "ultrafast"), (2.5, "ultrafast"), (23, "fastest")])
+def test_encoder_settings_are_checked(crf, preset):
+    with pytest.raises(ConfigError, match="crf|preset"):
+        Encoder(crf=crf, preset=preset)
+    assert Encoder() == Encoder(23, "ultrafast")  # the one default of every video written
+
+
+def test_the_output_suffix_names_the_container_or_is_refused(tmp_path):
+    with VideoWriter(tmp_path / "out.avi", 10, (64, 48)) as sink:
+        for _ in range(3):
+            sink.write(np.zeros((48, 64, 3), np.uint8))
+    assert (tmp_path / "out.avi").read_bytes()[:4] == b"RIFF" and probe_video(tmp_path / "out.avi").codec == "h264"
+    for name in ("out.webm", "out.gif", "out"):
+        with pytest.raises(ConfigError, match="H.264 in .mp4"):
+            VideoWriter(tmp_path / name, 10, (64, 48))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.avi"]

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from maskdetect.infer.video import VideoReader, check_input, ffmpeg_exe, make_test_clip, probe_video
+from clips import make_test_clip
+from maskdetect.infer.video import VideoReader, check_input, ffmpeg_exe, probe_video
 
 
 def faststart_mp4(tmp_path, frames: int = 120):

@@ -30,6 +30,7 @@ def _unit_float(text: str) -> float:
 
 def register(subparsers) -> None:
     from maskdetect.infer.predictor import DEFAULT_NMS_IOU, DEFAULT_THRESHOLD, TFLITE_RUNTIMES
+    from maskdetect.infer.video import X264_PRESETS, Encoder
 
     p = subparsers.add_parser(
         "predict", help="detect masks in an image, a folder, a video, a webcam or a stream",
@@ -43,8 +44,11 @@ def register(subparsers) -> None:
                         "from label_map.pbtxt beside it (default: the model bundled with maskdetect, see "
                         "maskdetect/models/default/)")
     p.add_argument("--source", required=True, metavar="SRC",
-                   help="image, folder of images, video file, webcam index, or rtsp:// / http:// URL")
-    p.add_argument("--out", type=Path, metavar="PATH", help="annotated image(s), video or recording")
+                   help="image, folder of images, glob of images ('photos/*.jpg', quoted), video file, webcam "
+                        "index, or rtsp:// / http:// URL")
+    p.add_argument("--out", metavar="PATH",
+                   help="annotated image(s), video or recording; a video is H.264 in .mp4 (also .m4v, .mov, .mkv, "
+                        ".avi); a path ending in / is a folder (created), where a video is written as <name>.mp4")
     p.add_argument("--json", type=Path, metavar="FILE",
                    help='write detections as [{"image"|"frame", "bbox_xyxy", "label", "score", ...}]')
     p.add_argument("--classifier", default="auto", metavar="PATH",
@@ -63,79 +67,158 @@ def register(subparsers) -> None:
                    help="TFLite models: interpreter threads (default: every core)")
     p.add_argument("--runtime", choices=TFLITE_RUNTIMES, default="auto",
                    help="TFLite models: LiteRT, tf.lite, or auto (LiteRT where it imports; the default)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar (it is off anyway when stderr is not a terminal, e.g. in a service log)")
     video = p.add_argument_group("video files")
     video.add_argument("--no-audio", dest="keep_audio", action="store_false", help="drop the audio track")
-    video.add_argument("--crf", type=int, default=23, help="H.264 quality, lower is better (default 23)")
+    video.add_argument("--crf", type=int, default=Encoder.crf,
+                       help=f"H.264 quality, 0-51, lower is better (default {Encoder.crf})")
     video.add_argument("--strict", action="store_true",
                        help="a video that ends before the frames it declares (or that ffmpeg reports corrupt) is an "
                             "error and nothing is written (default: a warning; the summary JSON records frames "
                             "read vs declared)")
-    video.add_argument("--preset", default="ultrafast",
-                       help="x264 speed preset (default ultrafast: cheapest on the CPU the model needs; "
+    video.add_argument("--preset", default=Encoder.preset, choices=X264_PRESETS, metavar="PRESET",
+                       help=f"x264 speed preset (default {Encoder.preset}: cheapest on the CPU the model needs; "
                             "veryfast or medium give files 2-4x smaller)")
     live = p.add_argument_group("webcams and streams")
     live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     live.add_argument("--show", dest="display", action="store_const", const="window", default="auto",
-                      help="show the annotated frames live in a window (q or Esc stops); where no window can open "
-                           "(headless OpenCV, no display) it says why and goes on without one")
+                      help="show the annotated frames in a window (q or Esc stops; still images wait for a key), "
+                           "for files too; where no window can open (headless OpenCV, no display) it says why and "
+                           "goes on without one")
     live.add_argument("--display", choices=DISPLAY_CHOICES, default="auto",
-                      help="window (as --show), notebook, none, or auto (default: a window when one can open)")
+                      help="window (as --show), notebook, none, or auto (default: a window for live sources when "
+                           "one can open)")
     live.add_argument("--record-fps", metavar="RATE", help="recording frame rate, e.g. 30 or 30000/1001 "
                       "(default: the source's)")
-    from maskdetect.monitor.monitor import add_monitor_arguments
-
     add_monitor_arguments(p)
     p.set_defaults(func=_predict)
 
 
-def _check_outputs(args: argparse.Namespace, source) -> None:
-    """All the outputs of this run, checked against the source, the model and each other (maskdetect.guard)."""
-    from maskdetect.guard import check_paths
-    from maskdetect.infer.bundle import ExportBundle
-    from maskdetect.infer.predictor import bundled_model
-    from maskdetect.infer.sinks import check_outputs
-    from maskdetect.monitor.monitor import output_paths
+# -- monitoring options ---------------------------------------------------------------------------------------
+def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the tracking / counting / alert / review options (an argument group) to `parser`. Options left out
+    keep :class:`~maskdetect.monitor.monitor.MonitorSettings`' defaults, which ``--help`` shows as read from it
+    (so the two cannot drift apart)."""
+    from maskdetect.monitor.hooks import SMTP_ENV, WEBHOOK_SHAPES
+    from maskdetect.monitor.monitor import DEFAULT_SUMMARY_DIR, MonitorSettings
 
-    extra = {"--events": args.events, "--review-dir": args.review_dir}
-    anchor = args.out if args.out is not None else args.json
-    if source.fps is not None and anchor is not None:
-        extra.update({f"the {name} file": path for name, path in output_paths(anchor).items()})
-    check_outputs(source, args.out, args.json, model=args.model or bundled_model(), extra=extra, folders=("--review-dir",))
-    check_paths(ExportBundle.open(args.model).guarded_inputs(args.classifier),  # the model's sidecars are inputs too
-                {"--out": args.out, "--json": args.json, **extra}, folders=("--review-dir",))
+    d = MonitorSettings()
+    group = parser.add_argument_group("tracking, counting and compliance alerts (videos and live sources)")
+    add = group.add_argument
+    add("--track", action="store_true", help="track faces: stable ids, smoothed classes, unique people counts")
+    add("--smoothing-window", type=int, metavar="FRAMES",
+        help=f"frames per track voting for its class ({d.smoothing_window})")
+    add("--smoothing", choices=("majority", "score"),
+        help=f"class vote: one per frame or confidence-weighted ({d.smoothing})")
+    add("--count-window", type=float, metavar="S", dest="count_window_s",
+        help=f"per-window counts length ({d.count_window_s:g} s)")
+    add("--min-track-frames", type=int, metavar="N", help=f"ignore tracks seen in fewer frames ({d.min_track_frames})")
+    add("--alert-threshold", type=float, metavar="T",
+        help=f"alert when the fraction wearing masks correctly is below T ({d.alert_threshold})")
+    add("--alert-seconds", type=float, metavar="S", help=f"... for at least S seconds ({d.alert_seconds:g})")
+    add("--alert-margin", type=float, metavar="M", help=f"clear at T + M or above ({d.alert_margin})")
+    add("--alert-cooldown", type=float, metavar="S", dest="alert_cooldown_s",
+        help=f"minimum seconds between two alerts ({d.alert_cooldown_s:g})")
+    add("--alert-command", metavar="CMD", help="run CMD (no shell) for each alert event; event JSON on stdin "
+        "and in $MASKDETECT_EVENT")
+    add("--alert-url", metavar="URL", help="POST each alert event to URL (as JSON, or see --alert-format)")
+    add("--alert-format", choices=WEBHOOK_SHAPES, default="json",
+        help="body of --alert-url: json (the event), slack / teams / discord (an incoming webhook's message), "
+             "ntfy (plain text to an ntfy topic URL)")
+    add("--alert-email", action="append", metavar="ADDRESS",
+        help=f"e-mail each alert event to ADDRESS (repeatable) through the server in ${SMTP_ENV}")
+    add("--hook-timeout", type=float, default=10.0, metavar="S", help="timeout of each hook call (10 s)")
+    add("--events", type=Path, metavar="FILE", dest="events_path",
+        help="alert events JSON-lines file (default <out>.events.jsonl)")
+    add("--review-dir", type=Path, metavar="DIR",
+        help="save uncertain / class-flipping frames with Pascal VOC pre-annotations for review (never replaces "
+             "a file there: new items get new names)")
+    add("--review-every", type=int, metavar="N", dest="review_every_n_frames",
+        help=f"per reason, at most one review frame per N frames ({d.review_every_n_frames})")
+    add("--review-max", type=int, metavar="N", dest="review_max_frames",
+        help=f"at most N review frames ({d.review_max_frames})")
+    add("--summary-dir", type=Path, metavar="DIR",
+        help=f"where the summary goes when the run writes no --out or --json (default ./{DEFAULT_SUMMARY_DIR}/)")
+    return parser
 
 
+#: Options that turn monitoring on (any of them).
+_ENABLING = ("track", "alert_threshold", "alert_seconds", "alert_cooldown_s", "alert_command", "alert_url",
+             "alert_email", "events_path", "review_dir")
+#: Options that go to MonitorSettings under their own name when given.
+_SETTINGS = ("track", "smoothing_window", "smoothing", "count_window_s", "min_track_frames", "alert_threshold",
+             "alert_seconds", "alert_margin", "alert_cooldown_s", "events_path", "review_dir",
+             "review_every_n_frames", "review_max_frames", "summary_dir")
+
+
+def monitor_from_args(args: argparse.Namespace):
+    """The :class:`~maskdetect.monitor.monitor.Monitor` the options ask for, or None when no monitoring option
+    was given. The loop tells it the frame rate, the source and where the run writes."""
+    import logging
+
+    from maskdetect.monitor.hooks import CommandHook, EmailHook, UrlHook
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
+
+    if not any(getattr(args, name, None) not in (None, False) for name in _ENABLING):
+        return None
+    timeout = getattr(args, "hook_timeout", 10.0)
+    hooks = []
+    if getattr(args, "alert_command", None):
+        hooks.append(CommandHook(args.alert_command, timeout_s=timeout))
+    if getattr(args, "alert_url", None):
+        hooks.append(UrlHook(args.alert_url, timeout_s=timeout, shape=getattr(args, "alert_format", "json")))
+    if getattr(args, "alert_email", None):
+        hooks.append(EmailHook(args.alert_email, timeout_s=timeout))
+    for hook in hooks:
+        if not isinstance(hook, CommandHook):
+            logging.getLogger(__name__).info("alert events will be sent by %s", hook.name)  # the name is redacted
+    given = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name, None) not in (None, False)}
+    return Monitor(MonitorSettings(**{**given, "track": bool(getattr(args, "track", False))}), hooks=hooks)
+
+
+# -- the command ----------------------------------------------------------------------------------------------
 def _predict(args: argparse.Namespace) -> int:
     from maskdetect.errors import ConfigError
+    from maskdetect.infer.bundle import ExportBundle
     from maskdetect.infer.loop import predict_source
-    from maskdetect.infer.predictor import Predictor
+    from maskdetect.infer.predictor import Predictor, bundled_model
     from maskdetect.infer.sources import open_source
-    from maskdetect.monitor.monitor import monitor_from_args
+    from maskdetect.infer.video import Encoder
     from maskdetect.redact import redact
 
+    encoder = Encoder(crf=args.crf, preset=args.preset)
     source = open_source(args.source, max_frames=args.max_frames, strict=args.strict)
     try:
-        if not source.live and args.out is None and args.json is None:
-            raise ConfigError("nothing to write: pass --out (annotated output) and/or --json (detections)")
-        _check_outputs(args, source)  # before the model loads
-        predictor = Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
-                              cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou,
-                              num_threads=args.threads, tflite_runtime=args.runtime, classifier=args.classifier)
-        monitor = None
-        anchor = args.out if args.out is not None else args.json
-        if source.fps is not None:  # a video or a live source
-            if anchor is None and args.track:
-                raise ConfigError("--track writes a summary beside the output: pass --out and/or --json")
-            if anchor is not None:
-                monitor = monitor_from_args(args, anchor, predictor.class_names, float(source.fps), source=source.name)
+        shown = args.display in ("window", "notebook")
+        if not source.live and args.out is None and args.json is None and not shown:
+            raise ConfigError("nothing to write or show: pass --out (annotated output), --json (detections) "
+                              "and/or --show")
+        monitor = monitor_from_args(args)
+        model_inputs = {"--model": args.model or bundled_model(),  # the model's sidecars are inputs too
+                        **ExportBundle.open(args.model).guarded_inputs(args.classifier)}
     except BaseException:
         source.close()
         raise
-    summary = predict_source(predictor, source, args.out, json_path=args.json, monitor=monitor,
+
+    def load() -> Predictor:  # after every output was checked
+        return Predictor(args.model, threshold=args.threshold, class_thresholds=dict(args.class_threshold),
+                         cross_class_nms=args.cross_class_nms, nms_iou=args.nms_iou, num_threads=args.threads,
+                         tflite_runtime=args.runtime, classifier=args.classifier)
+
+    summary = predict_source(load, source, args.out, json_path=args.json, monitor=monitor,
                              max_frames=args.max_frames, duration_s=args.duration, display=args.display,
-                             record_fps=args.record_fps, keep_audio=args.keep_audio, crf=args.crf,
-                             preset=args.preset)
+                             record_fps=args.record_fps, keep_audio=args.keep_audio, encoder=encoder,
+                             progress=args.progress, inputs=model_inputs)
     written = [str(p) for p in (summary.out_path, summary.json_path) if p is not None]
-    print(f"{redact(str(args.source))}: {summary.frames} {'image(s)' if source.fps is None else 'frames'}, "
-          f"{summary.detections} detection(s), {summary.fps:.1f}/s" + (f" -> {', '.join(written)}" if written else ""))
+    if monitor is not None and summary.monitor is not None:
+        written.append(str(monitor.paths["summary"]))
+    speed = summary.speed_line()
+    if speed:
+        print(speed)
+    unit = "image(s)" if source.fps is None else "frames"
+    stopped = " (stopped)" if summary.interrupted else ""
+    dropped = f", {summary.frames_dropped} dropped as stale" if source.live else ""
+    print(f"{redact(str(args.source))}: {summary.frames} {unit}{dropped}, {summary.detections} detection(s), "
+          f"{summary.fps:.1f}/s{stopped}" + (f" -> {', '.join(written)}" if written else ""))
     return 0

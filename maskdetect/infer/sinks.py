@@ -9,26 +9,33 @@ and leaves nothing behind after :meth:`Sink.abort` (outputs are written under te
   live sources it fills real-time slots: the recording has a constant rate and each processed frame covers the
   time until the next one (or is skipped if the model outruns the rate), so a minute of stream is a minute of
   video however fast the model is.
-* :class:`JsonSink` — the detections as JSON records, written once at the end.
+* :class:`JsonSink` — the detections as JSON records, streamed to a temporary file (never all in memory) and
+  renamed at the end: the file is valid JSON or absent.
 * :class:`DisplaySink` — an OpenCV window (GUI build and a display needed), an updating image in Jupyter, or a
   camera's own ``show`` (the Colab page); q or Esc in the window stops the loop.
+
+:func:`output_path` reads ``--out`` (a trailing ``/`` or an existing folder means a folder) and
+:func:`check_outputs` is the one check of every output of a run, the observer's included.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.infer.sources import CameraFrames, Frame, Source
+from maskdetect.infer.video import Encoder, check_video_output
 from maskdetect.media import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -127,20 +134,21 @@ class VideoSink:
         realtime: fill the slots of the constant-rate video by the frames' ``time_s`` (live sources); else
             every frame once.
         audio_from, audio_duration_s: carry this file's audio over, cut to this length.
-        crf, preset, threads: x264 quality and speed, ffmpeg threads (see :class:`~maskdetect.infer.video.VideoWriter`).
+        encoder, threads: the H.264 settings and ffmpeg threads (see :class:`~maskdetect.infer.video.VideoWriter`).
     """
 
     needs_image = True
 
     def __init__(self, path: str | Path, rate: float | str | Fraction, *, realtime: bool = False,
-                 audio_from: str | Path | None = None, audio_duration_s: float | None = None, crf: int = 23,
-                 preset: str = "ultrafast", threads: int = 0) -> None:
+                 audio_from: str | Path | None = None, audio_duration_s: float | None = None,
+                 encoder: Encoder | None = None, threads: int = 0) -> None:
         from maskdetect.infer.video import parse_rate
 
+        check_video_output(path)
         self.path = Path(path)
         self.rate = parse_rate(rate)
         self.realtime = realtime
-        self._options = dict(audio_from=audio_from, audio_duration_s=audio_duration_s, crf=crf, preset=preset,
+        self._options = dict(audio_from=audio_from, audio_duration_s=audio_duration_s, encoder=encoder,
                              threads=threads)
         self._writer: Any = None
         self._queue: queue.Queue = queue.Queue(ENCODE_QUEUE)
@@ -214,25 +222,49 @@ class VideoSink:
 
 # -- JSON records -------------------------------------------------------------------------------------------
 class JsonSink:
-    """``[{**frame.tag, "bbox_xyxy", "label", "score", ...tracker fields}, ...]``, written atomically at the end."""
+    """``[{**frame.tag, "bbox_xyxy", "label", "score", ...tracker fields}, ...]``: each frame's records are
+    written as they come to a temporary file beside `path` (one record a line), which is renamed to `path` at
+    the end. Memory stays flat however long the run; the file is valid JSON, or absent."""
 
     needs_image = False
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.records: list[dict[str, Any]] = []
+        self.count = 0
+        self._tmp: Path | None = None
+        self._file: Any = None
+
+    def _open(self) -> None:
+        from maskdetect.fileio import make_partial
+
+        self._tmp = make_partial(self.path, suffix=self.path.suffix)
+        self._file = open(self._tmp, "w", encoding="utf-8")
+        self._file.write("[")
 
     def write(self, result: FrameResult) -> bool:
-        self.records += result.records
+        from maskdetect.fileio import json_default
+
+        if self._file is None:
+            self._open()
+        for record in result.records:
+            self._file.write(("\n" if self.count == 0 else ",\n") + json.dumps(record, default=json_default))
+            self.count += 1
         return True
 
     def close(self) -> None:
-        from maskdetect.fileio import atomic_write_json
-
-        atomic_write_json(self.path, self.records)
+        if self._file is None:
+            self._open()
+        self._file.write("\n]\n" if self.count else "]\n")
+        self._file.close()
+        self._file = None
+        os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        self.records = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
 
 
 # -- display ------------------------------------------------------------------------------------------------
@@ -282,13 +314,15 @@ class DisplaySink:
             ``"none"``, or True (as ``"window"``) / False.
         title: window title.
         show: called with each annotated RGB frame instead (e.g. the Colab camera's page).
+        hold: still images: the window keeps each image until a key is pressed (q or Esc stops).
     """
 
     needs_image = True
     path = None
 
     def __init__(self, mode: str | bool = "auto", title: str = "maskdetect", *,
-                 show: Callable[[np.ndarray], Any] | None = None) -> None:
+                 show: Callable[[np.ndarray], Any] | None = None, hold: bool = False) -> None:
+        self.hold = hold
         if show is not None:
             mode = "callback"
         elif mode in ("auto", "window", True):
@@ -316,7 +350,7 @@ class DisplaySink:
         elif self.mode == "window":
             try:
                 cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-                return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+                return (cv2.waitKey(0 if self.hold else 1) & 0xFF) not in (ord("q"), 27)
             except cv2.error as exc:
                 logger.warning("the window failed (%s); going on without it", str(exc).strip().splitlines()[-1])
                 self.mode = "none"
@@ -345,58 +379,98 @@ class DisplaySink:
 
 
 # -- choosing -----------------------------------------------------------------------------------------------
-def check_outputs(source: Source, out: str | Path | None, json_path: str | Path | None, *,
-                  model: str | Path | None = None, extra: dict[str, str | Path | None] | None = None,
-                  folders: tuple[str, ...] = ()) -> None:
-    """Refuse, before any model loads, outputs that are or lie inside the source or the model, an output folder
-    holding them, outputs that collide (:func:`maskdetect.guard.check_paths`), and annotated images that would
-    overwrite files an earlier ``predict`` did not write. `extra` are more outputs (``{option: path}``),
-    `folders` those of them that are folders.
+def _names_a_folder(out: str | Path) -> bool:
+    """``--out`` ending in ``/`` (a folder, created if needed) or naming an existing folder."""
+    text = os.fspath(out)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def _images_into_folder(source: Source, out: str | Path) -> bool:
+    """Still images go into folder `out`, unless one image goes to an image file name."""
+    return not (source.kind == "image" and not _names_a_folder(out) and Path(out).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def output_path(source: Source, out: str | Path | None) -> str | Path | None:
+    """Where ``--out`` puts the annotated output of `source`: for a video or a live source, a folder (a trailing
+    ``/`` or an existing folder) receives ``<source name>.mp4``, and a file name must have a video suffix
+    (:data:`~maskdetect.infer.video.VIDEO_OUTPUT_FORMATS`); still images keep `out` as given (see
+    :class:`ImageSink`).
 
     Raises:
-        OutputError: naming both paths.
+        ConfigError: a video output name with a suffix the writer cannot honour.
+
+    Example:
+        >>> from maskdetect.infer.sources import Source
+        >>> video = Source("clip", "clip.mkv"); video.fps = 25
+        >>> str(output_path(video, "results/"))
+        'results/clip.mp4'
+    """
+    if out is None or source.fps is None:
+        return out
+    if _names_a_folder(out):
+        return Path(out) / f"{source.name}.mp4"
+    check_video_output(out)
+    return Path(out)
+
+
+def check_outputs(source: Source, out: str | Path | None, json_path: str | Path | None, *,
+                  inputs: Mapping[str, str | Path | None] | None = None, observer: Any = None) -> None:
+    """The one check of every output of a run, before any model loads or any frame is read: refuse outputs
+    that are or lie inside the source or another input (`inputs`, e.g. ``{"--model": path}``), an output folder
+    holding them, outputs that collide (:func:`maskdetect.guard.check_paths`), annotated images that would
+    overwrite files an earlier ``predict`` did not write, and a video name whose suffix cannot be written. The
+    observer's own files (``observer.planned_outputs``: summary, plot, events, review folder) are checked with
+    the rest.
+
+    Raises:
+        OutputError: naming both paths. ConfigError: a video suffix that cannot be written.
     """
     from maskdetect.guard import check_new_files, check_paths
 
-    folder_out = out is not None and source.fps is None and not (source.kind == "image" and
-                                                                 Path(out).suffix.lower() in IMAGE_SUFFIXES)
-    check_paths({"--source": source.path, "--model": model}, {"--out": out, "--json": json_path, **(extra or {})},
-                folders=folders + (("--out",) if folder_out else ()))
-    if folder_out and getattr(source, "paths", None):
-        check_new_files(out, [p.name for p in source.paths], OUTPUT_COMMAND)  # type: ignore[union-attr]
+    files = getattr(source, "paths", None) or []
+    ins: dict[str, str | Path | None] = {"--source": source.path, **(inputs or {})}
+    if source.path is None:  # a glob: each file it matched
+        ins.update({f"--source {p}": p for p in files})
+    outs: dict[str, str | Path | None] = {"--out": out, "--json": json_path}
+    if observer is not None and source.fps is not None:
+        written = [Path(p) for p in (out, json_path) if p is not None]
+        outs.update(observer.planned_outputs(source.info, written))
+    images_folder = out is not None and source.fps is None and _images_into_folder(source, out)
+    check_paths(ins, outs, folders=("--out",) if images_folder else ())
+    if images_folder and files:
+        check_new_files(out, [p.name for p in files], OUTPUT_COMMAND)
+    if out is not None and source.fps is not None:
+        check_video_output(out)
 
 
 def open_sinks(source: Source, out: str | Path | None = None, json_path: str | Path | None = None, *,
                display: str | bool = "auto", record_fps: float | str | Fraction | None = None,
-               keep_audio: bool = True, crf: int = 23, preset: str = "ultrafast",
-               ffmpeg_threads: int = 0) -> list[Sink]:
+               keep_audio: bool = True, encoder: Encoder | None = None, ffmpeg_threads: int = 0) -> list[Sink]:
     """The sinks for `source`: `out` as annotated images (still images) or an H.264 video (videos: every frame,
     the source's exact rate and audio; live sources: a real-time recording at `record_fps`, default the
-    source's), `json_path` as JSON records, and for live sources a display (`display`, see :class:`DisplaySink`).
-
-    Raises:
-        OutputError: see :func:`check_outputs`.
+    source's), `json_path` as JSON records, and a display (`display`, see :class:`DisplaySink`): for live
+    sources always (``"auto"``: a window where one can open), for files when asked (``"window"``,
+    ``"notebook"``, True). It checks nothing: :func:`check_outputs` does, once, before.
     """
-    check_outputs(source, out, json_path)
     sinks: list[Sink] = []
     if out is not None:
         if source.fps is None:
-            sinks.append(ImageSink(out, single=source.kind == "image"))
+            sinks.append(ImageSink(out, single=not _images_into_folder(source, out)))
         elif source.live:
-            sinks.append(VideoSink(out, record_fps or source.fps, realtime=True, crf=crf, preset=preset,
+            sinks.append(VideoSink(out, record_fps or source.fps, realtime=True, encoder=encoder,
                                    threads=ffmpeg_threads))
         else:
             audio_s = source.total / source.fps if source.total else None
             sinks.append(VideoSink(out, source.fps, audio_from=source.path if keep_audio else None,
-                                   audio_duration_s=audio_s, crf=crf, preset=preset, threads=ffmpeg_threads))
+                                   audio_duration_s=audio_s, encoder=encoder, threads=ffmpeg_threads))
     if json_path is not None:
         sinks.append(JsonSink(json_path))
-    if source.live:
+    if source.live or display in ("window", "notebook", True):
         show = getattr(source.camera, "show", None) if isinstance(source, CameraFrames) else None
-        sinks.append(DisplaySink(display, title=f"maskdetect: {source.location}", show=show))
+        sinks.append(DisplaySink(display, title=f"maskdetect: {source.location}", show=show,
+                                 hold=source.fps is None))
     return sinks
 
 
 __all__ = ["FrameResult", "Sink", "ImageSink", "VideoSink", "JsonSink", "DisplaySink", "check_outputs", "open_sinks",
-           "write_image",
-           "has_gui", "in_notebook", "why_no_window"]
+           "output_path", "write_image", "has_gui", "in_notebook", "why_no_window"]

@@ -11,7 +11,7 @@ records). :func:`maskdetect.infer.loop.run_loop` is the one loop that consumes t
   newest-frame semantics (:class:`LatestFrameCapture`): when inference is slower than the camera, stale frames are
   dropped instead of queueing up, so the lag never grows.
 * :class:`CameraFrames` — any camera object with ``frames()`` (the Colab browser camera of
-  :class:`maskdetect.colab.BrowserWebcam`).
+  :class:`maskdetect.infer.browser.BrowserWebcam`).
 
 URLs may hold passwords (``rtsp://user:pass@cam/...``); they are only ever logged redacted.
 
@@ -64,6 +64,29 @@ class Frame:
     tag: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the frame loop tells its observer about the source before the first frame
+    (:meth:`maskdetect.infer.loop.FrameObserver.start`).
+
+    Attributes:
+        name: what summaries, events and review items call it (a file's stem, or the kind of a live source).
+        kind: see :attr:`Source.kind`. location: the source for messages (URLs redacted).
+        live: frames arrive in real time. fps: the real frame rate (the file's, the camera's, or the one a live
+            source is recorded at); None for still images. size_wh: frame size when known before the first frame.
+        total: frames expected, if known. path: the file, for file sources.
+    """
+
+    name: str
+    kind: str
+    location: str
+    live: bool = False
+    fps: Fraction | None = None
+    size_wh: tuple[int, int] | None = None
+    total: int | None = None
+    path: Path | None = None
+
+
 class Source:
     """Base of the frame sources: iterate it for :class:`Frame`s, then :meth:`close` it.
 
@@ -76,6 +99,7 @@ class Source:
         total: frames expected, if known.
         path: the file, for file sources (a video's audio comes from it).
         frames_dropped: live sources: frames skipped because newer ones had arrived.
+        size_wh: frame size, when known before the first frame.
     """
 
     kind = "video"
@@ -83,10 +107,17 @@ class Source:
     fps: Fraction | None = None
     total: int | None = None
     path: Path | None = None
+    size_wh: tuple[int, int] | None = None
     frames_dropped = 0
 
     def __init__(self, name: str, location: str) -> None:
         self.name, self.location = name, location
+
+    @property
+    def info(self) -> SourceInfo:
+        """The source as the loop introduces it to its observer."""
+        return SourceInfo(name=self.name, kind=self.kind, location=self.location, live=self.live, fps=self.fps,
+                          size_wh=self.size_wh, total=self.total, path=self.path)
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -102,6 +133,25 @@ class Source:
 
 
 # -- still images ---------------------------------------------------------------------------------------------
+GLOB_CHARS = "*?["
+
+
+def is_glob(source: str | Path | int) -> bool:
+    """A ``--source`` that is a pattern (``photos/*.jpg``) and not an existing path."""
+    text = str(source)
+    return isinstance(source, (str, Path)) and any(c in text for c in GLOB_CHARS) and not Path(text).exists()
+
+
+def expand_glob(pattern: str | Path) -> list[Path]:
+    """The files `pattern` matches (``**`` goes into sub-folders), sorted. Raises `DataError` if none."""
+    import glob
+
+    found = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+    if not found:
+        raise DataError(f"{pattern}: the pattern matches no file")
+    return found
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly in `folder`, sorted by name. Raises `DataError` if there are none, or if two share
     a stem (their JSON records could not be told apart)."""
@@ -110,6 +160,11 @@ def list_images(folder: str | Path) -> list[Path]:
                     and not p.name.startswith("."))
     if not images:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return _distinct_stems(images)
+
+
+def _distinct_stems(images: list[Path]) -> list[Path]:
+    """`images`, after checking no two share a stem (or a name: annotated copies go into one folder)."""
     stems: dict[str, Path] = {}
     for p in images:
         if p.stem in stems:
@@ -131,14 +186,26 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 class ImageFiles(Source):
-    """One image file, or every image directly in a folder (read one at a time)."""
+    """One image file, every image directly in a folder, or the images a glob matched (read one at a time).
 
-    def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        super().__init__(path.stem, str(path))
-        self.kind = "folder" if path.is_dir() else "image"
-        self.path = path
-        self.paths = list_images(path) if path.is_dir() else [path]
+    Args:
+        path: an image or a folder.
+        files: instead of `path`, these image files (a glob's matches: kind ``"images"``, `path` None).
+        name: the name of a list of files (the pattern).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, files: Sequence[Path] | None = None,
+                 name: str = "images") -> None:
+        if files is not None:
+            super().__init__(name, name)
+            self.kind = "images"
+            self.paths = _distinct_stems([Path(p) for p in files])
+        else:
+            path = Path(path)
+            super().__init__(path.stem, str(path))
+            self.kind = "folder" if path.is_dir() else "image"
+            self.path = path
+            self.paths = list_images(path) if path.is_dir() else [path]
         self.total = len(self.paths)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -174,6 +241,7 @@ class VideoFile(Source):
             VideoError after its last frame (so the loop writes nothing) instead of logging a warning.
 
     Attributes:
+        video: the file's :class:`~maskdetect.infer.video.VideoInfo`.
         input_check: after the last frame, frames read vs declared
             (:class:`~maskdetect.infer.video.InputCheck`).
     """
@@ -185,13 +253,14 @@ class VideoFile(Source):
         path = Path(path)
         super().__init__(path.stem, str(path))
         self.path = path
-        self.info = probe_video(path)
-        self.fps = self.info.fps
-        total = self.info.expected_frames
+        self.video = probe_video(path)
+        self.fps = self.video.fps
+        self.size_wh = self.video.size_wh
+        total = self.video.expected_frames
         if max_frames is not None:
             total = min(total, max_frames) if total else max_frames
         self.total = total or None
-        self._reader = VideoReader(path, info=self.info, max_frames=max_frames, threads=ffmpeg_threads)
+        self._reader = VideoReader(path, info=self.video, max_frames=max_frames, threads=ffmpeg_threads)
         self.max_frames, self.strict = max_frames, strict
         self.input_check: InputCheck | None = None
         self._stop = threading.Event()
@@ -236,7 +305,7 @@ class VideoFile(Source):
 
         if frames_read == 0:
             return  # "no frame could be read" is the loop's error
-        self.input_check = check_input(self.location, self.info, frames_read, max_frames=self.max_frames,
+        self.input_check = check_input(self.location, self.video, frames_read, max_frames=self.max_frames,
                                        decoder_messages=self._reader.messages)
         if self.input_check.complete:
             return
@@ -276,7 +345,7 @@ class LatestFrameCapture:
 
     Attributes:
         frames_read: frames taken from the source; frames_dropped: of those, never handed over.
-        fps: the rate the source reports (None if it reports none).
+        fps: the rate the source reports (None if it reports none); size_wh: the size it reports (or None).
 
     Example:
         >>> with LatestFrameCapture(0) as capture:                                    # doctest: +SKIP
@@ -291,6 +360,7 @@ class LatestFrameCapture:
         self.frames_read = 0
         self.frames_dropped = 0
         self.fps: float | None = None
+        self.size_wh: tuple[int, int] | None = None
         self._cond = threading.Condition()
         self._latest: tuple[int, np.ndarray, float] | None = None
         self._ended = False
@@ -329,9 +399,11 @@ class LatestFrameCapture:
             import cv2
 
             fps = float(capture.get(cv2.CAP_PROP_FPS) or 0)
+            size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
         except Exception:
-            fps = 0.0
+            fps, size = 0.0, (0, 0)
         self.fps = fps if 0 < fps <= 240 else None
+        self.size_wh = size if min(size) > 0 else None
         self._thread = threading.Thread(target=self._run, name="stream-capture", daemon=True)
         self._thread.start()
         logger.info("reading %s%s", redact(str(self.source)), f" at {self.fps:g} FPS" if self.fps else "")
@@ -433,6 +505,7 @@ class LiveCapture(Source):
         from maskdetect.infer.video import parse_rate
 
         self.fps = file_fps or (parse_rate(self._capture.fps) if self._capture.fps else DEFAULT_LIVE_FPS)
+        self.size_wh = self._capture.size_wh
         self.read_timeout_s = read_timeout_s
 
     @property
@@ -513,8 +586,8 @@ def open_source(source: Source | str | Path | int | Sequence[np.ndarray], *, liv
                 max_frames: int | None = None, pace: bool | None = None,
                 capture_factory: Callable[[Any], Any] | None = None, ffmpeg_threads: int = 0,
                 read_timeout_s: float = 10.0, strict: bool = False) -> Source:
-    """The :class:`Source` for an image, a folder of images, a video file, a webcam index, a stream URL, or a
-    list of RGB images in memory.
+    """The :class:`Source` for an image, a folder of images, a glob of images (``"photos/*.jpg"``), a video
+    file, a webcam index, a stream URL, or a list of RGB images in memory.
 
     Args:
         source: what to read (a :class:`Source` is returned as it is).
@@ -531,6 +604,16 @@ def open_source(source: Source | str | Path | int | Sequence[np.ndarray], *, liv
         return source
     if isinstance(source, (list, tuple)):
         return ImageArrays(source)
+    if is_glob(source):
+        files = expand_glob(source)
+        kinds = {source_kind(p) for p in files}
+        if kinds == {"image"}:
+            return ImageFiles(files=files, name=str(source))
+        if kinds == {"video"} and len(files) == 1:
+            return open_source(files[0], live=live, max_frames=max_frames, pace=pace, capture_factory=capture_factory,
+                               ffmpeg_threads=ffmpeg_threads, read_timeout_s=read_timeout_s, strict=strict)
+        raise DataError(f"{source}: the pattern matches {len(files)} files ({', '.join(sorted(kinds))}); a pattern "
+                        f"may match images, or one video (run predict once per video)")
     kind = source_kind(source)
     if kind in ("image", "folder"):
         return ImageFiles(source)
@@ -540,5 +623,5 @@ def open_source(source: Source | str | Path | int | Sequence[np.ndarray], *, liv
                        read_timeout_s=read_timeout_s)
 
 
-__all__ = ["Frame", "Source", "ImageFiles", "ImageArrays", "VideoFile", "LiveCapture", "CameraFrames",
+__all__ = ["Frame", "Source", "SourceInfo", "ImageFiles", "expand_glob", "is_glob", "ImageArrays", "VideoFile", "LiveCapture", "CameraFrames",
            "LatestFrameCapture", "open_source", "source_kind", "list_images", "read_image"]

@@ -41,8 +41,51 @@ from maskdetect.redact import redact
 
 logger = logging.getLogger(__name__)
 
-#: Container format by output suffix (anything else is written as MP4).
-_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+#: Container format by output suffix: the suffixes an H.264 output can have (others are refused).
+VIDEO_OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+#: x264's speed presets, fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """The H.264 (libx264) settings of every video maskdetect writes: the one place they are chosen.
+
+    Attributes:
+        crf: quality, 0 (lossless) to 51; 23 is x264's own default, visually clean for annotated frames.
+        preset: speed preset (:data:`X264_PRESETS`). ``ultrafast`` is the default because the encoder shares the
+            CPU with the model: at 720p it costs 6.5 ms a frame (README, "Speed") and `predict` runs at the
+            model's pace; ``veryfast`` or ``medium`` give files 2-4x smaller for more CPU.
+
+    Raises:
+        ConfigError: a crf outside 0-51 or an unknown preset.
+    """
+
+    crf: int = 23
+    preset: str = "ultrafast"
+
+    def __post_init__(self) -> None:
+        from maskdetect.errors import ConfigError
+
+        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf={self.crf!r}: the H.264 quality is a whole number from 0 (lossless) to 51")
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(f"preset={self.preset!r}: choose one of {', '.join(X264_PRESETS)}")
+
+
+def check_video_output(path: str | Path) -> None:
+    """Refuse an output name whose suffix is not one the writer makes (it would get bytes of another format).
+
+    Raises:
+        ConfigError: naming the suffixes that work.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_OUTPUT_FORMATS:
+        from maskdetect.errors import ConfigError
+
+        raise ConfigError(f"{path}: a video is written as H.264 in {', '.join(VIDEO_OUTPUT_FORMATS)}; "
+                          f"{suffix or 'a name without a suffix'} is not one of them. Choose one of these "
+                          "suffixes, or end the path with / to write into a folder")
 #: Audio codecs that can be stream-copied into MP4/MOV; anything else is re-encoded to AAC.
 _COPYABLE_AUDIO = {"aac", "mp3", "alac"}
 _YUV420 = {"yuv420p", "yuvj420p"}
@@ -366,13 +409,14 @@ class VideoWriter:
     """Encode RGB ``uint8`` frames to an H.264/yuv420p file, each frame once, at an exact rate.
 
     Args:
-        path: output file (``.mp4`` by default; ``.mov``/``.mkv`` also work).
+        path: output file, with a suffix of :data:`VIDEO_OUTPUT_FORMATS` (``.mp4``, ``.m4v``, ``.mov``, ``.mkv``,
+            ``.avi``).
         fps: frame rate, exact (``Fraction(30000, 1001)``, ``"30000/1001"``, ``25``).
         size_wh: size of the frames you will write; the file is ``even_size(*size_wh)`` (padded).
         audio_from: a file whose first audio stream is carried over (copied if AAC/MP3, else encoded to AAC).
             Ignored when it has no audio.
         audio_duration_s: cut the audio to this length (e.g. the duration of the frames you write).
-        crf, preset: libx264 quality and speed.
+        encoder: the H.264 settings (:class:`Encoder`; default crf 23, ``ultrafast``).
         threads: libx264 threads (0 = ffmpeg's choice).
 
     On leaving the ``with`` block normally the file is finalised and renamed to `path`; on an exception
@@ -384,7 +428,8 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, fps: str | float | Fraction, size_wh: tuple[int, int], *,
                  audio_from: str | Path | None = None, audio_duration_s: float | None = None,
-                 crf: int = 23, preset: str = "veryfast", threads: int = 0) -> None:
+                 encoder: Encoder | None = None, threads: int = 0) -> None:
+        check_video_output(path)
         self.path = Path(path)
         self.fps = parse_rate(fps)
         self.size_wh = (int(size_wh[0]), int(size_wh[1]))
@@ -393,7 +438,7 @@ class VideoWriter:
         self.output_size_wh = even_size(*self.size_wh)
         self.audio_from = audio_from
         self.audio_duration_s = audio_duration_s
-        self.crf, self.preset, self.threads = crf, preset, threads
+        self.encoder, self.threads = encoder or Encoder(), threads
         self.frames_written = 0
         self._proc: subprocess.Popen | None = None
         self._stderr: _StderrTail | None = None
@@ -424,7 +469,7 @@ class VideoWriter:
 
     def _command(self) -> list[str]:
         width, height = self.size_wh
-        fmt = _FORMATS.get(self.path.suffix.lower(), "mp4")
+        fmt = VIDEO_OUTPUT_FORMATS[self.path.suffix.lower()]
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
         args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                 "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "{}x{}".format(*self.output_size_wh),
@@ -436,7 +481,7 @@ class VideoWriter:
             args += ["-vn", "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0"]
             args += ["-c:a", "copy"] if audio_codec in _COPYABLE_AUDIO and fmt != "matroska" else \
                 ["-c:a", "aac", "-b:a", "128k"]
-        args += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+        args += ["-c:v", "libx264", "-preset", self.encoder.preset, "-crf", str(self.encoder.crf), "-pix_fmt", "yuv420p",
                  "-fps_mode", "passthrough"]
         if self.threads:
             args += ["-threads", str(self.threads)]
@@ -527,31 +572,3 @@ class VideoWriter:
             proc.wait()
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
-
-
-def make_test_clip(path: str | Path, *, size_wh: tuple[int, int] = (321, 241), fps: str = "30000/1001",
-                   frames: int = 30, audio: bool = True, codec: str = "libx264") -> Path:
-    """A clip from ffmpeg's ``testsrc2`` (moving pattern, never blank) with an optional 440 Hz ``sine`` track.
-
-    Used by the tests and the benchmark; odd sizes are encoded with a codec that allows them (mpeg4 in .avi/
-    .mkv or x264 yuv444p) so the *input* keeps its odd size.
-    """
-    path = Path(path)
-    width, height = size_wh
-    rate = parse_rate(fps)
-    duration = frames / rate
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size={width + width % 2}x{height + height % 2}"
-                                 f":rate={rate.numerator}/{rate.denominator}"]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={float(duration):.6f}"]
-    args += ["-vf", f"format=yuv444p,crop={width}:{height}:0:0", "-frames:v", str(frames), "-c:v", codec]
-    if codec == "libx264":
-        args += ["-pix_fmt", "yuv444p" if width % 2 or height % 2 else "yuv420p", "-preset", "ultrafast"]
-    if audio:
-        args += ["-c:a", "aac"]
-    args.append(str(path))
-    result = subprocess.run(args, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise VideoError(f"ffmpeg could not make {path}:\n{result.stderr[-2000:]}")
-    return path

@@ -1,27 +1,38 @@
 """Monitoring facade for the video pipeline: tracking, counting, compliance alerts, hooks and the review queue.
 
-The video loop calls, per frame, :meth:`Monitor.update` (after detection, before drawing) and
-:meth:`Monitor.banner` (text to draw, or None), and :meth:`Monitor.close` once at the end. The CLI builds the
-monitor with :func:`add_monitor_arguments` and :func:`monitor_from_args`.
+The frame loop (:func:`maskdetect.infer.loop.run_loop`) introduces the source with :meth:`Monitor.start` (its
+real frame rate, name and kind, and the files the run writes), then calls, per frame, :meth:`Monitor.update`
+(after detection, before drawing) and :meth:`Monitor.banner` (text to draw, or None), and :meth:`Monitor.close`
+once at the end. Everything a user chooses is in one :class:`MonitorSettings`; the CLI builds it from its options
+(``maskdetect/cli/predict.py``).
+
+Every file the monitor writes appears only complete: the events are streamed to a temporary file that is renamed
+to ``<stem>.events.jsonl`` at the end (an interrupted or failed run leaves the previous run's log as it was), the
+summary and the plot are written under a temporary name and renamed, and review items never replace a file.
 
 Example:
     >>> import tempfile, maskdetect
+    >>> from maskdetect.infer.sources import SourceInfo
     >>> out = Path(tempfile.mkdtemp()) / "clip.mp4"
-    >>> monitor = Monitor(maskdetect.CLASSES, fps=10, alert_seconds=0.2, alert_cooldown_s=0)
+    >>> monitor = Monitor(MonitorSettings(alert_seconds=0.2, alert_cooldown_s=0))
+    >>> monitor.start(SourceInfo("clip", "video", "clip.mp4", fps=10), maskdetect.CLASSES, [out])
     >>> box = Detections(xyxy=[[10, 10, 50, 50]], confidence=[0.9], class_id=[1])
     >>> tracked = [monitor.update(box, i, i / 10) for i in range(4)]
     >>> monitor.banner(3)
     'ALERT: mask compliance below 75% since 0.0 s (now 0%)'
-    >>> monitor.close(out)["alerts"]["raised"]
+    >>> monitor.close()["alerts"]["raised"]
     1
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import os
+import re
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Sequence
 
@@ -30,14 +41,16 @@ import numpy as np
 from maskdetect.monitor.compliance import AlertRule, AlertSettings, PeopleCounter
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
-from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.monitor.hooks import SMTP_ENV, WEBHOOK_SHAPES, CommandHook, EmailHook, Hook, HookRunner, UrlHook
+from maskdetect.fileio import atomic_path, atomic_write_json, make_partial
+from maskdetect.monitor.hooks import Hook, HookRunner
 from maskdetect.monitor.review import ReviewQueue
 from maskdetect.monitor.track import SMOOTHED_CLASS_KEY, SmoothingMethod, Tracker, TrackerSettings
 
 logger = logging.getLogger(__name__)
 
 _BANNER_MEMORY = 512  # frames whose banner text is kept for banner(frame_index)
+#: Where the summary goes when the run writes no file of its own (a camera shown live, ``--show --track``).
+DEFAULT_SUMMARY_DIR = Path("maskdetect-monitor")
 
 
 def output_paths(out_path: str | Path) -> dict[str, Path]:
@@ -53,12 +66,12 @@ def output_paths(out_path: str | Path) -> dict[str, Path]:
             "events": out_path.with_name(f"{out_path.stem}.events.jsonl")}
 
 
-class Monitor:
-    """Tracks faces, counts people, raises compliance alerts and queues frames for review.
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Everything a user chooses about monitoring (the frame rate, the source's name and where the files go
+    come from the loop, :meth:`Monitor.start`).
 
-    Args:
-        class_names: Class names by 0-based index (``maskdetect.CLASSES``); index 0 is "masked correctly".
-        fps: Video frame rate (for timestamps when none are given, and the tracker's lost-track buffer).
+    Attributes:
         track: Track faces (ids, smoothed classes, unique counts). Off: per-frame compliance on raw classes.
         smoothing_window: Frames per track that vote for its class.
         smoothing: ``"majority"`` (one vote per frame) or ``"score"`` (votes weighted by confidence).
@@ -68,52 +81,124 @@ class Monitor:
         alert_seconds: ... for at least this many seconds.
         alert_margin: Clear only at ``alert_threshold + alert_margin`` or above, held for `alert_seconds`.
         alert_cooldown_s: Minimum seconds between two raises.
-        events_path: JSON-lines file for alert events (written as they happen); None: no file.
-        hooks: Called (in a background thread) with every event's JSON.
+        events_path: JSON-lines file of the alert events; None: ``<stem>.events.jsonl`` beside the run's first
+            output.
         review_dir: Save frames worth reviewing here (Pascal VOC); None: no review queue.
         review_low: Confidence band ``[review_low, review_high)`` that marks a box as uncertain.
         review_high: See `review_low`.
         review_every_n_frames: Per reason, at most one saved frame per this many frames.
         review_max_frames: At most this many saved frames.
-        source: Name of the video (for events, summary and review file names).
-        tracker_settings: ByteTrack parameters.
-        hook_wait_s: How long :meth:`close` waits for queued hooks.
+        summary_dir: Where the summary, plot and events go when the run writes no output file
+            (``<summary_dir>/<source name>-<date>-<time>.summary.json``).
+        tracker: ByteTrack parameters (None: :class:`~maskdetect.monitor.track.TrackerSettings`' defaults).
+        hook_wait_s: How long :meth:`Monitor.close` waits for queued hooks.
     """
 
-    def __init__(self, class_names: Sequence[str], fps: float, *, track: bool = True, smoothing_window: int = 15,
-                 smoothing: SmoothingMethod = "majority", count_window_s: float = 10.0, min_track_frames: int = 5,
-                 alert_threshold: float = 0.75, alert_seconds: float = 3.0, alert_margin: float = 0.10,
-                 alert_cooldown_s: float = 30.0, events_path: str | Path | None = None,
-                 hooks: Sequence[Hook] = (), review_dir: str | Path | None = None, review_low: float = 0.3,
-                 review_high: float = 0.6, review_every_n_frames: int = 30, review_max_frames: int = 200,
-                 source: str | None = None, tracker_settings: TrackerSettings | None = None,
-                 hook_wait_s: float = 30.0) -> None:
-        if not fps > 0:
-            raise ConfigError(f"fps must be positive, got {fps}")
-        self.class_names = list(class_names)
-        self.fps = float(fps)
-        self.source = source
-        self.tracker = (Tracker(fps, smoothing_window=smoothing_window, smoothing=smoothing,
-                                settings=tracker_settings) if track else None)
-        self.counter = PeopleCounter(len(self.class_names), window_s=count_window_s,
-                                     min_track_frames=min_track_frames)
-        self.rule = AlertRule(AlertSettings(threshold=alert_threshold, seconds=alert_seconds, margin=alert_margin,
-                                            cooldown_s=alert_cooldown_s))
-        self.review = (ReviewQueue(review_dir, self.class_names, prefix=Path(source).stem if source else "frame",
-                                   low=review_low, high=review_high, every_n_frames=review_every_n_frames,
-                                   max_frames=review_max_frames) if review_dir is not None else None)
+    track: bool = True
+    smoothing_window: int = 15
+    smoothing: SmoothingMethod = "majority"
+    count_window_s: float = 10.0
+    min_track_frames: int = 5
+    alert_threshold: float = 0.75
+    alert_seconds: float = 3.0
+    alert_margin: float = 0.10
+    alert_cooldown_s: float = 30.0
+    events_path: Path | None = None
+    review_dir: Path | None = None
+    review_low: float = 0.3
+    review_high: float = 0.6
+    review_every_n_frames: int = 30
+    review_max_frames: int = 200
+    summary_dir: Path = DEFAULT_SUMMARY_DIR
+    tracker: TrackerSettings | None = None
+    hook_wait_s: float = 30.0
+
+
+class Monitor:
+    """Tracks faces, counts people, raises compliance alerts and queues frames for review.
+
+    Args:
+        settings: What to do (:class:`MonitorSettings`; default: tracking and compliance alerts).
+        hooks: Called (each in the background) with every event's JSON.
+
+    Attributes (after :meth:`start`):
+        source: the source's name; fps: its real frame rate; paths: ``{"summary", "plot", "events"}`` files.
+    """
+
+    def __init__(self, settings: MonitorSettings | None = None, *, hooks: Sequence[Hook] = ()) -> None:
+        self.settings = settings = settings or MonitorSettings()
+        if not 0.0 <= settings.alert_threshold <= 1.0:
+            raise ConfigError(f"alert_threshold={settings.alert_threshold}: must be in [0, 1]")
         self.hooks = HookRunner(hooks)
-        self.hook_wait_s = hook_wait_s
         self.events: list[dict[str, Any]] = []
-        self.events_path = Path(events_path) if events_path is not None else None
+        self.class_names: list[str] = []
+        self.source: str | None = None
+        self.fps = 0.0
+        self.tracker: Tracker | None = None
+        self.counter: PeopleCounter | None = None
+        self.rule = AlertRule(AlertSettings(threshold=settings.alert_threshold, seconds=settings.alert_seconds,
+                                            margin=settings.alert_margin, cooldown_s=settings.alert_cooldown_s))
+        self.review: ReviewQueue | None = None
+        self.paths: dict[str, Path] = {}
+        self._created = time.strftime("%Y%m%d-%H%M%S")
+        self._events_tmp: Path | None = None
         self._events_file: IO[str] | None = None
-        if self.events_path is not None:
-            self.events_path.parent.mkdir(parents=True, exist_ok=True)
-            self._events_file = open(self.events_path, "w", encoding="utf-8")
         self._banners: OrderedDict[int, str | None] = OrderedDict()
         self._last_compliance: float | None = None
         self._alert_since_s = 0.0
         self._summary: dict[str, Any] | None = None
+
+    @property
+    def events_path(self) -> Path | None:
+        return self.paths.get("events")
+
+    # -- start ------------------------------------------------------------------------------------------------
+    def planned_outputs(self, source: Any, outputs: Sequence[Path]) -> dict[str, Path]:
+        """What :meth:`start` with these arguments writes: ``{"the summary file": path, ...}`` (the names are
+        those a refusal of :func:`maskdetect.guard.check_paths` shows)."""
+        paths = self._paths(source, outputs)
+        named = {f"the monitor's {name} file": path for name, path in paths.items() if name != "events"}
+        named["--events" if self.settings.events_path is not None else "the monitor's events file"] = paths["events"]
+        if self.settings.review_dir is not None:
+            named["--review-dir"] = Path(self.settings.review_dir)
+        return named
+
+    def _paths(self, source: Any, outputs: Sequence[Path]) -> dict[str, Path]:
+        if outputs:
+            anchor = Path(outputs[0])
+        else:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name) or "source"
+            anchor = Path(self.settings.summary_dir) / f"{name}-{self._created}"
+        paths = output_paths(anchor)
+        if self.settings.events_path is not None:
+            paths["events"] = Path(self.settings.events_path)
+        return paths
+
+    def start(self, source: Any, class_names: Sequence[str], outputs: Sequence[Path] = ()) -> None:
+        """Begin a run on `source` (a :class:`~maskdetect.infer.sources.SourceInfo`: its real frame rate and its
+        name), with the model's `class_names` (index 0 is "masked correctly"). The summary, plot and events go
+        beside the first of `outputs`, or into :attr:`MonitorSettings.summary_dir` when there is none (logged).
+        """
+        if self.counter is not None:
+            raise RuntimeError("Monitor.start() called twice: use one Monitor per run")
+        if source.fps is None or not float(source.fps) > 0:
+            raise ConfigError(f"{source.location}: monitoring needs a frame rate (a video or a live source)")
+        s = self.settings
+        self.class_names = list(class_names)
+        self.fps = float(source.fps)
+        self.source = source.name
+        self.tracker = (Tracker(self.fps, smoothing_window=s.smoothing_window, smoothing=s.smoothing,
+                                settings=s.tracker) if s.track else None)
+        self.counter = PeopleCounter(len(self.class_names), window_s=s.count_window_s,
+                                     min_track_frames=s.min_track_frames)
+        self.review = (ReviewQueue(s.review_dir, self.class_names, prefix=source.name or "frame", low=s.review_low,
+                                   high=s.review_high, every_n_frames=s.review_every_n_frames,
+                                   max_frames=s.review_max_frames) if s.review_dir is not None else None)
+        self.paths = self._paths(source, outputs)
+        if not outputs:
+            logger.warning("monitor: the run writes no file; the summary goes to %s", self.paths["summary"])
+        self._events_tmp = make_partial(self.paths["events"], suffix=".jsonl")
+        self._events_file = open(self._events_tmp, "w", encoding="utf-8")
 
     # -- per frame --------------------------------------------------------------------------------------------
     def update(self, detections: Detections, frame_index: int, timestamp_s: float | None = None,
@@ -132,6 +217,8 @@ class Monitor:
         """
         if self._summary is not None:
             raise RuntimeError("Monitor.update() called after close()")
+        if self.counter is None:
+            raise RuntimeError("Monitor.update() called before start(): the loop introduces the source first")
         timestamp_s = frame_index / self.fps if timestamp_s is None else float(timestamp_s)
         changed: set[int] = set()
         if self.tracker is not None:
@@ -182,30 +269,34 @@ class Monitor:
 
     # -- end of video -----------------------------------------------------------------------------------------
     def abort(self) -> None:
-        """Close and delete the events log this monitor created (the run failed: nothing of it is kept)."""
+        """The run failed: delete the events written so far (the previous run's log, if any, is untouched)."""
         if self._events_file is not None:
             self._events_file.close()
             self._events_file = None
-        if self.events_path is not None:
-            self.events_path.unlink(missing_ok=True)
+        if self._events_tmp is not None:
+            self._events_tmp.unlink(missing_ok=True)
+            self._events_tmp = None
 
-    def close(self, out_path: str | Path, *, source_frames: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Finish: write ``<stem>.summary.json`` and ``<stem>.compliance.png`` beside `out_path`, close the
-        events file, wait for hooks (at most `hook_wait_s`), and return the summary. Calling it again returns
+    def close(self, *, source_frames: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Finish: wait for hooks (at most `hook_wait_s`), rename the events to their file, write
+        ``<stem>.summary.json`` and ``<stem>.compliance.png``, and return the summary. Calling it again returns
         the same summary. `source_frames` (frames read vs declared by a video file) goes to ``"input"``."""
         if self._summary is not None:
             return self._summary
-        paths = output_paths(out_path)
-        hook_stats = self.hooks.close(self.hook_wait_s)
+        if self.counter is None:
+            raise RuntimeError("Monitor.close() called before start()")
+        paths = self.paths
+        hook_stats = self.hooks.close(self.settings.hook_wait_s)
         if self._events_file is not None:
             self._events_file.close()
+            self._events_file = None
+            os.replace(self._events_tmp, paths["events"])
         summary = self._build_summary(hook_stats)
         summary["input"] = source_frames
-        summary["outputs"] = {"summary": str(paths["summary"]), "plot": str(paths["plot"]),
-                              "events": str(self.events_path) if self.events_path else None}
+        summary["outputs"] = {name: str(path) for name, path in paths.items()}
         try:
             _plot_compliance(paths["plot"], self.counter, summary["alerts"]["periods"], self.rule.settings,
-                             title=self.source or Path(out_path).name)
+                             title=self.source or paths["summary"].name)
         except Exception as exc:  # a plot must never lose the summary
             logger.warning("could not write the compliance plot %s: %s", paths["plot"], exc)
             summary["outputs"]["plot"] = None
@@ -299,82 +390,3 @@ def _plot_compliance(path: Path, counter: PeopleCounter, periods: list[dict[str,
     ax.legend(loc="lower left", fontsize="small", ncols=3)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
-
-
-# -- CLI ------------------------------------------------------------------------------------------------------
-def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the tracking / counting / alert / review options (an argument group) to `parser`.
-
-    Options left out keep :class:`Monitor`'s defaults, which ``--help`` shows as read from ``Monitor.__init__``
-    (so the two cannot drift apart).
-    """
-    import inspect
-
-    d = {name: p.default for name, p in inspect.signature(Monitor.__init__).parameters.items()}
-    group = parser.add_argument_group("tracking, counting and compliance alerts (videos)")
-    add = group.add_argument
-    add("--track", action="store_true", help="track faces: stable ids, smoothed classes, unique people counts")
-    add("--smoothing-window", type=int, metavar="FRAMES",
-        help=f"frames per track voting for its class ({d['smoothing_window']})")
-    add("--smoothing", choices=("majority", "score"),
-        help=f"class vote: one per frame or confidence-weighted ({d['smoothing']})")
-    add("--count-window", type=float, metavar="S", dest="count_window_s",
-        help=f"per-window counts length ({d['count_window_s']:g} s)")
-    add("--min-track-frames", type=int, metavar="N",
-        help=f"ignore tracks seen in fewer frames ({d['min_track_frames']})")
-    add("--alert-threshold", type=float, metavar="T",
-        help=f"alert when the fraction wearing masks correctly is below T ({d['alert_threshold']})")
-    add("--alert-seconds", type=float, metavar="S", help=f"... for at least S seconds ({d['alert_seconds']:g})")
-    add("--alert-margin", type=float, metavar="M", help=f"clear at T + M or above ({d['alert_margin']})")
-    add("--alert-cooldown", type=float, metavar="S", dest="alert_cooldown_s",
-        help=f"minimum seconds between two alerts ({d['alert_cooldown_s']:g})")
-    add("--alert-command", metavar="CMD", help="run CMD (no shell) for each alert event; event JSON on stdin "
-        "and in $MASKDETECT_EVENT")
-    add("--alert-url", metavar="URL", help="POST each alert event to URL (as JSON, or see --alert-format)")
-    add("--alert-format", choices=WEBHOOK_SHAPES, default="json",
-        help="body of --alert-url: json (the event), slack / teams / discord (an incoming webhook's message), "
-             "ntfy (plain text to an ntfy topic URL)")
-    add("--alert-email", action="append", metavar="ADDRESS",
-        help=f"e-mail each alert event to ADDRESS (repeatable) through the server in ${SMTP_ENV}")
-    add("--hook-timeout", type=float, default=10.0, metavar="S", help="timeout of each hook call (10 s)")
-    add("--events", type=Path, metavar="FILE", help="alert events JSON-lines file (default <out>.events.jsonl)")
-    add("--review-dir", type=Path, metavar="DIR",
-        help="save uncertain / class-flipping frames with Pascal VOC pre-annotations for review")
-    add("--review-every", type=int, metavar="N", dest="review_every_n_frames",
-        help=f"per reason, at most one review frame per N frames ({d['review_every_n_frames']})")
-    add("--review-max", type=int, metavar="N", dest="review_max_frames",
-        help=f"at most N review frames ({d['review_max_frames']})")
-    return parser
-
-
-_ENABLING = ("track", "alert_threshold", "alert_seconds", "alert_cooldown_s", "alert_command", "alert_url",
-             "alert_email", "events", "review_dir")
-_PASS_THROUGH = {"smoothing_window": "smoothing_window", "smoothing": "smoothing", "count_window_s": "count_window_s",
-                 "min_track_frames": "min_track_frames", "alert_threshold": "alert_threshold",
-                 "alert_seconds": "alert_seconds", "alert_margin": "alert_margin",
-                 "alert_cooldown_s": "alert_cooldown_s", "review_every_n_frames": "review_every_n_frames",
-                 "review_max_frames": "review_max_frames"}
-
-
-def monitor_from_args(args: argparse.Namespace, out_path: str | Path, class_names: Sequence[str],
-                      fps: float, *, source: str | None = None) -> Monitor | None:
-    """The :class:`Monitor` the options ask for, or None when no monitoring option was given.
-
-    Events go to ``--events`` or, by default, ``<out stem>.events.jsonl`` beside `out_path`.
-    """
-    if not any(getattr(args, name, None) not in (None, False) for name in _ENABLING):
-        return None
-    timeout = getattr(args, "hook_timeout", 10.0)
-    hooks: list[Hook] = []
-    if getattr(args, "alert_command", None):
-        hooks.append(CommandHook(args.alert_command, timeout_s=timeout))
-    if getattr(args, "alert_url", None):
-        hooks.append(UrlHook(args.alert_url, timeout_s=timeout, shape=getattr(args, "alert_format", "json")))
-        logger.info("alert events will be sent by %s", hooks[-1].name)  # the hook's name is redacted
-    if getattr(args, "alert_email", None):
-        hooks.append(EmailHook(args.alert_email, timeout_s=timeout))
-        logger.info("alert events will be sent by %s", hooks[-1].name)
-    options = {key: getattr(args, name) for name, key in _PASS_THROUGH.items() if getattr(args, name, None) is not None}
-    return Monitor(class_names, fps, track=bool(getattr(args, "track", False)),
-                   events_path=getattr(args, "events", None) or output_paths(out_path)["events"], hooks=hooks,
-                   review_dir=getattr(args, "review_dir", None), source=source or Path(out_path).stem, **options)

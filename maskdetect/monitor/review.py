@@ -9,12 +9,19 @@ changed (reason ``class_flip``), or when a box's confidence is in ``[low, high)`
     <review_dir>/index.jsonl          # one line per saved frame: file, frame, reasons, boxes with scores
 
 Rate limits: per reason at most one frame every `every_n_frames` frames, and `max_frames` in total.
+
+Nothing in the folder is ever replaced: a person may have corrected an annotation there. Each image and
+annotation is written under a temporary name and published with a hard link that fails if the name is taken
+(atomic, and never over a file); a name taken by an earlier run (or by a file of yours) gets the next free
+``-2``, ``-3``, ... suffix, for the image and its annotation together. ``index.jsonl`` is only appended to, one
+line per write, so runs sharing the folder never interleave lines.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,13 +31,29 @@ import numpy as np
 
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError
-from maskdetect.fileio import atomic_path
+from maskdetect.fileio import make_partial
 from maskdetect.monitor.track import SMOOTHED_CLASS_KEY
 
 logger = logging.getLogger(__name__)
 
 CLASS_FLIP = "class_flip"
 LOW_CONFIDENCE = "low_confidence"
+
+
+def _publish_new(tmp: Path, path: Path) -> bool:
+    """Give the complete file `tmp` the name `path` only if no file has it (a hard link: atomic, never over a
+    file). False when the name is taken."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: an exclusive create, never over a file either
+        try:
+            with open(path, "xb") as out:
+                out.write(tmp.read_bytes())
+        except FileExistsError:
+            return False
+    return True
 
 
 def voc_xml(filename: str, resolution_wh: tuple[int, int], xyxy: np.ndarray, names: Sequence[str]) -> str:
@@ -129,22 +152,40 @@ class ReviewQueue:
     def _save(self, frame_index: int, frame_rgb: np.ndarray, detections: Detections, reasons: list[str]) -> None:
         from PIL import Image
 
-        stem = f"{self.prefix}_f{frame_index:06d}"
-        image_path = self.root / "images" / f"{stem}.jpg"
-        xml_path = self.root / "annotations" / f"{stem}.xml"
         frame = np.ascontiguousarray(frame_rgb, dtype=np.uint8)
         height, width = frame.shape[:2]
         classes = detections.data.get(SMOOTHED_CLASS_KEY, detections.class_id)
         names = [self.class_names[int(c)] for c in classes]
-        with atomic_path(image_path) as tmp:  # the image first: an annotation never points at nothing
-            Image.fromarray(frame, "RGB").save(tmp, format="JPEG", quality=self.jpeg_quality)
-        with atomic_path(xml_path) as tmp:
-            tmp.write_text(voc_xml(image_path.name, (width, height), detections.xyxy, names), encoding="utf-8")
+        images, annotations = self.root / "images", self.root / "annotations"
+        annotations.mkdir(parents=True, exist_ok=True)
+        image_tmp, xml_tmp = make_partial(images / "frame.jpg", suffix=".jpg"), None
+        try:
+            Image.fromarray(frame, "RGB").save(image_tmp, format="JPEG", quality=self.jpeg_quality)
+            base = f"{self.prefix}_f{frame_index:06d}"
+            for attempt in range(1, 10_000):
+                stem = base if attempt == 1 else f"{base}-{attempt}"
+                image_path, xml_path = images / f"{stem}.jpg", annotations / f"{stem}.xml"
+                if xml_path.exists() or xml_path.is_symlink() or not _publish_new(image_tmp, image_path):
+                    continue
+                xml_tmp = make_partial(xml_path, suffix=".xml")
+                xml_tmp.write_text(voc_xml(image_path.name, (width, height), detections.xyxy, names), encoding="utf-8")
+                if _publish_new(xml_tmp, xml_path):  # the image first: an annotation never points at nothing
+                    break
+                image_path.unlink()  # the annotation's name was taken meanwhile: try the next pair
+            else:
+                raise ConfigError(f"{self.root}: no free name for review frame {frame_index}")
+        finally:
+            for tmp in (image_tmp, xml_tmp):
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
         record: dict[str, Any] = {"image": f"images/{image_path.name}", "annotation": f"annotations/{xml_path.name}",
                                   "frame_index": frame_index, "reasons": reasons,
                                   "boxes": detections.to_records(self.class_names)}
-        with open(self.root / "index.jsonl", "a", encoding="utf-8") as index:
-            index.write(json.dumps(record) + "\n")
+        fd = os.open(self.root / "index.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
         self.saved.append(image_path)
         logger.debug("review: saved %s (%s)", image_path, ", ".join(reasons))
 
