@@ -164,7 +164,8 @@ def test_failing_hook_never_stops_the_video(tmp_path):
     outputs, banners = run_clip(monitor)
     assert len(outputs) == 60 and any(banners)
     summary = monitor.close()
-    assert summary["alerts"]["hooks"] == {"delivered": 0, "failed": 2, "dropped": 0}
+    assert summary["alerts"]["hooks"] == {"delivered": 0, "failed": 2, "dropped": 0, "per_hook": [
+        {"hook": f"command {sys.executable!r}", "delivered": 0, "failed": 2, "dropped": 0}]}
 
 
 def test_command_hook_receives_each_event(tmp_path):

@@ -44,6 +44,7 @@ from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json, make_partial
 from maskdetect.monitor.hooks import Hook, HookRunner
 from maskdetect.monitor.review import ReviewQueue
+from maskdetect.monitor.snapshot import alert_snapshot
 from maskdetect.monitor.track import SMOOTHED_CLASS_KEY, SmoothingMethod, Tracker, TrackerSettings
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ class Monitor:
             detections: Boxes after thresholding/NMS.
             frame_index: 0-based index of the frame in the video; frames come in increasing order.
             timestamp_s: Time of the frame (None: ``frame_index / fps``).
-            frame: The RGB frame (``H, W, 3`` uint8); needed only to save review frames.
+            frame: The RGB frame (``H, W, 3`` uint8); needed to save review frames and the alert's snapshot.
 
         Returns:
             The same boxes, in order, with ``tracker_id`` (1-based, -1 for a face not yet confirmed; None when
@@ -236,7 +237,9 @@ class Monitor:
         if event is not None:
             if event.event == "alert_raised":
                 self._alert_since_s = event.run_start_s
-            self._emit(event.to_json())
+            snapshot = (alert_snapshot(frame, detections.xyxy) if event.event == "alert_raised" and frame is not None
+                        and self.hooks.wants_snapshot else None)  # a privacy option would pass blur_faces=True
+            self._emit(event.to_json(), snapshot)
         if self.review is not None:
             self.review.consider(frame_index, frame, detections, changed)
         self._banners[frame_index] = self._banner_text()
@@ -258,14 +261,14 @@ class Monitor:
         return (f"ALERT: mask compliance below {100 * self.rule.settings.threshold:.0f}% since "
                 f"{self._alert_since_s:.1f} s (now {100 * (self._last_compliance or 0.0):.0f}%)")
 
-    def _emit(self, event: dict[str, Any]) -> None:
+    def _emit(self, event: dict[str, Any], snapshot_jpeg: bytes | None = None) -> None:
         if self.source:
             event = {**event, "source": self.source}
         self.events.append(event)
         if self._events_file is not None:
             self._events_file.write(json.dumps(event) + "\n")
             self._events_file.flush()
-        self.hooks.submit(event)
+        self.hooks.submit(event, snapshot_jpeg=snapshot_jpeg)
 
     # -- end of video -----------------------------------------------------------------------------------------
     def abort(self) -> None:
