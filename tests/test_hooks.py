@@ -488,6 +488,50 @@ def test_a_webhook_past_its_deadline_never_delays_the_command_or_the_email(serve
     assert [json.loads(line)["alert_id"] for line in log.read_text().splitlines()] == [0, 1, 2]
 
 
+@pytest.fixture
+def trickling_server() -> Iterator[str]:
+    """An HTTP server that answers one byte every 0.2 s: each wait is within any socket timeout, the whole
+    answer takes a minute."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.recv(65536)
+                    for byte in b"HTTP/1.1 200 OK\r\n" * 20:
+                        if stop.wait(0.2):
+                            break
+                        try:
+                            conn.sendall(bytes([byte]))
+                        except OSError:
+                            break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hooks/x"
+    stop.set()
+    thread.join(5)
+
+
+def test_a_server_trickling_its_answer_is_cut_at_the_hooks_deadline(trickling_server, caplog):
+    hook = UrlHook(trickling_server, timeout_s=0.5)
+    runner = HookRunner([hook])
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="maskdetect.monitor.hooks"):
+        runner.submit(EVENT)
+        counts = runner.close(wait_s=20)
+    assert time.monotonic() - started < 1.5 + 1.5  # its deadline: 0.5 s + 1 s of grace
+    assert counts["per_hook"] == [{"hook": hook.name, "delivered": 0, "failed": 1, "dropped": 0}]
+    assert "passed its deadline of 1.5 s" in caplog.text
+
+
 def test_drops_are_counted_per_hook_when_its_queue_is_full(caplog):
     """A blocked hook with room for 2 waiting events: of 5, one is in its hands, 2 wait, 2 are dropped; a quick
     hook beside it gets all 5. Each gets the snapshot only if it takes one."""
@@ -648,3 +692,12 @@ def test_cli_options_make_the_chat_and_email_hooks(tmp_path, monkeypatch):
     assert isinstance(url, UrlHook) and url.shape == "teams" and "secretpart" in url.url
     assert isinstance(mail, EmailHook) and mail.to == ["ops@example.com", "it@example.com"] and mail.tls
     assert mail.port == 465 and mail.sender == "maskdetect@" + socket.gethostname()
+
+
+def test_snapshot_docstring_example_runs():
+    import doctest
+
+    import maskdetect.monitor.snapshot as snapshot
+
+    result = doctest.testmod(snapshot)
+    assert result.failed == 0 and result.attempted > 0

@@ -58,6 +58,12 @@ WEBHOOK_SHAPES = ("json", "slack", "teams", "teams-legacy", "discord", "ntfy")
 #: The shapes whose service takes the snapshot as a file.
 SNAPSHOT_SHAPES = frozenset({"discord", "ntfy"})
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+#: A call may take its hook's ``timeout_s`` plus this (a command's kill, a connect then a read) before the runner
+#: counts it failed and moves on to the next event.
+DEADLINE_GRACE_S = 1.0
+#: Calls past their deadline still running (a server trickling its answer) beyond which a hook's next events
+#: fail at once instead of starting more threads.
+MAX_STUCK_CALLS = 4
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _ADDRESS = re.compile(r"[^\s@<>,;:\"()\[\]\\]+@[^\s@<>,;:\"()\[\]\\]+")
@@ -399,6 +405,9 @@ class _Lane:
         self._closing = self._abandoned = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        timeout_s = getattr(hook, "timeout_s", None)
+        self.deadline_s = None if timeout_s is None else float(timeout_s) + DEADLINE_GRACE_S
+        self._stuck: list[threading.Thread] = []
 
     def put(self, event: dict[str, Any], snapshot_jpeg: bytes | None) -> None:
         with self._cond:
@@ -434,6 +443,28 @@ class _Lane:
                 self._cond.notify_all()
 
     def _deliver(self, event: dict[str, Any], snapshot_jpeg: bytes | None) -> str:
+        """Call the hook in a thread of its own and wait at most its deadline: a server that trickles its answer
+        a byte at a time (each wait within the socket timeout) cannot hold the lane longer than that."""
+        if self.deadline_s is None:
+            return self._call(event, snapshot_jpeg)
+        self._stuck = [call for call in self._stuck if call.is_alive()]
+        if len(self._stuck) >= MAX_STUCK_CALLS:
+            logger.warning("alert hook failed (video goes on): %s: %d earlier calls are still stuck", self.name,
+                           len(self._stuck))
+            return "failed"
+        outcome: list[str] = []
+        call = threading.Thread(target=lambda: outcome.append(self._call(event, snapshot_jpeg)), daemon=True,
+                                name=f"maskdetect-hook-call-{self.name[:40]}")
+        call.start()
+        call.join(self.deadline_s)
+        if call.is_alive():
+            self._stuck.append(call)
+            logger.warning("alert hook failed (video goes on): %s passed its deadline of %g s", self.name,
+                           self.deadline_s)
+            return "failed"
+        return outcome[0] if outcome else "failed"
+
+    def _call(self, event: dict[str, Any], snapshot_jpeg: bytes | None) -> str:
         try:
             if getattr(self.hook, "takes_snapshot", False):
                 self.hook(event, snapshot_jpeg)
@@ -472,7 +503,8 @@ class HookRunner:
     """Delivers events to hooks, each in its own background thread, in order, never blocking the caller.
 
     Each hook has its own queue of at most `max_pending` waiting events (more are dropped and counted) and its
-    own deadline (its ``timeout_s``), so a hook that hangs delays only itself.
+    own deadline per call (its ``timeout_s`` + :data:`DEADLINE_GRACE_S`; none for a hook without ``timeout_s``),
+    so a hook that hangs delays only itself, and only by its deadline per event.
 
     Args:
         hooks: The hooks to call for every event.
