@@ -529,6 +529,19 @@ class HookRunner:
         """True if a hook takes the alert's snapshot (only then is one worth making)."""
         return any(getattr(hook, "takes_snapshot", False) for hook in self.hooks)
 
+    def snapshot(self, frame_rgb: Any, boxes_xyxy: Any = None, *, blur_faces: bool = False) -> bytes | None:
+        """The JPEG of the frame that raised an alert (faces at `boxes_xyxy` pixelated if `blur_faces`), or None
+        when no hook takes one, there is no frame, or it cannot be encoded (logged: the video goes on)."""
+        if frame_rgb is None or not self.wants_snapshot or self._closed:
+            return None
+        from maskdetect.monitor.snapshot import alert_snapshot
+
+        try:
+            return alert_snapshot(frame_rgb, boxes_xyxy, blur_faces=blur_faces)
+        except Exception as exc:  # a snapshot must never stop the video
+            logger.warning("no snapshot for the alert hooks: %s", one_line(exc))
+            return None
+
     def submit(self, event: dict[str, Any], snapshot_jpeg: bytes | None = None) -> None:
         """Queue `event` (and the JPEG of the frame that raised it, for the hooks that take one) for every hook;
         returns at once."""

@@ -44,7 +44,6 @@ from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path, atomic_write_json, make_partial
 from maskdetect.monitor.hooks import Hook, HookRunner
 from maskdetect.monitor.review import ReviewQueue
-from maskdetect.monitor.snapshot import alert_snapshot
 from maskdetect.monitor.track import SMOOTHED_CLASS_KEY, SmoothingMethod, Tracker, TrackerSettings
 
 logger = logging.getLogger(__name__)
@@ -237,8 +236,7 @@ class Monitor:
         if event is not None:
             if event.event == "alert_raised":
                 self._alert_since_s = event.run_start_s
-            snapshot = (alert_snapshot(frame, detections.xyxy) if event.event == "alert_raised" and frame is not None
-                        and self.hooks.wants_snapshot else None)  # a privacy option would pass blur_faces=True
+            snapshot = self.hooks.snapshot(frame, detections.xyxy) if event.event == "alert_raised" else None
             self._emit(event.to_json(), snapshot)
         if self.review is not None:
             self.review.consider(frame_index, frame, detections, changed)
