@@ -595,8 +595,8 @@ def test_no_webhook_url_or_smtp_password_in_any_output(tmp_path, server, smtp_se
     DEBUG; grep the logs, stdout/stderr, exceptions, the hooks' names and every file written."""
     import argparse
 
-    from maskdetect.monitor.monitor import add_monitor_arguments, monitor_from_args
-    from test_monitor import CLASSES, FPS, run_clip
+    from maskdetect.cli.predict import add_monitor_arguments, monitor_from_args
+    from test_monitor import run_clip, start
 
     key, password = "Zq9WebhookKey77", "Smtp-Pa55word-x"
     server.status = 500
@@ -607,9 +607,9 @@ def test_no_webhook_url_or_smtp_password_in_any_output(tmp_path, server, smtp_se
         args = add_monitor_arguments(argparse.ArgumentParser()).parse_args(
             ["--track", "--alert-seconds", "1", "--alert-cooldown", "0", "--alert-format", "discord",
              "--alert-url", url_of(server, f"/api/webhooks/123/{key}?wait={key}"), "--alert-email", "ops@example.com"])
-        monitor = monitor_from_args(args, tmp_path / "clip.mp4", CLASSES, FPS)
+        monitor = start(monitor_from_args(args), tmp_path / "clip.mp4")
         run_clip(monitor)
-        summary = monitor.close(tmp_path / "clip.mp4")
+        summary = monitor.close()
         assert summary["alerts"]["hooks"]["failed"] >= 1 and summary["alerts"]["hooks"]["delivered"] >= 1
         failing = [UrlHook(f"http://u:{key}@127.0.0.1:{free_port()}/api/webhooks/1/{key}", timeout_s=2),
                    EmailHook(["ops@example.com"], f"smtp://bot:{password}@127.0.0.1:{free_port()}", timeout_s=2)]
@@ -657,17 +657,18 @@ def test_alert_snapshot_is_a_small_jpeg_of_the_frame():
 def test_the_monitor_sends_the_frame_that_raised_the_alert_to_hooks_that_take_it(tmp_path):
     import cv2
 
-    from maskdetect.monitor.monitor import Monitor
-    from test_monitor import CLASSES, FPS, clip_frame
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
+    from test_monitor import FPS, clip_frame, start
 
     takes, plain = GateHook("takes"), SlowHook(0.0)
     takes.gate.set()
-    monitor = Monitor(CLASSES, FPS, smoothing_window=1, alert_seconds=1.0, alert_cooldown_s=0, hooks=[takes, plain])
+    settings = MonitorSettings(smoothing_window=1, alert_seconds=1.0, alert_cooldown_s=0)
+    monitor = start(Monitor(settings, hooks=[takes, plain]), tmp_path / "clip.mp4")
     frame = np.zeros((160, 360, 3), np.uint8)
     for i in range(60):
         frame[:] = i  # each frame its own grey
         monitor.update(clip_frame(i), i, i / FPS, frame=frame)
-    monitor.close(tmp_path / "clip.mp4")
+    monitor.close()
     (raised, jpeg), (cleared, none) = takes.calls
     assert (raised["event"], cleared["event"], none) == ("alert_raised", "alert_cleared", None)
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
