@@ -676,6 +676,27 @@ def test_the_monitor_sends_the_frame_that_raised_the_alert_to_hooks_that_take_it
     assert [e["event"] for e in plain.calls] == ["alert_raised", "alert_cleared"]
 
 
+def test_a_run_that_asks_for_privacy_sends_a_snapshot_with_the_faces_pixelated(tmp_path):
+    import cv2
+
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
+    from test_monitor import FPS, clip_frame, start
+
+    takes = GateHook("takes")
+    takes.gate.set()
+    settings = MonitorSettings(smoothing_window=1, alert_seconds=1.0, alert_cooldown_s=0, snapshot_blur_faces=True)
+    monitor = start(Monitor(settings, hooks=[takes]), tmp_path / "clip.mp4")
+    frame = np.random.default_rng(0).integers(0, 255, (160, 360, 3), dtype=np.uint8)  # detail everywhere
+    for i in range(60):
+        monitor.update(clip_frame(i), i, i / FPS, frame=frame)
+    monitor.close()
+    (raised, jpeg), _ = takes.calls
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE).astype(float)
+    x1, y1, x2, y2 = (int(v) for v in clip_frame(raised["frame_index"]).xyxy[1])  # the unmasked face
+    face, background = image[y1 + 2:y2 - 2, x1 + 2:x2 - 2], image[5:35, 5:35]
+    assert np.abs(np.diff(face, axis=1)).mean() < 0.3 * np.abs(np.diff(background, axis=1)).mean()
+
+
 def test_snapshot_docstring_example_runs():
     import doctest
 

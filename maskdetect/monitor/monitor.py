@@ -92,6 +92,7 @@ class MonitorSettings:
             (``<summary_dir>/<source name>-<date>-<time>.summary.json``).
         tracker: ByteTrack parameters (None: :class:`~maskdetect.monitor.track.TrackerSettings`' defaults).
         hook_wait_s: How long :meth:`Monitor.close` waits for queued hooks.
+        snapshot_blur_faces: Pixelate the faces in the alert's snapshot sent to hooks (a run that asks for privacy).
     """
 
     track: bool = True
@@ -112,6 +113,7 @@ class MonitorSettings:
     summary_dir: Path = DEFAULT_SUMMARY_DIR
     tracker: TrackerSettings | None = None
     hook_wait_s: float = 30.0
+    snapshot_blur_faces: bool = False
 
 
 class Monitor:
@@ -236,7 +238,8 @@ class Monitor:
         if event is not None:
             if event.event == "alert_raised":
                 self._alert_since_s = event.run_start_s
-            snapshot = self.hooks.snapshot(frame, detections.xyxy) if event.event == "alert_raised" else None
+            snapshot = (self.hooks.snapshot(frame, detections.xyxy, blur_faces=self.settings.snapshot_blur_faces)
+                        if event.event == "alert_raised" else None)
             self._emit(event.to_json(), snapshot)
         if self.review is not None:
             self.review.consider(frame_index, frame, detections, changed)
