@@ -124,8 +124,9 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "and in $MASKDETECT_EVENT")
     add("--alert-url", metavar="URL", help="POST each alert event to URL (as JSON, or see --alert-format)")
     add("--alert-format", choices=WEBHOOK_SHAPES, default="json",
-        help="body of --alert-url: json (the event), slack / teams / discord (an incoming webhook's message), "
-             "ntfy (plain text to an ntfy topic URL)")
+        help="body of --alert-url: json (the event), slack / discord (an incoming webhook's message), teams (a "
+             "Workflows Adaptive Card; teams-legacy: an Office 365 connector's), ntfy (an ntfy topic URL); discord "
+             "and ntfy also get the alert's snapshot")
     add("--alert-email", action="append", metavar="ADDRESS",
         help=f"e-mail each alert event to ADDRESS (repeatable) through the server in ${SMTP_ENV}")
     add("--hook-timeout", type=float, default=10.0, metavar="S", help="timeout of each hook call (10 s)")
