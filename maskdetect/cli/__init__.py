@@ -16,7 +16,7 @@ from maskdetect import logs
 from maskdetect.errors import MaskdetectError
 from maskdetect.redact import quiet_third_party_loggers, redact
 
-COMMAND_MODULES = ("data", "run", "predict")
+COMMAND_MODULES = ("data", "run", "predict", "site")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,8 +76,8 @@ class CarryingPredictor:
 
     ByteTrack (``trackers``) predicts a track's box with its Kalman filter internally but returns boxes only for
     the detections it is given, so it cannot fill the skipped frames itself. Here each box of the last detected
-    frame is matched (best IoU >= 0.3) to one of the detected frame before it; a matched box moves on at the
-    per-frame velocity of that pair, an unmatched one stays put. The tracker then keeps its id by IoU as usual.
+    frame is matched to the nearest box of the detected frame before it (centres at most the box's longer side
+    apart); a matched box moves on at the per-frame velocity of that pair, an unmatched one stays put. The tracker then keeps its id by IoU as usual.
 
     Args:
         predictor: the shared model (anything with ``predict`` and ``class_names``).
@@ -117,15 +117,19 @@ class CarryingPredictor:
 
     @staticmethod
     def _match_velocity(previous: Detections, current: Detections, frames: int) -> np.ndarray:
+        """Per-frame velocity of each current box from its previous one: the nearest centre within the box's
+        longer side, each previous box used once (nearest pairs first)."""
         velocity = np.zeros((len(current), 4), np.float32)
         if not len(previous) or not len(current):
             return velocity
-        iou = box_iou(current.xyxy, previous.xyxy)
-        for i in range(len(current)):
-            j = int(np.argmax(iou[i]))
-            if iou[i, j] >= 0.3:
+        centre = lambda xyxy: (xyxy[:, :2] + xyxy[:, 2:]) / 2  # noqa: E731
+        distance = np.linalg.norm(centre(current.xyxy)[:, None] - centre(previous.xyxy)[None], axis=2)
+        reach = np.max(current.xyxy[:, 2:] - current.xyxy[:, :2], axis=1)
+        for flat in np.argsort(distance, axis=None):
+            i, j = np.unravel_index(flat, distance.shape)
+            if distance[i, j] <= reach[i] and not velocity[i].any() and np.isfinite(distance[:, j]).all():
                 velocity[i] = (current.xyxy[i] - previous.xyxy[j]) / frames
-                iou[:, j] = -1  # one previous box per current one
+                distance[:, j] = np.inf
         return velocity
 
 

@@ -20,6 +20,7 @@ import logging
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -68,14 +69,18 @@ class Retention:
         self._lock = threading.Lock()
         self.deleted: list[str] = []
 
-    def _groups(self) -> list[tuple[float, int, list[Path]]]:
+    def _groups(self) -> tuple[list[tuple[float, int, list[Path]]], int]:
+        """Closed segments and snapshots, oldest first, as (mtime, bytes, files); and the bytes being written."""
         groups: dict[Path, list[Path]] = {}
-        busy = self.busy()
+        busy, busy_bytes = self.busy(), 0
         for camera_dir in (p for p in self.out_dir.iterdir() if p.is_dir()):
             for path in camera_dir.iterdir():
                 match = _SEGMENT_FILE.match(path.name)
-                if match and path.is_file() and camera_dir / match[1] not in busy:
-                    groups.setdefault(camera_dir / match[1], []).append(path)
+                if match and path.is_file():
+                    if camera_dir / match[1] in busy:
+                        busy_bytes += path.stat().st_size
+                    else:
+                        groups.setdefault(camera_dir / match[1], []).append(path)
             alerts = camera_dir / "alerts"
             if alerts.is_dir():
                 for path in alerts.glob("*.jpg"):
@@ -85,7 +90,7 @@ class Retention:
             sizes = [(f.stat().st_mtime, f.stat().st_size) for f in files if f.exists()]
             if sizes:
                 stats.append((max(m for m, _ in sizes), sum(s for _, s in sizes), files))
-        return sorted(stats, key=lambda g: g[0])
+        return sorted(stats, key=lambda g: g[0]), busy_bytes
 
     def enforce(self, *_: Any) -> list[str]:
         """Delete what is over the limits now; the names deleted."""
@@ -93,8 +98,8 @@ class Retention:
             return []
         deleted = []
         with self._lock:
-            groups = self._groups()
-            total = sum(size for _, size, _ in groups)
+            groups, busy_bytes = self._groups()
+            total = busy_bytes + sum(size for _, size, _ in groups)
             oldest_kept = time.time() - self.hours * 3600 if self.hours is not None else None
             for mtime, size, files in groups:
                 too_old = oldest_kept is not None and mtime < oldest_kept
@@ -111,6 +116,19 @@ class Retention:
         return deleted
 
 
+@dataclass
+class WatchHandle:
+    """Given to ``watch(on_ready=...)`` once every camera started: their live states, the dashboard (or None),
+    and :meth:`stop`, which ends the watch as Ctrl-C does."""
+
+    cameras: dict[str, Any]
+    server: Any
+    stop_event: threading.Event
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
 def check_site_outputs(cameras: Sequence[CameraConfig], out_dir: Path) -> None:
     """Refuse an output folder that is or holds a camera's video file, or lies inside its folder."""
     from maskdetect.guard import check_paths
@@ -123,7 +141,7 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
           segment_minutes: float = 10.0, retention_hours: float | None = None, retention_gb: float | None = None,
           detect_every: int = 1, privacy: str = "off", record: bool = True, dashboard: str | None = None,
           token: str | None = None, duration_s: float | None = None, read_timeout_s: float = 5.0,
-          on_ready: Callable[[Any], None] | None = None) -> dict[str, Any]:
+          on_ready: Callable[[WatchHandle], None] | None = None) -> dict[str, Any]:
     """Watch every camera until `duration_s` passes, every camera has ended (files), or Ctrl-C.
 
     Args:
@@ -138,7 +156,7 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
         record: write the H.264 segments.
         dashboard: ``[HOST:]PORT`` to serve the live dashboard on (:mod:`maskdetect.site.dashboard`).
         token: the dashboard's access token (see :func:`maskdetect.site.dashboard.resolve_token`).
-        on_ready: called with the running dashboard (or None) once every camera thread started.
+        on_ready: called with a :class:`WatchHandle` once every camera thread started.
 
     Returns:
         ``{"cameras": {name: {"frames", "reconnects", "segments", "status", "summary"}}, "deleted": [...]}``.
@@ -182,9 +200,9 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
             logger.info("camera %s", runner.camera.label)
             runner.start()
         if on_ready is not None:
-            on_ready(server)
+            on_ready(WatchHandle({r.camera.name: r.state for r in runners}, server, stop))
         started = time.monotonic()
-        while any(r.is_alive() for r in runners):
+        while any(r.is_alive() for r in runners) and not stop.is_set():
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
             time.sleep(0.2)
