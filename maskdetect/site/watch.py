@@ -174,7 +174,7 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
         from maskdetect.site.dashboard import parse_bind, resolve_token
 
         host, port = parse_bind(dashboard)
-        token = resolve_token(host, token)
+        token, generated = resolve_token(host, token)
     if predictor is None:
         from maskdetect.infer.predictor import Predictor
 
@@ -195,7 +195,7 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
         if dashboard is not None:
             from maskdetect.site.dashboard import Dashboard
 
-            server = Dashboard(runners, out_dir, host=host, port=port, token=token).start()
+            server = Dashboard(runners, out_dir, host=host, port=port, token=token, token_generated=generated).start()
         for runner in runners:
             logger.info("camera %s", runner.camera.label)
             runner.start()
