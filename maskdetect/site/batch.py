@@ -108,15 +108,12 @@ def process_video(video: str, out_dir: str, sha256: str, settings: dict[str, Any
     row of the site report."""
     from maskdetect.fileio import atomic_write_json
     from maskdetect.infer.loop import predict_source
-    from maskdetect.monitor.monitor import Monitor, output_paths
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
 
     video_path, out = Path(video), Path(out_dir)
     predictor = _predictor(settings["model"], threads)
     annotated, records = out / f"{video_path.stem}.mp4", out / f"{video_path.stem}.json"
-    from maskdetect.infer.video import probe_video
-
-    monitor = Monitor(predictor.class_names, float(probe_video(video_path).fps), track=True,
-                      events_path=output_paths(annotated)["events"], source=video_path.stem)
+    monitor = Monitor(MonitorSettings(track=True))  # what `predict --track` makes
     started = time.perf_counter()
     result = predict_source(predictor, video_path, annotated, json_path=records, monitor=monitor, progress=False)
     row = report_row(video_path.stem, result.monitor, time.perf_counter() - started, os.getpid())
@@ -213,7 +210,9 @@ def batch(source: str | Path, out_dir: str | Path, *, model: str | None = None, 
 
         rows[stem] = json.loads((out_dir / f"{stem}.done.json").read_text(encoding="utf-8"))["row"]
     ordered = [rows[v.stem] for v in videos]
-    report = write_report(out_dir, ordered)
+    report = {"csv": str(out_dir / REPORT_CSV), "html": str(out_dir / REPORT_HTML), "plot": str(out_dir / REPORT_PLOT)}
+    if todo or not all(Path(p).is_file() for p in report.values()):
+        write_report(out_dir, ordered)
     seconds = time.perf_counter() - started
     logger.info("batch: %d video(s) processed, %d skipped in %.1f s; report %s", len(todo), len(skipped), seconds,
                 report["html"])
@@ -221,7 +220,7 @@ def batch(source: str | Path, out_dir: str | Path, *, model: str | None = None, 
             "seconds": seconds}
 
 
-def write_report(out_dir: Path, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+def write_report(out_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     """``site_report.csv`` (one row per video), ``site_report.png`` (compliance and people per video) and
     ``site_report.html`` (the chart, the table, and each video's own compliance plot)."""
     import csv
@@ -268,4 +267,3 @@ padding:.3em .6em;text-align:right}}img{{max-width:100%}}figure{{margin:1em 0}}<
 <h2>Each video</h2>{plots}</body></html>
 """
     atomic_write_text(out_dir / REPORT_HTML, page)
-    return {"csv": str(out_dir / REPORT_CSV), "html": str(out_dir / REPORT_HTML), "plot": str(out_dir / REPORT_PLOT)}

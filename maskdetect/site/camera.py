@@ -237,28 +237,38 @@ class CameraState:
 
 
 class CameraObserver:
-    """The loop's observer for one camera across all its segments: the camera's :class:`Monitor` (tracking,
-    compliance, alerts, hooks, events JSON Lines), plus zone counts and the live :class:`CameraState`.
+    """The loop's observer for one camera across all its segments: the camera's
+    :class:`~maskdetect.monitor.monitor.Monitor` (tracking, compliance, alerts, hooks, events JSON Lines), plus
+    zone counts and the live :class:`CameraState`. The monitor sees camera-wide frame numbers and times.
 
-    ``close`` and ``abort`` end a segment only; :meth:`finish` closes the monitor when the camera stops.
+    The loop's ``start``, ``close`` and ``abort`` begin and end one segment only: the monitor is started at the
+    camera's first connection (its summary and plot go beside `summary_anchor`) and closed by :meth:`finish`.
     """
 
-    def __init__(self, monitor_factory: Callable[[float], Any], state: CameraState, zones: Sequence[Zone] = ()) -> None:
-        self.monitor_factory, self.state, self.zones = monitor_factory, state, tuple(zones)
-        self.monitor: Any = None
+    def __init__(self, monitor: Any, state: CameraState, zones: Sequence[Zone] = (), *,
+                 summary_anchor: Path | None = None) -> None:
+        self.monitor, self.state, self.zones = monitor, state, tuple(zones)
+        self.summary_anchor = summary_anchor
         self.frame_index = -1
+        self._started = False
         self._t0 = time.monotonic()
         self._events_seen = 0
         self._second: tuple[int, list[int], list[float]] | None = None
         self._rate: deque = deque(maxlen=30)
 
-    def ensure_monitor(self, fps: float) -> None:
-        """Make the camera's monitor at its first connection (its tracker needs the stream's frame rate)."""
-        if self.monitor is None:
-            self.monitor = self.monitor_factory(fps)
+    def planned_outputs(self, source: Any, outputs: Sequence[Path]) -> dict[str, Path]:
+        """A segment adds no file of the observer's (the camera's monitor files are checked once by ``watch``)."""
+        return {}
 
-    def start(self, *args: Any, **kwargs: Any) -> None:
-        """Each segment's loop starts here; the camera's monitor started once, when the camera did."""
+    def start(self, source: Any, class_names: Sequence[str], outputs: Sequence[Path]) -> None:
+        """The first segment starts the camera's monitor (named after the camera, at the stream's frame rate)."""
+        if self._started:
+            return
+        from dataclasses import replace
+
+        self.monitor.start(replace(source, name=self.state.name), class_names,
+                           [self.summary_anchor] if self.summary_anchor is not None else [])
+        self._started = True
 
     def update(self, detections: Detections, frame_index: int, timestamp_s: float | None = None,
                frame: np.ndarray | None = None) -> Detections:
@@ -312,17 +322,17 @@ class CameraObserver:
     def banner(self, frame_index: int) -> str | None:
         return self.monitor.banner(self.frame_index)
 
-    def close(self, out_path: str | Path, *, source_frames: dict[str, Any] | None = None) -> dict[str, Any]:
+    def close(self, *, source_frames: dict[str, Any] | None = None) -> dict[str, Any]:
         """End of a segment: the camera's monitor goes on."""
         return {"camera": self.state.name, "frames": self.state.frames}
 
     def abort(self) -> None:
         """A segment failed: its sinks are gone; the camera's monitor and events log go on."""
 
-    def finish(self, summary_anchor: Path) -> dict[str, Any] | None:
-        """The camera stopped: the monitor's summary and compliance plot beside `summary_anchor` (None if the
-        camera never connected)."""
-        return None if self.monitor is None else self.monitor.close(summary_anchor)
+    def finish(self) -> dict[str, Any] | None:
+        """The camera stopped: close its monitor (summary, compliance plot, events file); None if the camera
+        never connected."""
+        return self.monitor.close() if self._started else None
 
 
 # -- sinks ----------------------------------------------------------------------------------------------------
@@ -426,9 +436,10 @@ class SegmentSource(Source):
     kind = "stream"
     live = True
 
-    def __init__(self, connection: Source, frames: Iterator[Frame], stop: threading.Event) -> None:
-        super().__init__(connection.name, connection.location)
-        self.fps = connection.fps
+    def __init__(self, connection: Source, frames: Iterator[Frame], stop: threading.Event, *,
+                 name: str | None = None) -> None:
+        super().__init__(name or connection.name, connection.location)
+        self.fps, self.size_wh = connection.fps, getattr(connection, "size_wh", None)
         self._connection, self._frames, self._stop = connection, frames, stop
         self.dropped = False
         self.error: str | None = None
@@ -465,8 +476,8 @@ class CameraRunner(threading.Thread):
         camera: its settings.
         predictor: the site's one model (shared by every camera; :class:`Predictor` serialises its calls).
         out_dir: the site's output folder (this camera writes under ``out_dir/<name>/``).
-        monitor_factory: makes the camera's monitor from the stream's frame rate at its first connection (see
-            :func:`maskdetect.site.watch.make_monitor`).
+        monitor: the camera's monitor (:func:`maskdetect.site.watch.make_monitor`), started at its first
+            connection.
         segment_s: length of a recording segment.
         detect_every: run the detector on every K-th frame (:class:`CarryingPredictor`).
         privacy: ``"off"`` or ``"blur"`` (faces blurred in recordings, snapshots and the dashboard; records keep
@@ -477,21 +488,21 @@ class CameraRunner(threading.Thread):
         open_connection: opens the camera's source (default :func:`maskdetect.infer.sources.open_source` live).
     """
 
-    def __init__(self, camera: CameraConfig, predictor: "Predictor", out_dir: Path,
-                 monitor_factory: Callable[[float], Any], *,
+    def __init__(self, camera: CameraConfig, predictor: "Predictor", out_dir: Path, monitor: Any, *,
                  stop: threading.Event, segment_s: float = 600.0, detect_every: int = 1, privacy: str = "off",
                  record: bool = True, live_jpeg: bool = False, on_segment: Callable[[Path], None] | None = None,
                  open_connection: Callable[[str], Source] | None = None, read_timeout_s: float = 5.0,
-                 crf: int = 28) -> None:
+                 encoder: Any = None) -> None:
         super().__init__(name=f"camera-{camera.name}", daemon=True)
         self.camera, self.out_dir = camera, Path(out_dir)
         self.camera_dir = self.out_dir / camera.name
         self.state = CameraState(camera.name, tuple(z.name for z in camera.zones))
         self.predictor = CarryingPredictor(predictor, detect_every, camera.threshold)
-        self.observer = CameraObserver(monitor_factory, self.state, camera.zones)
+        self.observer = CameraObserver(monitor, self.state, camera.zones,
+                                       summary_anchor=self.camera_dir / "camera.mp4")
         self.annotator = SiteAnnotator(predictor.class_names, camera.zones, privacy)
         self.stop_event, self.segment_s, self.privacy = stop, segment_s, privacy
-        self.record, self.live_jpeg, self.on_segment, self.crf = record, live_jpeg, on_segment, crf
+        self.record, self.live_jpeg, self.on_segment, self.encoder = record, live_jpeg, on_segment, encoder
         self.read_timeout_s = read_timeout_s
         self._open = open_connection or self._open_source
         self.current_stem: str | None = None
@@ -499,10 +510,10 @@ class CameraRunner(threading.Thread):
         self.error: BaseException | None = None
 
     def _open_source(self, source: str) -> Source:
-        from maskdetect.infer.sources import open_source
+        from maskdetect.infer.sources import LiveCapture
 
-        return open_source(int(source) if source.isdigit() else source, live=True,
-                           read_timeout_s=self.read_timeout_s)
+        # LiveCapture itself: open_source would take a URL's "?query" for a file pattern
+        return LiveCapture(int(source) if source.isdigit() else source, read_timeout_s=self.read_timeout_s)
 
     def run(self) -> None:
         try:
@@ -513,7 +524,7 @@ class CameraRunner(threading.Thread):
             logger.error("camera %s failed: %s", self.camera.name, redact(str(exc)))
         finally:
             try:
-                self.summary = self.observer.finish(self.camera_dir / "camera.mp4")
+                self.summary = self.observer.finish()
             except Exception as exc:
                 logger.warning("camera %s: could not write its summary: %s", self.camera.name, redact(str(exc)))
 
@@ -551,17 +562,17 @@ class CameraRunner(threading.Thread):
         from maskdetect.infer.loop import run_loop
         from maskdetect.infer.sinks import VideoSink
 
-        self.observer.ensure_monitor(float(connection.fps))
         frames = iter(connection)
         while not self.stop_event.is_set():
-            segment = SegmentSource(connection, frames, self.stop_event)
+            segment = SegmentSource(connection, frames, self.stop_event, name=self.camera.name)
             stem = segment_stamp()
             if self.current_stem is not None and stem <= self.current_stem:
                 stem = f"{self.current_stem}-{self.state.segments}"  # two segments in one second (reconnects)
             self.current_stem = stem
             sinks: list[Any] = []
             if self.record:
-                sinks.append(VideoSink(self.camera_dir / f"{stem}.mp4", connection.fps, realtime=True, crf=self.crf))
+                sinks.append(VideoSink(self.camera_dir / f"{stem}.mp4", connection.fps, realtime=True,
+                                       encoder=self.encoder))
             sinks.append(JsonLinesSink(self.camera_dir / f"{stem}.detections.jsonl", private=self.privacy == "blur"))
             sinks.append(LiveSink(self.state, self.camera_dir, live_jpeg=self.live_jpeg))
             with self.state.lock:

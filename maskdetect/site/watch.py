@@ -34,11 +34,11 @@ logger = logging.getLogger(__name__)
 _SEGMENT_FILE = re.compile(r"^(\d{8}-\d{6}(?:-\d+)?)(?:\.mp4|\.detections\.jsonl)$")
 
 
-def make_monitor(camera: CameraConfig, class_names: Sequence[str], fps: float, events_path: Path) -> Any:
+def make_monitor(camera: CameraConfig, events_path: Path, *, blur_faces: bool = False) -> Any:
     """The camera's :class:`~maskdetect.monitor.monitor.Monitor`: tracking on, its alert settings and hooks,
-    events streamed to `events_path` (the one place that knows the monitor's constructor)."""
+    events to `events_path` (the one place that knows the monitor's settings)."""
     from maskdetect.monitor.hooks import CommandHook, EmailHook, UrlHook
-    from maskdetect.monitor.monitor import Monitor
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
 
     hooks: list[Any] = []
     for hook in camera.hooks:
@@ -52,8 +52,9 @@ def make_monitor(camera: CameraConfig, class_names: Sequence[str], fps: float, e
             hooks.append(EmailHook([emails] if isinstance(emails, str) else list(emails), timeout_s=timeout))
     rule = {"alert_threshold": camera.alert_threshold, "alert_seconds": camera.alert_seconds,
             "alert_margin": camera.alert_margin, "alert_cooldown_s": camera.alert_cooldown_s}
-    return Monitor(class_names, fps, track=True, events_path=events_path, hooks=hooks, source=camera.name,
-                   **{k: v for k, v in rule.items() if v is not None})
+    settings = MonitorSettings(track=True, events_path=events_path, snapshot_blur_faces=blur_faces,
+                               **{k: v for k, v in rule.items() if v is not None})
+    return Monitor(settings, hooks=hooks)
 
 
 class Retention:
@@ -185,9 +186,8 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
     retention = Retention(out_dir, hours=retention_hours, gb=retention_gb,
                           busy=lambda: {r.camera_dir / r.current_stem for r in runners if r.current_stem})
     for camera in cameras:
-        events = out_dir / camera.name / "events.jsonl"
-        factory = (lambda fps, camera=camera, events=events: make_monitor(camera, predictor.class_names, fps, events))
-        runners.append(CameraRunner(camera, predictor, out_dir, factory, stop=stop, segment_s=segment_minutes * 60,
+        monitor = make_monitor(camera, out_dir / camera.name / "events.jsonl", blur_faces=privacy == "blur")
+        runners.append(CameraRunner(camera, predictor, out_dir, monitor, stop=stop, segment_s=segment_minutes * 60,
                                     detect_every=detect_every, privacy=privacy, record=record,
                                     live_jpeg=dashboard is not None, on_segment=retention.enforce,
                                     read_timeout_s=read_timeout_s))
