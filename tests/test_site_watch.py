@@ -191,3 +191,24 @@ def test_watch_survives_a_dropped_stream_in_a_new_segment_keeps_secrets_and_blur
     written = "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".json", ".jsonl"))
     assert "tok-4f9a8b7c6d" not in written and "tok-4f9a8b7c6d" not in caplog.text
     assert "token=***" in caplog.text  # the camera is named, redacted
+
+
+def test_watch_command_on_a_video_file_camera(tmp_path, capsys):
+    """`maskdetect watch --source NAME=FILE`: a file plays as a live camera and ends; detecting every 2nd frame,
+    blurred, without recordings."""
+    from maskdetect.cli import main
+
+    clip = make_clip(tmp_path / "clip.mp4", UNMASKED, seconds=1.5)
+    out = tmp_path / "site"
+    assert main(["watch", "--source", f"lobby={clip}", "--out", str(out), "--detect-every", "2", "--privacy",
+                 "blur", "--no-record", "--duration", "120"]) == 0
+    printed = capsys.readouterr().out
+    assert "lobby:" in printed and "ended" in printed
+    result = json.loads((out / "watch.json").read_text())
+    assert result["cameras"]["lobby"]["status"] == "ended" and result["cameras"]["lobby"]["frames"] > 0
+    assert not list((out / "lobby").glob("*.mp4"))  # --no-record
+    lines = [json.loads(x) for p in (out / "lobby").glob("*.detections.jsonl") for x in p.read_text().splitlines()]
+    assert lines and all("score" not in r for r in lines)
+    with pytest.raises(SystemExit):
+        main(["watch", "--out", str(out), "--detect-every", "0", "--source", str(clip)])
+    assert main(["watch", "--out", str(out)]) == 2  # neither a site file nor --source

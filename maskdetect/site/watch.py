@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from maskdetect.errors import ConfigError
+from maskdetect.infer.loop import stop_signals_as_interrupt
 from maskdetect.redact import redact
 from maskdetect.site.camera import PRIVACY_MODES, CameraRunner
 from maskdetect.site.config import CameraConfig
@@ -202,10 +203,11 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
         if on_ready is not None:
             on_ready(WatchHandle({r.camera.name: r.state for r in runners}, server, stop))
         started = time.monotonic()
-        while any(r.is_alive() for r in runners) and not stop.is_set():
-            if duration_s is not None and time.monotonic() - started >= duration_s:
-                break
-            time.sleep(0.2)
+        with stop_signals_as_interrupt():  # SIGTERM / SIGHUP (docker stop, systemctl stop) finish as Ctrl-C does
+            while any(r.is_alive() for r in runners) and not stop.is_set():
+                if duration_s is not None and time.monotonic() - started >= duration_s:
+                    break
+                time.sleep(0.2)
     except KeyboardInterrupt:
         logger.info("interrupted: finishing every camera's segment")
     finally:
