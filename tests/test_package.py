@@ -76,3 +76,13 @@ def test_templates_are_package_data():
 
     assert CONFIG_DIR.is_relative_to(PACKAGE)
     assert all((CONFIG_DIR / spec.template).is_file() for spec in MODELS.values())
+
+
+def test_the_front_door_names_load_lazily_and_unknown_names_fail():
+    import pytest
+
+    assert set(maskdetect.__all__) >= {"Predictor", "Detections", "predict_source", "Monitor", "CLASSES"}
+    assert maskdetect.Detections is __import__("maskdetect.detections", fromlist=["Detections"]).Detections
+    assert "Predictor" in dir(maskdetect)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        maskdetect.Nope  # noqa: B018
