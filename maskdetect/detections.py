@@ -275,9 +275,16 @@ class Detections:
             raise ValueError(f"{path}: save writes .json or an image ({', '.join(IMAGE_SUFFIXES)})")
         if image is None:
             raise ValueError(f"{path}: an annotated image needs the image the boxes were found in: save(path, image)")
-        from maskdetect.infer.sinks import write_image
+        import cv2
 
-        return write_image(path, self.annotate(image))
+        from maskdetect.fileio import atomic_path
+
+        ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(self.annotate(image), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError(f"{path}: OpenCV cannot encode images with suffix {path.suffix!r}")
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded.tobytes())
+        return path
 
     def to_supervision(self) -> "sv.Detections":
         """This result as a ``supervision.Detections``: the same boxes, scores, class and track ids, our per-box
