@@ -30,7 +30,7 @@ CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 _LAZY = {
     "Detections": "maskdetect.detections",
     "Predictor": "maskdetect.infer.predictor",
-    "bundled_model": "maskdetect.infer.predictor",
+    "bundled_model": "maskdetect.infer.bundle",
     "predict_source": "maskdetect.infer.loop",
     "PredictionSummary": "maskdetect.infer.loop",
     "open_source": "maskdetect.infer.sources",
@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from maskdetect.errors import ConfigError, DataError, MaskdetectError
     from maskdetect.infer.annotate import FrameAnnotator
     from maskdetect.infer.loop import PredictionSummary, predict_source
-    from maskdetect.infer.predictor import Predictor, bundled_model
+    from maskdetect.infer.bundle import bundled_model
+    from maskdetect.infer.predictor import Predictor
     from maskdetect.infer.sources import open_source, read_image
     from maskdetect.monitor.monitor import Monitor
     from maskdetect.monitor.track import Tracker

@@ -246,17 +246,23 @@ class Detections:
         """
         return json.dumps(self.to_records(**extra))
 
-    def annotate(self, image: Any, *, banner: str | None = None) -> np.ndarray:
-        """A new RGB image with the boxes and labels drawn (the input is not modified).
+    def annotate(self, image: Any, *, order: str = "rgb", banner: str | None = None) -> np.ndarray:
+        """A new image with the boxes and labels drawn (the input is not modified).
 
         Args:
-            image: what the boxes were found in: an RGB ``uint8`` array ``(H, W, 3)`` (the package's frame
-                convention; ``cv2.imread`` gives BGR: convert it, ``image[..., ::-1]``), a PIL image or a path.
+            image: what the boxes were found in: a ``uint8`` array ``(H, W, 3)``, a PIL image or a path.
+            order: an array's channel order, as for ``Predictor.predict``: ``"rgb"`` (default) or ``"bgr"``
+                (``cv2.imread``); the result comes back in the same order (paths and PIL images: RGB).
             banner: a line of text drawn across the top (e.g. an alert).
         """
         from maskdetect.infer.annotate import FrameAnnotator
 
-        return FrameAnnotator(self.class_names).annotate(_rgb(image), self, banner=banner)
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"order={order!r}: an array's channel order is 'rgb' or 'bgr'")
+        rgb = _rgb(image)
+        if order == "bgr" and rgb is image:
+            return FrameAnnotator(self.class_names).annotate(rgb[..., ::-1], self, banner=banner)[..., ::-1]
+        return FrameAnnotator(self.class_names).annotate(rgb, self, banner=banner)
 
     def save(self, path: str | os.PathLike, image: Any = None) -> Path:
         """Write the result to `path`, atomically: ``.json`` gets :meth:`to_json`'s records; an image suffix
@@ -299,14 +305,14 @@ class Detections:
 
 
 def _rgb(image: Any) -> np.ndarray:
-    """An RGB ``uint8`` array from an array (kept as is), a PIL image or an image path."""
+    """An array as it is (the same object), a PIL image or an image path as an RGB ``uint8`` array."""
     if isinstance(image, (str, os.PathLike)):
         from maskdetect.infer.sources import read_image
 
         return read_image(image)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+    if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
         return np.asarray(image.convert("RGB"))
-    return np.asarray(image)
+    return image if isinstance(image, np.ndarray) else np.asarray(image)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

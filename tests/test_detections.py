@@ -184,6 +184,10 @@ def test_annotate_draws_on_a_copy_and_takes_paths_and_pil(tmp_path):
     np.testing.assert_array_equal(CUSTOM.annotate(Image.fromarray(image)), drawn)
     with pytest.raises(ValueError, match="RGB uint8"):
         CUSTOM.annotate(image[..., 0])
+    coloured = np.zeros((64, 80, 3), np.uint8)  # a BGR frame comes back BGR, drawn in the right colours
+    np.testing.assert_array_equal(CUSTOM.annotate(coloured, order="bgr"), CUSTOM.annotate(coloured)[..., ::-1])
+    with pytest.raises(ValueError, match="order="):
+        CUSTOM.annotate(image, order="grb")
 
 
 def test_save_writes_json_or_an_annotated_image_atomically(tmp_path):
@@ -232,9 +236,8 @@ def test_from_supervision_fills_what_a_detector_left_out_and_refuses_unnamed_ids
 def test_a_predictor_gives_its_models_class_names():
     from conftest import SAMPLE as SAMPLE_DIR
     from maskdetect import Predictor
-    from maskdetect.infer.sources import read_image
 
     predictor = Predictor()
-    found = predictor.predict(read_image(SAMPLE_DIR / "images" / "maksssksksss104.jpg"))
+    found = predictor.predict(SAMPLE_DIR / "images" / "maksssksksss104.jpg")
     assert len(found) and found.class_names == tuple(predictor.class_names)
     assert set(found.labels) <= set(predictor.class_names)

@@ -101,7 +101,8 @@ def test_the_front_door_and_the_monitor_import_without_tensorflow():
     assert done.stdout.split() == ["[]", "[]"]
 
 
-@pytest.mark.parametrize("command", [["train", "."], ["configure", "--data", ".", "--out", "run"]])
+@pytest.mark.parametrize("command", [["train", "."], ["data", "convert", "--format", "voc", "--source",
+                                                     str(REPO / "sample" / "face-mask"), "--out", "data"]])
 def test_a_training_command_on_the_light_install_names_both_pip_lines(tmp_path, command):
     done, report = run_light(tmp_path, *command)
     assert done.returncode == 2, done.stderr
