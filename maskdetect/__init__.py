@@ -37,6 +37,7 @@ _LAZY = {
     "read_image": "maskdetect.infer.sources",
     "FrameAnnotator": "maskdetect.infer.annotate",
     "Monitor": "maskdetect.monitor.monitor",
+    "MonitorSettings": "maskdetect.monitor.monitor",
     "Tracker": "maskdetect.monitor.track",
     "Run": "maskdetect.train.run",
     "MaskdetectError": "maskdetect.errors",
@@ -54,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from maskdetect.infer.bundle import bundled_model
     from maskdetect.infer.predictor import Predictor
     from maskdetect.infer.sources import open_source, read_image
-    from maskdetect.monitor.monitor import Monitor
+    from maskdetect.monitor.monitor import Monitor, MonitorSettings
     from maskdetect.monitor.track import Tracker
     from maskdetect.train.run import Run
 
