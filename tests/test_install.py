@@ -111,6 +111,17 @@ def test_a_training_command_on_the_light_install_names_both_pip_lines(tmp_path, 
     assert "Traceback" not in done.stderr
 
 
+def test_pip_check_complains_only_about_the_no_deps_packages():
+    """What the README and docs/troubleshooting.md say: after the `--no-deps` step, `pip check` lists complaints,
+    and every one names one of the packages installed that way (this venv is make setup's: the same packages)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    complaints = [line for line in done.stdout.splitlines() if line.strip()]
+    no_deps = {pin.split("==")[0] for pin in compat.NODEPS_PINS}
+    assert complaints, "pip check found nothing: the README's explanation is out of date"
+    assert [line for line in complaints if line.split()[0] not in no_deps] == []
+    assert any(line.startswith("trackers 2.6.1 requires opencv-python") for line in complaints)
+
+
 def test_install_hints_name_the_exact_line():
     assert compat.install_hint("trackers.core") == compat.TRACKERS_INSTALL == "pip install --no-deps trackers==2.6.1"
     assert compat.install_hint("tensorflow.python") == f"{compat.TRAIN_INSTALL}\n{compat.NODEPS_INSTALL}"
