@@ -208,7 +208,9 @@ def test_01_train_on_colab_runs_headless(tmp_path):
     text = text_of(notebook)
     assert "No restart needed" in text and "RESTART NEEDED" not in text
     assert "Colab: True" in text and "No GPU" in text  # the GPU check ran after the install, and said what to do
-    assert "4 steps (yours); the data's size suggests 200 steps" in text and "expected time" in text
+    assert ("4 steps (yours); the data's size suggests 2475 steps of batch 2 = 165 passes over 30 training "
+            "images") in text
+    assert "expected time: about 10 min on a 2-core CPU" in text  # no GPU here
     assert not [line for line in text.splitlines() if "cuInit" in line or "absl::InitializeLog" in line]
     assert (workspace / "uploads" / "masks-yolo.zip").is_file()  # what the file picker gave, kept
     run = drive / "MyDrive" / "maskdetect" / "runs" / "ci"  # the run lives on Drive
