@@ -39,6 +39,29 @@ NODEPS_PINS = ("tf-models-research-object-detection==2.8.0.post1", "tf-models-of
 #: Their top-level modules.
 NODEPS_MODULES = ("object_detection", "official", "lvis", "trackers")
 NODEPS_INSTALL = "pip install --no-deps " + " ".join(NODEPS_PINS)
+#: The light install (``pip install maskdetect``) runs TFLite models without TensorFlow; this adds what
+#: configure/train/evaluate/export/data convert and SavedModel exports need.
+TRAIN_INSTALL = 'pip install "maskdetect[train]"'
+#: Tracking alone, on the light install (``trackers`` declares the GUI OpenCV, which clashes with headless).
+TRACKERS_INSTALL = "pip install --no-deps " + next(pin for pin in NODEPS_PINS if pin.startswith("trackers=="))
+#: Top-level modules that only the ``train`` extra brings.
+TRAIN_MODULES = ("tensorflow", "tf_keras", "tensorboard", "tf_slim", "pycocotools", "gin")
+
+
+def install_hint(module: str | None) -> str | None:
+    """The exact pip line(s) that install `module` (a missing import's name), or None if it is not one of the
+    parts installed separately (the ``train`` extra, the no-deps step, ``trackers``).
+
+    Example:
+        >>> install_hint("trackers")
+        'pip install --no-deps trackers==2.6.1'
+    """
+    top = (module or "").split(".")[0]
+    if top == "trackers":
+        return TRACKERS_INSTALL
+    if top in TRAIN_MODULES or top in NODEPS_MODULES:
+        return f"{TRAIN_INSTALL}\n{NODEPS_INSTALL}"
+    return None
 #: ``TF_CPP_MIN_LOG_LEVEL`` as the user set it (None: unset; we then default it to 2, and ``-v`` to 0).
 USER_TF_CPP_MIN_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 

@@ -1,4 +1,4 @@
-"""What a user sees: our progress bars, results and log records; TensorFlow's start-up noise only with ``-v``.
+"""What a user sees: our progress bars, results and log records; native libraries' log lines only with ``-v``.
 
 TensorFlow writes its C++ log lines (``cudart_stub.cc: Could not find cuda drivers``, ``failed call to cuInit``,
 ``cpu_feature_guard.cc``, the absl ``All log messages before absl::InitializeLog()`` banner) straight to file
@@ -6,8 +6,11 @@ descriptor 2, before and regardless of ``TF_CPP_MIN_LOG_LEVEL``; its Python side
 ``tensorflow``/``absl`` log records. :func:`configure` hides all of that at the default verbosity:
 
 * fd 2 goes through a pipe whose reader thread drops lines in TensorFlow's C++ log format (``I1122 ...
-  file.cc:12] ...``) of severity I and W, and the known harmless E lines of a machine without a GPU; anything
-  else (F lines, other errors, ffmpeg's messages) is passed on untouched. Python's own ``sys.stderr`` (progress
+  file.cc:12] ...``) of severity I and W, and the known harmless E lines of a machine without a GPU; LiteRT's
+  ``INFO:`` lines (``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``, written by its native minimal
+  logger when an interpreter is made); OpenCV's native ``[ WARN:0@0.1] ...`` and ``[ INFO:...]`` lines (also
+  turned off at the source: ``OPENCV_LOG_LEVEL=ERROR`` unless the user set it). Anything else (F lines, other
+  errors, OpenCV's ``[ERROR:...]``, ffmpeg's messages) is passed on untouched. Python's own ``sys.stderr`` (progress
   bars, tracebacks) keeps writing to the real stderr directly, so bars are never held back by line buffering.
 * Deprecation/future warnings and warnings raised in TensorFlow, Keras, the OD API and absl are ignored.
 * The ``tensorflow`` and ``absl`` loggers show errors only.
@@ -33,11 +36,15 @@ import warnings
 #: TensorFlow's own older form (TF 2.20, Colab's: date time: severity file:line]).
 TF_LOG_LINE = re.compile(rb"^(?:(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+\s+|"
                          rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<severity_tf>[IWEF]) )[\w./-]+:\d+\] ")
-#: Lines that are noise whatever their form (absl's banner, cpu_feature_guard's second line).
+#: Lines that are noise whatever their form (absl's banner, cpu_feature_guard's second line, LiteRT's INFO lines
+#: such as "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.").
 NOISE_LINES = (
     rb"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
     rb"To enable the following instructions:",
+    rb"INFO: ",
 )
+#: OpenCV's native log line below ERROR: ``[ WARN:0@0.012] global loadsave.cpp:268 findDecoder ...``.
+OPENCV_LOG_LINE = re.compile(rb"^\[ ?(?:WARN|INFO|DEBUG|VERBOSE)(?::\d+)?(?:@\d+\.\d+)?\] ")
 #: Error lines that only say "no GPU here" or "registered twice"; every other E line is shown.
 HARMLESS_ERRORS = re.compile(rb"cuInit|cuda drivers|Unable to register cu(DNN|FFT|BLAS) factory|"
                              rb"computation placer already registered|kernel version")
@@ -45,12 +52,14 @@ HARMLESS_ERRORS = re.compile(rb"cuInit|cuda drivers|Unable to register cu(DNN|FF
 NOISY_MODULES = r"(tensorflow|tf_keras|keras|object_detection|official|absl|tf_slim|google\.protobuf|pycocotools)"
 
 _filter: "_NativeStderrFilter | None" = None
+#: ``OPENCV_LOG_LEVEL`` as the user set it (None: unset; we then set ERROR unless -v).
+USER_OPENCV_LOG_LEVEL = os.environ.get("OPENCV_LOG_LEVEL")
 
 
 def is_noise(line: bytes) -> bool:
     """True for a line of TensorFlow's native start-up noise (see the module doc)."""
     stripped = line.strip()
-    if any(stripped.startswith(noise) for noise in NOISE_LINES):
+    if any(stripped.startswith(noise) for noise in NOISE_LINES) or OPENCV_LOG_LINE.match(stripped):
         return True
     match = TF_LOG_LINE.match(stripped)
     if not match:
@@ -121,12 +130,17 @@ def configure(verbose: bool = False, *, native: bool = True) -> None:
     from maskdetect import compat
 
     if verbose:
+        if USER_OPENCV_LOG_LEVEL is None:
+            os.environ.pop("OPENCV_LOG_LEVEL", None)
         if compat.USER_TF_CPP_MIN_LOG_LEVEL is None:
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         for name in ("tensorflow", "absl"):
             logging.getLogger(name).setLevel(logging.NOTSET)
         warnings.resetwarnings()
         return
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read when cv2 is first imported
+    if "cv2" in sys.modules and USER_OPENCV_LOG_LEVEL is None:
+        sys.modules["cv2"].utils.logging.setLogLevel(2)  # imported already: 2 = LOG_LEVEL_ERROR
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", module=NOISY_MODULES)

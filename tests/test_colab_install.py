@@ -52,8 +52,9 @@ def test_plan_nodeps_lists_only_what_differs(tmp_path):
 
 
 def test_declared_dependencies_come_from_pyproject_with_extras():
-    deps = colab.declared_dependencies(REPO)
-    assert "tensorflow>=2.20,<2.22" in deps and not any(d.startswith("roboflow") for d in deps)
+    deps = colab.declared_dependencies(REPO)  # the light set: predicting needs no TensorFlow
+    assert not any(d.startswith(("tensorflow", "roboflow")) for d in deps)
+    assert "tensorflow>=2.20,<2.22" in colab.declared_dependencies(REPO, ["train"])
     assert any(d.startswith("roboflow") for d in colab.declared_dependencies(REPO, ["roboflow"]))
     with pytest.raises(ValueError, match="unknown extra"):
         colab.declared_dependencies(REPO, ["gpu"])
@@ -216,7 +217,8 @@ def test_colab_runtime_keeps_its_tensorflow_then_trains_and_exports(tmp_path):
     venv = tmp_path / "colab"
     python = make_colab_standin(venv)
     before_bytes = disk_bytes(venv)
-    plan = run(str(python), str(COLAB_SCRIPT), "install", "--dry-run", "--repo", str(REPO), name="dry run")
+    plan = run(str(python), str(COLAB_SCRIPT), "install", "--dry-run", "--repo", str(REPO), "--extra", "train",
+               name="dry run")
     assert "tensorflow:" not in plan.stdout and "  tf-slim: not installed -> " in plan.stdout
 
     kernel = ("import numpy\n"  # a Colab kernel has numpy imported: it must not change under it

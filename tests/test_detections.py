@@ -150,3 +150,94 @@ def test_to_records_is_json_ready_with_tracks_and_data():
          "smoothed_class_id": 1},
     ]
     json.dumps(records)
+
+
+# -- class names, JSON, pictures, files, supervision -------------------------------------------------------
+CUSTOM = Detections(xyxy=[[2, 2, 20, 20], [30, 5, 60, 40]], confidence=[0.9, 0.6], class_id=[1, 0],
+                    tracker_id=[3, 4], class_names=["mask", "no_mask"])
+
+
+def test_class_names_travel_through_selection_merge_and_records():
+    assert CUSTOM.labels == ["no_mask", "mask"]
+    assert CUSTOM[CUSTOM.confidence > 0.7].class_names == ("mask", "no_mask")
+    assert Detections.merge([CUSTOM, CUSTOM]).labels == ["no_mask", "mask"] * 2
+    assert [r["label"] for r in CUSTOM.to_records()] == ["no_mask", "mask"]
+    assert SAMPLE.labels == NAMES  # the package's classes by default
+    assert CUSTOM != Detections(xyxy=CUSTOM.xyxy, confidence=CUSTOM.confidence, class_id=CUSTOM.class_id,
+                                tracker_id=CUSTOM.tracker_id)  # same boxes, other names
+
+
+def test_to_json_is_the_records():
+    assert json.loads(CUSTOM.to_json(image="a.jpg")) == CUSTOM.to_records(image="a.jpg")
+    assert json.loads(Detections.empty().to_json()) == []
+
+
+def test_annotate_draws_on_a_copy_and_takes_paths_and_pil(tmp_path):
+    from PIL import Image
+
+    image = np.full((64, 80, 3), 128, np.uint8)
+    drawn = CUSTOM.annotate(image)
+    assert drawn.shape == image.shape and (drawn != 128).any() and (image == 128).all()
+    assert (drawn[:, 70:] == 128).all()  # nothing right of the boxes
+    Image.fromarray(image).save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(CUSTOM.annotate(tmp_path / "grey.png"), drawn)
+    np.testing.assert_array_equal(CUSTOM.annotate(Image.fromarray(image)), drawn)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        CUSTOM.annotate(image[..., 0])
+    coloured = np.zeros((64, 80, 3), np.uint8)  # a BGR frame comes back BGR, drawn in the right colours
+    np.testing.assert_array_equal(CUSTOM.annotate(coloured, order="bgr"), CUSTOM.annotate(coloured)[..., ::-1])
+    with pytest.raises(ValueError, match="order="):
+        CUSTOM.annotate(image, order="grb")
+
+
+def test_save_writes_json_or_an_annotated_image_atomically(tmp_path):
+    import cv2
+
+    image = np.full((64, 80, 3), 128, np.uint8)
+    assert json.loads(CUSTOM.save(tmp_path / "d.json").read_text()) == CUSTOM.to_records()
+    saved = cv2.imread(str(CUSTOM.save(tmp_path / "d.png", image)))[..., ::-1]
+    np.testing.assert_array_equal(saved, CUSTOM.annotate(image))
+    with pytest.raises(ValueError, match="needs the image"):
+        CUSTOM.save(tmp_path / "e.jpg")
+    with pytest.raises(ValueError, match="writes .json or an image"):
+        CUSTOM.save(tmp_path / "e.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.png"]  # no partial left
+
+
+def test_supervision_round_trip_keeps_everything():
+    import supervision as sv
+
+    ours = CUSTOM[[0, 1]]
+    ours.data["smoothed_class_id"] = np.array([1, 1])
+    theirs = ours.to_supervision()
+    assert isinstance(theirs, sv.Detections)
+    np.testing.assert_array_equal(theirs.xyxy, ours.xyxy)
+    np.testing.assert_array_equal(theirs.tracker_id, [3, 4])
+    assert list(theirs.data["class_name"]) == ["no_mask", "mask"]
+    assert Detections.from_supervision(theirs) == ours  # names recovered from data["class_name"]
+    assert Detections.from_supervision(theirs, class_names=["a", "b"]).labels == ["b", "a"]
+    assert len(Detections.from_supervision(Detections.empty().to_supervision())) == 0
+
+
+def test_from_supervision_fills_what_a_detector_left_out_and_refuses_unnamed_ids():
+    import supervision as sv
+
+    bare = Detections.from_supervision(sv.Detections(xyxy=np.array([[0, 0, 5, 5]], np.float32)))
+    assert bare.confidence.tolist() == [1.0] and bare.labels == ["with_mask"]
+    with pytest.raises(ValueError, match="class id 7 has no name"):
+        Detections.from_supervision(sv.Detections(xyxy=np.array([[0, 0, 5, 5]], np.float32),
+                                                  class_id=np.array([7])))
+    clash = sv.Detections(xyxy=np.zeros((2, 4), np.float32) + [0, 0, 5, 5], class_id=np.array([0, 0]),
+                          data={"class_name": np.array(["mask", "face"])})
+    with pytest.raises(ValueError, match="named both"):
+        Detections.from_supervision(clash)
+
+
+def test_a_predictor_gives_its_models_class_names():
+    from conftest import SAMPLE as SAMPLE_DIR
+    from maskdetect import Predictor
+
+    predictor = Predictor()
+    found = predictor.predict(SAMPLE_DIR / "images" / "maksssksksss104.jpg")
+    assert len(found) and found.class_names == tuple(predictor.class_names)
+    assert set(found.labels) <= set(predictor.class_names)

@@ -1,10 +1,11 @@
-"""Installing without the Makefile: `pip install` of the project (declared dependency ranges) plus the one
-documented no-deps step; the ranges hold our exact pins and Colab's versions; they resolve for Python 3.13 on
-Linux, macOS and Windows."""
+"""Installing without the Makefile: the light install (`pip install maskdetect`: predict on TFLite models, no
+TensorFlow), the `train` extra plus the one documented no-deps step; the ranges hold our exact pins and Colab's
+versions; they resolve for Python 3.13 on Linux, macOS and Windows. Sizes and times: bench/bench_install.py."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,10 @@ from maskdetect import colab, compat
 from maskdetect.cli import main as cli_main
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-DECLARED = [Requirement(text) for text in PYPROJECT["dependencies"]]
+LIGHT = [Requirement(text) for text in PYPROJECT["dependencies"]]
+TRAIN = [Requirement(text) for text in PYPROJECT["optional-dependencies"]["train"]]
+DECLARED = LIGHT + [Requirement(text) for extra in PYPROJECT["optional-dependencies"].values() for text in extra]
+IMAGE = REPO / "sample" / "face-mask" / "images" / "maksssksksss104.jpg"
 
 
 def test_every_declared_dependency_holds_its_exact_pin_and_colabs_version():
@@ -46,7 +50,83 @@ def test_a_missing_od_api_names_the_extra_step(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "object_detection.model_lib_v2", None)
     (tmp_path / "pipeline.config").write_text("")
     assert cli_main(["train", str(tmp_path)]) == 2
-    assert compat.NODEPS_INSTALL in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert compat.NODEPS_INSTALL in err and compat.TRAIN_INSTALL in err
+
+
+def test_the_light_set_resolves_without_tensorflow(tmp_path):
+    """`pip install maskdetect` (no extra): uv resolves the declared base set within our pins, and nothing of it
+    is TensorFlow, Keras or the OD API's imports (~1 s from uv's cache)."""
+    requirements = tmp_path / "light.in"
+    requirements.write_text("\n".join(PYPROJECT["dependencies"]) + "\n")
+    uv = Path(sys.executable).parent / "uv"
+    done = subprocess.run([str(uv), "pip", "compile", "--quiet", str(requirements), "--python-version", "3.11",
+                           "-c", str(REPO / "requirements.txt")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resolved = {colab.normalize(line.split("==")[0]) for line in done.stdout.splitlines() if "==" in line}
+    assert {"ai-edge-litert", "opencv-python-headless", "supervision", "av"} <= resolved
+    heavy = {"tensorflow", "tf-keras", "keras", "tensorboard", "tf-slim", "pycocotools", "jax", "torch"}
+    assert not resolved & heavy, resolved & heavy
+
+
+def run_light(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``maskdetect ARGS`` with TensorFlow and the OD API unimportable (tests/light_venv.py)."""
+    report = tmp_path / "light.json"
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "light_venv.py"), str(report), *args],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return done, json.loads(report.read_text())
+
+
+def test_predict_on_the_bundled_model_needs_no_tensorflow(tmp_path):
+    """The light install's promise: `predict` on the bundled TFLite model (and its second stage) runs with
+    TensorFlow and the OD API absent, and never even tries to import them (no silent tf.lite fallback)."""
+    done, report = run_light(tmp_path, "predict", "--source", str(IMAGE), "--out", "out.jpg", "--json", "out.json")
+    assert done.returncode == 0, done.stderr
+    assert report["blocked"] == []
+    assert not {"tensorflow", "object_detection", "tf_keras"} & set(report["modules"])
+    assert json.loads((tmp_path / "out.json").read_text()) and (tmp_path / "out.jpg").stat().st_size
+
+
+def test_the_front_door_and_the_monitor_import_without_tensorflow():
+    """``import maskdetect`` loads no TensorFlow, OpenCV or model code; its names load lazily, still without TF."""
+    code = ("import sys, maskdetect\n"
+            "heavy = {'tensorflow', 'object_detection', 'tf_keras', 'cv2', 'maskdetect.infer.predictor'}\n"
+            "print(sorted(heavy & set(sys.modules)))\n"
+            "from maskdetect import Predictor, Detections, predict_source, Monitor, Tracker\n"
+            "Tracker(fps=25)\n"
+            "print(sorted({'tensorflow', 'object_detection', 'tf_keras'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "[]"]
+
+
+@pytest.mark.parametrize("command", [["train", "."], ["data", "convert", "--format", "voc", "--source",
+                                                     str(REPO / "sample" / "face-mask"), "--out", "data"]])
+def test_a_training_command_on_the_light_install_names_both_pip_lines(tmp_path, command):
+    done, report = run_light(tmp_path, *command)
+    assert done.returncode == 2, done.stderr
+    assert report["blocked"]  # it did need them
+    assert f"  {compat.TRAIN_INSTALL}\n  {compat.NODEPS_INSTALL}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_pip_check_complains_only_about_the_no_deps_packages():
+    """What the README and docs/troubleshooting.md say: after the `--no-deps` step, `pip check` lists complaints,
+    and every one names one of the packages installed that way (this venv is make setup's: the same packages)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    complaints = [line for line in done.stdout.splitlines() if line.strip()]
+    no_deps = {pin.split("==")[0] for pin in compat.NODEPS_PINS}
+    assert complaints, "pip check found nothing: the README's explanation is out of date"
+    assert [line for line in complaints if line.split()[0] not in no_deps] == []
+    assert any(line.startswith("trackers 2.6.1 requires opencv-python") for line in complaints)
+
+
+def test_install_hints_name_the_exact_line():
+    assert compat.install_hint("trackers.core") == compat.TRACKERS_INSTALL == "pip install --no-deps trackers==2.6.1"
+    assert compat.install_hint("tensorflow.python") == f"{compat.TRAIN_INSTALL}\n{compat.NODEPS_INSTALL}"
+    assert compat.install_hint("object_detection") == f"{compat.TRAIN_INSTALL}\n{compat.NODEPS_INSTALL}"
+    assert compat.install_hint("cv2") is None and compat.install_hint(None) is None
 
 
 @pytest.mark.slow
@@ -54,7 +134,7 @@ def test_declared_dependencies_resolve_to_wheels_for_python_3_13_everywhere(tmp_
     """Nothing blocks Python 3.13 (Colab's) on Linux, macOS or Windows: uv resolves pyproject's dependencies
     with binary wheels only for the compiled ones (asks PyPI)."""
     requirements = tmp_path / "requirements.in"
-    requirements.write_text("\n".join(PYPROJECT["dependencies"]) + "\n")
+    requirements.write_text("\n".join(str(r) for r in LIGHT + TRAIN) + "\n")
     uv = Path(sys.executable).parent / "uv"
     binary = ["tensorflow", "tf-keras", "numpy", "scipy", "av", "pycocotools", "opencv-python-headless",
               "protobuf", "matplotlib", "pillow"]
@@ -87,7 +167,7 @@ def test_pip_install_in_a_fresh_venv_then_help_and_a_prediction(tiny_export, tmp
         shutil.copyfile(REPO / name, source / name)
     run(sys.executable, "-m", "venv", str(venv))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run(*pip, str(source), name="pip install project")
+    run(*pip, f"{source}[train]", name="pip install project")
     run(*pip, *compat.NODEPS_INSTALL.split()[2:], name="pip install --no-deps step")
     cli = str(venv / "bin" / "maskdetect")
     assert "usage: maskdetect" in run(cli, "--help").stdout

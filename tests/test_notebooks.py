@@ -5,8 +5,8 @@ papermill, a notebook may have several such cells (setup choices at the top, tra
 "Configure" section), and each override goes after the cell that defines it. An override that no parameters
 cell defines is an error, so a renamed parameter cannot silently stop being tested.
 
-Colab is replaced by a fake ``google.colab`` (drive, userdata, output) put in the kernel by a prelude cell; the
-webcam by a video file passed as the camera; the model zoo by ``FROM_SCRATCH``.
+Colab is replaced by a fake ``google.colab`` (drive, userdata, output, files: the file picker) put in the kernel
+by a prelude cell; the webcam by a video file passed as the camera; the model zoo by ``FROM_SCRATCH``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ _userdata = types.ModuleType("google.colab.userdata")
 _userdata.get = lambda name: {SECRETS!r}.get(name)
 _output = types.ModuleType("google.colab.output")
 _output.eval_js = lambda expression: ""
-_colab.drive, _colab.userdata, _colab.output = _drive, _userdata, _output
-for _name, _module in (("google.colab", _colab), ("google.colab.drive", _drive),
+_files = types.ModuleType("google.colab.files")  # the file picker: the files the test names, as chosen by a user
+_files.upload = lambda: {Path(p).name: Path(p).read_bytes() for p in {UPLOADS!r}}
+_colab.drive, _colab.userdata, _colab.output, _colab.files = _drive, _userdata, _output, _files
+for _name, _module in (("google.colab", _colab), ("google.colab.drive", _drive), ("google.colab.files", _files),
                        ("google.colab.userdata", _userdata), ("google.colab.output", _output)):
     sys.modules[_name] = _module
 '''
@@ -169,31 +171,48 @@ def test_inject_puts_each_override_after_the_cell_that_defines_it():
 
 
 # --- the notebooks, executed ---------------------------------------------------------------------------------
+def fake_colab(secrets: dict | None = None, uploads: list | None = None) -> str:
+    return FAKE_COLAB.replace("{SECRETS!r}", repr(secrets or {})).replace("{UPLOADS!r}",
+                                                                          repr([str(p) for p in uploads or []]))
+
+
+def yolo_zip_of_the_sample(tmp_path: Path) -> Path:
+    """The sample as a YOLO zip wrapped in one top folder, its classes named as a Roboflow set names them."""
+    import shutil
+
+    from data_fixtures import SAMPLE, voc_to_yolo
+
+    names = ("Mask", "No_Mask", "Incorrect_Mask")
+    rename = dict(zip(("with_mask", "without_mask", "mask_weared_incorrect"), names))
+    folder = voc_to_yolo(SAMPLE, tmp_path / "yolo" / "masks-yolo", classes=names, rename=rename)
+    return Path(shutil.make_archive(str(tmp_path / "masks-yolo"), "zip", folder.parent))
+
+
 @pytest.mark.slow
 def test_01_train_on_colab_runs_headless(tmp_path):
-    """The Roboflow path on a fake Colab: install (a no-op here) -> GPU check -> a Roboflow export link
-    (served on loopback) with other class names -> convert with CLASS_MAP -> inspect -> configure -> train 4 steps
-    at TINY_SIZE px with the run on (fake) Drive -> evaluate -> export -> predict."""
-    from data_fixtures import roboflow_export_of_the_sample, serve
-
+    """The upload path on a fake Colab: install (a no-op here) -> GPU check -> a YOLO zip chosen in Colab's file
+    picker, with other class names -> unpack, convert with CLASS_MAP -> inspect -> the steps planned from the
+    data's size (overridden: 4) -> configure -> train 4 steps at TINY_SIZE px with the run on (fake) Drive ->
+    evaluate -> export -> predict."""
     workspace, drive = tmp_path / "workspace", tmp_path / "drive"
-    prelude = FAKE_COLAB.replace("{SECRETS!r}", repr({"ROBOFLOW_API_KEY": "not-used-by-an-export-link"}))
-    with serve({"/ds/masks.zip": roboflow_export_of_the_sample(tmp_path)}) as server:
-        started = time.monotonic()
-        notebook = execute(NOTEBOOK_01, {
-            "REPO_DIR": str(REPO), "WORKSPACE": str(workspace), "DATA_SOURCE": "url",
-            "EXPORT_URL": server.url("/ds/masks.zip?key=Secr3tLinkKey"), "INTERACTIVE": False,
-            "DRIVE_MOUNT": str(drive), "MODEL": LOOP_MODEL, "NUM_STEPS": 4, "BATCH_SIZE": 2, "CHECKPOINT_EVERY": 4,
-            "IMAGE_SIZE": TINY_SIZE, "FROM_SCRATCH": True, "EXPORT_TFLITE": False, "RUN_NAME": "ci",
-        }, cwd=tmp_path, prelude=prelude, save_to=tmp_path / "01-executed.ipynb")
+    prelude = fake_colab(uploads=[yolo_zip_of_the_sample(tmp_path)])
+    started = time.monotonic()
+    notebook = execute(NOTEBOOK_01, {
+        "REPO_DIR": str(REPO), "WORKSPACE": str(workspace), "DATA_SOURCE": "zip", "INTERACTIVE": False,
+        "DRIVE_MOUNT": str(drive), "MODEL": LOOP_MODEL, "NUM_STEPS": 4, "BATCH_SIZE": 2, "CHECKPOINT_EVERY": 4,
+        "IMAGE_SIZE": TINY_SIZE, "FROM_SCRATCH": True, "EXPORT_TFLITE": False, "RUN_NAME": "ci",
+    }, cwd=tmp_path, prelude=prelude, save_to=tmp_path / "01-executed.ipynb")
     seconds = time.monotonic() - started
     print(f"notebook 01 ran in {seconds:.0f} s")
 
     text = text_of(notebook)
     assert "No restart needed" in text and "RESTART NEEDED" not in text
     assert "Colab: True" in text and "No GPU" in text  # the GPU check ran after the install, and said what to do
-    assert "Secr3tLinkKey" not in text + html_of(notebook)
+    assert ("4 steps (yours); the data's size suggests 2475 steps of batch 2 = 165 passes over 30 training "
+            "images") in text
+    assert "expected time: about 10 min on a 2-core CPU" in text  # no GPU here
     assert not [line for line in text.splitlines() if "cuInit" in line or "absl::InitializeLog" in line]
+    assert (workspace / "uploads" / "masks-yolo.zip").is_file()  # what the file picker gave, kept
     run = drive / "MyDrive" / "maskdetect" / "runs" / "ci"  # the run lives on Drive
     assert (run / "pipeline.config").exists() and (run / "metrics-val.json").exists()
     assert (run / "checkpoints" / "ckpt-4.index").exists()  # written to Drive by train(); a new runtime resumes
@@ -207,22 +226,31 @@ def test_01_train_on_colab_runs_headless(tmp_path):
 
 
 @pytest.mark.slow
-def test_02_video_and_webcam_runs_headless(tiny_export, tmp_path):
-    """Image -> video (H.264, inline) with tracking and alerts -> a video file standing in for the webcam,
-    previewed inline and recorded."""
+def test_02_video_and_webcam_runs_headless(tmp_path):
+    """The bundled model (the default: no training, no Drive, no TensorFlow) on an image -> a video (H.264,
+    inline) with tracking and alerts -> a video file standing in for the webcam, previewed inline and recorded."""
     out = tmp_path / "out"
     started = time.monotonic()
     notebook = execute(NOTEBOOK_02, {
-        "MODEL_PATH": str(tiny_export.run_dir / "export"), "OUT_DIR": str(out), "THRESHOLD": 0.05,
+        "OUT_DIR": str(out), "THRESHOLD": 0.3,
         "CAMERA": str(out / "sample.mp4"),  # the clip the video section made stands in for the webcam
         "WEBCAM_SECONDS": 2.0, "VIDEO_SECONDS": 2.0,
     }, cwd=NOTEBOOKS, save_to=tmp_path / "02-executed.ipynb")
     seconds = time.monotonic() - started
     print(f"notebook 02 ran in {seconds:.0f} s")
 
+    assert "models/default/model-int8.tflite" in text_of(notebook)  # the bundled model
     assert (out / "image.jpg").exists() and (out / "annotated.mp4").exists()
     assert (out / "annotated.summary.json").exists() and (out / "annotated.compliance.png").exists()
     assert (out / "webcam.mp4").exists()
     page = html_of(notebook)
     assert page.count("<video") >= 1 and "data:video/mp4;base64," in page
     assert page.count("<img") >= 2
+
+
+def test_02_mounts_drive_only_for_a_run_there():
+    """The bundled model needs no Drive: the one `run_dir_for(..., drive_mount=...)` call is behind "drive"."""
+    cells = [c.source for c in nbformat.read(NOTEBOOK_02, as_version=4).cells if c.cell_type == "code"]
+    mounting = [c for c in cells if "drive_mount=" in c or "mount_drive" in c]
+    assert len(mounting) == 1 and 'drive_mount=DRIVE_MOUNT if MODEL_PATH == "drive" else None' in mounting[0]
+    assert 'MODEL_PATH = "bundled"' in cells[0]

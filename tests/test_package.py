@@ -4,6 +4,7 @@ templates ship inside the package."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import maskdetect
@@ -12,14 +13,20 @@ PACKAGE = Path(maskdetect.__file__).parent
 
 
 def import_graph() -> dict[str, set[str]]:
-    """``module -> maskdetect modules it imports`` (top level or inside functions)."""
+    """``module -> maskdetect modules it imports`` (top level or inside functions; not ``if TYPE_CHECKING:``)."""
     modules = {}
     for path in PACKAGE.rglob("*.py"):
         parts = ("maskdetect",) + path.relative_to(PACKAGE).with_suffix("").parts
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                       for stmt in node.body for inner in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # `if TYPE_CHECKING:` imports are for annotations, never run
+                continue
             if isinstance(node, ast.ImportFrom) and node.module:
                 targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             elif isinstance(node, ast.Import):
@@ -76,3 +83,35 @@ def test_templates_are_package_data():
 
     assert CONFIG_DIR.is_relative_to(PACKAGE)
     assert all((CONFIG_DIR / spec.template).is_file() for spec in MODELS.values())
+
+
+def test_the_front_door_names_load_lazily_and_unknown_names_fail():
+    import pytest
+
+    assert set(maskdetect.__all__) >= {"Predictor", "Detections", "predict_source", "Monitor", "CLASSES"}
+    assert maskdetect.Detections is __import__("maskdetect.detections", fromlist=["Detections"]).Detections
+    assert "Predictor" in dir(maskdetect)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        maskdetect.Nope  # noqa: B018
+
+
+ABSOLUTE_PATH = re.compile(rb"(?<![\w.:/-])(?:/(?:work|home|Users|root|tmp|content|mnt|opt|srv|var|data|private)/"
+                           rb"[\w.-]+|[A-Z]:\\\\[\w.-]+)")
+
+
+def package_data_files() -> list[Path]:
+    """What a wheel ships besides the code: every file under the package that is not Python source or bytecode."""
+    return sorted(p for p in PACKAGE.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+                  and "__pycache__" not in p.parts)
+
+
+def test_no_absolute_path_of_any_machine_ships_in_the_package_data():
+    """Model cards, label maps, configs and the bundled models hold paths relative to a run or by name only."""
+    files = package_data_files()
+    assert any(p.name.endswith(".card.json") for p in files) and any(p.suffix == ".config" for p in files)
+    found = {str(p.relative_to(PACKAGE)): sorted({m.decode(errors="replace") for m in ABSOLUTE_PATH.findall(
+        p.read_bytes())})[:3] for p in files}
+    assert {name: paths for name, paths in found.items() if paths} == {}
+    for path in (b'"/work/exp/runs/k5/checkpoints"', b"'/home/me/data'", rb'"C:\\Users\\me"'):  # it can fail
+        assert ABSOLUTE_PATH.search(path), path
+    assert not ABSOLUTE_PATH.search(b'"runs/k5/checkpoints", "https://example.com/home/x", "face-mask/a.xml"')

@@ -1,4 +1,4 @@
-"""The README's commands (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI
+"""The README's commands and those of docs/*.md (and those the notebooks' text shows): every ``maskdetect`` line parses with the real CLI
 (no option that does not exist, no missing required one), every ``make`` target exists, and the workflow's data and
 predict lines, the Roboflow data lines, every configure line, the alert lines and the CPU recipe's whole block
 (train, evaluate, export, classifier; with options appended that only shrink the work) run verbatim (on stand-ins
@@ -22,7 +22,10 @@ from data_fixtures import serve
 from test_hooks import server, smtp_server, url_of  # noqa: F401 (fixtures)
 from maskdetect.cli import build_parser
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+#: The README, then the docs whose commands it points to (recipes, troubleshooting, ...), as one text: a block that
+#: moves between them is still found and run.
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+README = "\n\n".join(path.read_text(encoding="utf-8") for path in DOCS)
 
 
 def readme_commands() -> list[tuple[str, str]]:
@@ -60,15 +63,17 @@ def without_optional_parts(line: str) -> str:
 
 
 def recipe_project(tmp_path: Path, monkeypatch) -> Path:
-    """An empty project folder, made the working folder, beside a ``../shared/datasets/face-mask-kaggle`` that is
-    the sample (what the recipes' `data convert` line reads)."""
+    """A project folder, made the working folder, holding a ``face-mask-kaggle/`` that is the sample (where the CPU
+    recipe tells the user to unzip the Kaggle set, and what its `data convert` line reads)."""
     import shutil
 
-    shutil.copytree(SAMPLE, tmp_path / "shared" / "datasets" / "face-mask-kaggle")
     project = tmp_path / "project"
-    project.mkdir()
+    shutil.copytree(SAMPLE, project / "face-mask-kaggle")
     monkeypatch.chdir(project)
     return project
+
+
+KAGGLE_CONVERT = "--source face-mask-kaggle "
 
 
 def notebook_commands() -> list[str]:
@@ -186,7 +191,12 @@ def test_the_workflow_data_and_predict_lines_run_verbatim(tmp_path, monkeypatch,
     lines = [line.split("  #")[0].strip().replace("--source 0 ", "--source clip.mp4 ") for line in
              block.splitlines() if line.startswith(("maskdetect data ", "maskdetect predict "))]
     assert len(lines) == 6 and "--show" in lines[-1], lines
-    lines += notebook_commands()  # the notebooks' text shows a predict line on the demo's export
+    lines += notebook_commands()  # the notebooks' text shows a predict line
+    quickstart = re.search(r"## Quickstart\n\n```bash\n(.*?)```", README, flags=re.S).group(1)
+    quick = [line.split("  #")[0].strip().replace("--source 0 ", "--source clip.mp4 ") for line in
+             quickstart.splitlines() if line.startswith("maskdetect predict ")]
+    assert len(quick) == 3 and "--show --track" in quick[-1], quick
+    lines += quick
     shutil.copytree(SAMPLE, tmp_path / "path" / "to" / "kaggle")
     voc_to_yolo(SAMPLE, tmp_path / "path" / "to" / "yolo", classes=("mask", "no-mask"),
                 rename={"with_mask": "mask", "without_mask": "no-mask"})
@@ -202,16 +212,37 @@ def test_the_workflow_data_and_predict_lines_run_verbatim(tmp_path, monkeypatch,
     assert json.loads((workspace / "data" / "two" / "manifest.json").read_text())["classes"][:2] == [
         "with_mask", "without_mask"]
     assert (workspace / "reports" / "masks").is_dir() and any((workspace / "reports" / "masks").glob("*.png"))
-    assert all(line.startswith("maskdetect predict --model workspace/runs/demo/") for line in notebook_commands())
+    assert all(line.startswith("maskdetect predict ") for line in notebook_commands())
     for name in ("annotated.jpg", "annotated.mp4", "webcam.mp4"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert json.loads((tmp_path / "detections.json").read_text())
 
 
+def test_the_python_section_runs_verbatim(tmp_path, monkeypatch, capsys):
+    """The README's "Python" block as written, in a folder holding ``photo.jpg`` (a sample photo) and ``clip.mp4``
+    (a 1-s clip of it): the bundled model on a path and on OpenCV's BGR array (the same result), the files it
+    names, and a tracked video with its monitor summary (~10 s)."""
+    import json
+    import shutil
+
+    from maskdetect.sample_video import make_sample_video
+
+    code = re.search(r"## Python\n\n```python\n(.*?)```", README, flags=re.S).group(1)
+    photo = SAMPLE / "images" / "maksssksksss104.jpg"
+    shutil.copy(photo, tmp_path / "photo.jpg")
+    make_sample_video(photo, tmp_path / "clip.mp4", seconds=1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md (Python)", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    assert "with_mask" in printed and (tmp_path / "annotated.jpg").stat().st_size > 0
+    assert (tmp_path / "annotated.mp4").stat().st_size > 0 and json.loads((tmp_path / "detections.json").read_text())
+    assert (tmp_path / "annotated.summary.json").is_file()  # the monitor's summary beside the video
+
+
 @pytest.mark.slow
 def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
     """Every `configure` line as written (optional ``[...]`` parts left out), after the CPU recipe's `data convert`
-    line, in a project folder beside a ``../shared/datasets/face-mask-kaggle`` that is the sample; the other data
+    line, in a project folder holding a ``face-mask-kaggle/`` that is the sample; the other data
     folders the lines name are copies of that conversion, the COCO checkpoint comes from a loopback zoo (an
     archive in the zoo's layout) and is cached in the project's ``workspace/pretrained``, and a continuation finds
     the checkpoint files it names (as training leaves them). Each run's config says what its line asked for."""
@@ -224,7 +255,7 @@ def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
     from test_zoo import NAME, fake_checkpoint, zoo_archive
 
     lines = [without_optional_parts(raw) for raw, _ in readme_commands()]
-    convert = [line for line in lines if line.startswith("maskdetect data convert") and "../shared/" in line]
+    convert = [line for line in lines if line.startswith("maskdetect data convert") and KAGGLE_CONVERT in line]
     configure = [line for line in lines if line.startswith("maskdetect configure ")]
     assert len(convert) == 1 and len(configure) >= 6, lines
     project = recipe_project(tmp_path, monkeypatch)
@@ -313,8 +344,8 @@ SHRINK = {"configure": ["--steps", "4"], "train": ["--recalibration-batches", "2
 
 @pytest.mark.slow
 def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, capsys):
-    """The CPU recipe's block, every line as written, in a project folder beside a
-    ``../shared/datasets/face-mask-kaggle`` that is the sample, with options appended that only shrink the work
+    """The CPU recipe's block, every line as written, in a project folder holding a
+    ``face-mask-kaggle/`` that is the sample, with options appended that only shrink the work
     (SHRINK: 4 training steps instead of 3,600; fewer BatchNorm and int8 calibration batches; one classifier
     epoch), so that it takes minutes instead of 80. Each line leaves what the README says it makes."""
     import json
@@ -356,8 +387,8 @@ FULL = pytest.mark.skipif(os.environ.get("MASKDETECT_FULL_README") != "1",
 @pytest.mark.slow
 def test_every_training_line_runs_verbatim_with_fewer_steps(tiny_run, tmp_path, monkeypatch, capsys):
     """Every `configure`, `train`, `evaluate`, `export` and `classifier` line of the README, in its order, as
-    written (optional ``[...]`` parts left out; ``a && b`` run as two lines), in one project folder beside a
-    ``../shared/datasets/face-mask-kaggle`` that is the sample, after the CPU recipe's `data convert` line; the data
+    written (optional ``[...]`` parts left out; ``a && b`` run as two lines), in one project folder holding a
+    ``face-mask-kaggle/`` that is the sample, after the CPU recipe's `data convert` line; the data
     folders the other lines name are copies of that conversion. SHRINK's options are appended (4 steps, batch 2);
     so a continuation names ``ckpt-4`` where the README says ``ckpt-3600`` (the one word changed). The COCO
     checkpoint is a real D0 checkpoint (the tiny run's) in the zoo's layout, served over loopback."""
@@ -370,7 +401,7 @@ def test_every_training_line_runs_verbatim_with_fewer_steps(tiny_run, tmp_path, 
 
     raws = dict.fromkeys(raw for raw, _ in readme_commands())  # an `a && b` line is listed once per command
     lines = [part.strip() for raw in raws for part in without_optional_parts(raw).split(" && ")]
-    convert = [line for line in lines if line.startswith("maskdetect data convert") and "../shared/" in line]
+    convert = [line for line in lines if line.startswith("maskdetect data convert") and KAGGLE_CONVERT in line]
     steps = [line for line in lines if line.split()[1:2] in (["configure"], ["train"], ["evaluate"], ["export"],
                                                              ["classifier"])]
     assert len(convert) == 1 and len([s for s in steps if " train " in f" {s} "]) >= 6, steps

@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maskdetect {args.command}: error: {redact(exc)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        from maskdetect.compat import NODEPS_INSTALL, NODEPS_MODULES
+        from maskdetect.compat import install_hint
 
-        if (exc.name or "").split(".")[0] not in NODEPS_MODULES:
+        hint = install_hint(exc.name)
+        if hint is None:
             raise
-        print(f"maskdetect {args.command}: error: {exc.name} is not installed. The Object Detection API packages "
-              f"are installed without their own dependencies, in one extra step:\n  {NODEPS_INSTALL}",
-              file=sys.stderr)
+        print(f"maskdetect {args.command}: error: {exc.name} is not installed; `maskdetect {args.command}` needs it. "
+              f"Install it with:\n  " + hint.replace("\n", "\n  "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"maskdetect {args.command}: interrupted", file=sys.stderr)

@@ -15,11 +15,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from maskdetect.detections import Detections
+if TYPE_CHECKING:  # annotations only: Detections.annotate() calls this module
+    from maskdetect.detections import Detections
 
 #: RGB colour per class name; other classes get a colour from `PALETTE`.
 CLASS_COLORS: dict[str, tuple[int, int, int]] = {

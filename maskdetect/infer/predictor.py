@@ -409,6 +409,7 @@ class Predictor:
         t0 = time.perf_counter()
         detections = self.postprocess(raw, image)
         self.speed.postprocess_ms = (time.perf_counter() - t0) * 1e3
+        detections.class_names = tuple(self.class_names)
         return detections
 
     def predict_batch(self, images: Sequence[ImageLike], *, order: str = "rgb") -> list[Detections]:

@@ -229,7 +229,8 @@ class Monitor:
         else:
             detections = Detections(xyxy=detections.xyxy, confidence=detections.confidence,
                                     class_id=detections.class_id, tracker_id=detections.tracker_id,
-                                    data={**detections.data, SMOOTHED_CLASS_KEY: detections.class_id.copy()})
+                                    data={**detections.data, SMOOTHED_CLASS_KEY: detections.class_id.copy()},
+                                    class_names=detections.class_names)
         stat = self.counter.update(frame_index, timestamp_s, detections.data[SMOOTHED_CLASS_KEY],
                                    detections.tracker_id if self.tracker is not None else None)
         if stat.fraction is not None:

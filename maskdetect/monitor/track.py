@@ -5,7 +5,7 @@ class for it flips between frames. :class:`ClassSmoother` then gives each track 
 over a sliding window, so the label drawn on a face does not flicker.
 
 The conversion between our :class:`~maskdetect.detections.Detections` and ``supervision.Detections`` (which the
-``trackers`` package consumes) lives in :func:`to_supervision` and nowhere else.
+``trackers`` package consumes) is :meth:`~maskdetect.detections.Detections.to_supervision`.
 """
 
 from __future__ import annotations
@@ -36,14 +36,9 @@ def to_supervision(detections: Detections) -> "sv.Detections":
 
     The index lets :class:`Tracker` put the tracker's output (which may be reordered) back in input order.
     """
-    import supervision as sv
-
-    return sv.Detections(
-        xyxy=detections.xyxy.astype(np.float32).reshape(-1, 4),
-        confidence=detections.confidence.astype(np.float32),
-        class_id=detections.class_id.astype(int),
-        data={"index": np.arange(len(detections))},
-    )
+    converted = detections.to_supervision()  # the one converter, in maskdetect.detections
+    converted.data = {"index": np.arange(len(detections))}
+    return converted
 
 
 class ClassSmoother:
@@ -143,8 +138,8 @@ class Tracker:
         try:
             from trackers import ByteTrackTracker
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ConfigError("tracking needs the 'trackers' package: run `make setup` "
-                              "(it is installed from requirements-nodeps.txt)") from exc
+            from maskdetect.compat import TRACKERS_INSTALL
+            raise ConfigError(f"tracking needs the 'trackers' package: {TRACKERS_INSTALL}") from exc
         self.settings = settings or TrackerSettings()
         s = self.settings
         self._byte_track = ByteTrackTracker(
@@ -190,4 +185,4 @@ class Tracker:
         data = dict(detections.data)
         data[SMOOTHED_CLASS_KEY] = smoothed
         return Detections(xyxy=detections.xyxy, confidence=detections.confidence, class_id=detections.class_id,
-                          tracker_id=tracker_ids, data=data)
+                          tracker_id=tracker_ids, data=data, class_names=detections.class_names)
