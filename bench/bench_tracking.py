@@ -15,13 +15,16 @@ import json
 import logging
 import os
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 import maskdetect
 from maskdetect.detections import Detections
-from maskdetect.monitor.monitor import Monitor
+from maskdetect.infer.sources import SourceInfo
+from maskdetect.monitor.monitor import Monitor, MonitorSettings
 from maskdetect.monitor.track import Tracker
 
 INFERENCE_MS = {"savedmodel_256": 60.0, "tflite_512": 95.0, "savedmodel_512": 140.0}
@@ -73,11 +76,13 @@ def main() -> None:
     results = []
     for faces in args.counts:
         sequence = synthetic_sequence(faces, args.frames, seed=faces)
-        monitor = Monitor(maskdetect.CLASSES, FPS, track=True)
+        monitor = Monitor(MonitorSettings(track=True, summary_dir=Path(tempfile.mkdtemp())))
+        monitor.start(SourceInfo("synthetic", "video", "synthetic", fps=FPS), maskdetect.CLASSES)
         monitor_ms = stats(*time_per_frame(lambda d, i: monitor.update(d, i, i / FPS), sequence))
         tracker = Tracker(FPS)
         tracker_ms = stats(*time_per_frame(lambda d, i: tracker.update(d, i / FPS), sequence))
         median = monitor_ms["median"]
+        monitor.abort()  # its events partial
         results.append({
             "faces": faces,
             "monitor_update_ms": monitor_ms,

@@ -7,6 +7,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,3 +150,45 @@ def test_cli_strict_refuses_a_truncated_video_and_writes_nothing(tiny_export, tm
                   str(tmp_path / "o.mp4"), "--json", str(tmp_path / "o.json"), "--track", "--strict")
     assert result.returncode == 2 and "of the 40 frames" in result.stderr and "Traceback" not in result.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(("o.", ".o."))]
+
+
+# -- quiet, honest output with the bundled model (LiteRT: no TensorFlow, seconds per process) -----------------------
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    return make_test_clip(tmp_path_factory.mktemp("tiny") / "tiny.mkv", size_wh=(96, 64), fps="10", frames=8,
+                          audio=False)
+
+
+def test_cli_prints_one_speed_line_and_one_result_line_and_no_bar_off_a_terminal(tiny_clip, tmp_path):
+    result = _cli("predict", "--source", str(tiny_clip), "--out", f"{tmp_path}/results/", "--track")
+    assert result.returncode == 0, result.stderr[-2000:]
+    speed, line = result.stdout.splitlines()  # one speed line, then one result line
+    assert re.fullmatch(r"Speed: [\d.]+ ms preprocess, [\d.]+ ms inference, [\d.]+ ms postprocess per frame", speed)
+    out = tmp_path / "results" / "tiny.mp4"  # a trailing / is a folder: the video goes in it under its own name
+    assert line.startswith(f"{tiny_clip}: 8 frames,") and line.endswith(f"-> {out}, {out.with_suffix('')}.summary.json")
+    assert "\r" not in result.stderr and "it/s" not in result.stderr  # stderr is a pipe: no progress bar
+    assert "monitor:" in result.stderr and count_frames(out) == 8
+
+
+def test_cli_out_honours_its_suffix_or_refuses_before_the_model_loads(tiny_clip, tmp_path):
+    avi = tmp_path / "clip.avi"
+    assert _cli("predict", "--source", str(tiny_clip), "--out", str(avi), "--no-progress").returncode == 0
+    assert avi.read_bytes()[:4] == b"RIFF" and probe_video(avi).codec == "h264"
+    refused = _cli("predict", "--source", str(tiny_clip), "--out", str(tmp_path / "clip.webm"))
+    assert refused.returncode == 2 and "model" not in refused.stderr  # refused before the model loaded
+    assert refused.stderr.strip().splitlines()[-1].startswith("maskdetect predict: error: ")
+    assert ".webm is not one of them" in refused.stderr and not (tmp_path / "clip.webm").exists()
+
+
+def test_cli_show_on_files_needs_no_out_and_a_glob_is_a_source(tiny_clip, tmp_path):
+    shown = _cli("predict", "--source", str(tiny_clip), "--show")  # headless here: it says why, and goes on
+    assert shown.returncode == 0 and "no window" in shown.stderr and "8 frames" in shown.stdout, shown.stderr
+    images = sorted((REPO / "sample" / "face-mask" / "images").glob("*.jpg"))[:2]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for image in images:
+        (folder / image.name).write_bytes(image.read_bytes())
+    globbed = _cli("predict", "--source", f"{folder}/*.jpg", "--json", str(tmp_path / "d.json"))
+    assert globbed.returncode == 0, globbed.stderr[-2000:]
+    assert {r["image"] for r in json.loads((tmp_path / "d.json").read_text())} <= {p.stem for p in images}
+    assert "2 image(s)" in globbed.stdout

@@ -60,7 +60,7 @@ def start_predict(*args: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_partial(proc: subprocess.Popen, folder: Path, timeout_s: float = 120) -> Path:
+def wait_for_partial(proc: subprocess.Popen, folder: Path, timeout_s: float = 300) -> Path:
     """The first non-empty partial output of `proc` in `folder` (encoded frames reached the disk)."""
     deadline = time.monotonic() + timeout_s
     while True:

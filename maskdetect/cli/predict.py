@@ -180,7 +180,7 @@ def monitor_from_args(args: argparse.Namespace):
 
 # -- the command ----------------------------------------------------------------------------------------------
 def _predict(args: argparse.Namespace) -> int:
-    from maskdetect.errors import ConfigError
+    from maskdetect.errors import ConfigError, MaskdetectError
     from maskdetect.infer.bundle import ExportBundle
     from maskdetect.infer.loop import predict_source
     from maskdetect.infer.predictor import Predictor, bundled_model
@@ -196,8 +196,11 @@ def _predict(args: argparse.Namespace) -> int:
             raise ConfigError("nothing to write or show: pass --out (annotated output), --json (detections) "
                               "and/or --show")
         monitor = monitor_from_args(args)
-        model_inputs = {"--model": args.model or bundled_model(),  # the model's sidecars are inputs too
-                        **ExportBundle.open(args.model).guarded_inputs(args.classifier)}
+        model_inputs = {"--model": args.model or bundled_model()}
+        try:  # the model's sidecars are inputs too
+            model_inputs.update(ExportBundle.open(args.model).guarded_inputs(args.classifier))
+        except MaskdetectError:
+            pass  # not a model: the outputs are checked first, then loading it says what is wrong and the fix
     except BaseException:
         source.close()
         raise
