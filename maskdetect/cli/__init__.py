@@ -1,7 +1,8 @@
 """The ``maskdetect`` command line: a thin dispatcher onto the package's functions.
 
 Each submodule registers its commands with ``register(subparsers)`` and imports heavy libraries
-(TensorFlow, OpenCV) only inside the command it runs, so ``maskdetect --help`` is instant.
+(TensorFlow, OpenCV) only inside the command it runs, so ``maskdetect --help`` is instant. Numeric options go
+through :mod:`maskdetect.cli.options`; a bad option is one line on stderr (no usage block) and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 import logging
 import sys
 import traceback
+from typing import NoReturn
 
 from maskdetect import logs
 from maskdetect.errors import MaskdetectError
@@ -19,8 +21,17 @@ from maskdetect.redact import quiet_third_party_loggers, redact
 COMMAND_MODULES = ("data", "run", "predict")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``maskdetect CMD: error: ... (see maskdetect CMD --help)``, exit 2. Its
+    subcommands' parsers are of this class too (``add_subparsers`` makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        one_line = redact(" ".join(message.split()))
+        self.exit(2, f"{self.prog}: error: {one_line} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskdetect", description="Face-mask detection on the TF2 OD API.")
+    parser = Parser(prog="maskdetect", description="Face-mask detection on the TF2 OD API.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log debug messages, and show TensorFlow's own log lines and warnings")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
