@@ -8,17 +8,54 @@ through :mod:`maskdetect.cli.options`; a bad option is one line on stderr (no us
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import logging
+import signal
 import sys
 import traceback
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 from maskdetect import logs
 from maskdetect.errors import MaskdetectError
 from maskdetect.redact import quiet_third_party_loggers, redact
 
 COMMAND_MODULES = ("data", "run", "predict")
+
+
+#: errno values of a full disk, a full quota and the file-size limit (``ulimit -f``).
+FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``docker stop``, ``systemctl stop``, a closed terminal): unwound like Ctrl-C, so every
+    output being written is finished or removed as on Ctrl-C, and the exit status is 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While a command runs: SIGTERM and SIGHUP raise :class:`Stopped` where they still have their default
+    (killing) action; a handler the command installs itself takes precedence. Restored afterwards."""
+    def stop(signum, _frame):
+        raise Stopped(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        try:
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, stop)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,9 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     quiet_third_party_loggers()  # their request lines stay out even with -v (and are redacted if they come)
     try:
-        return int(args.func(args) or 0)
+        with _stop_on_signals():
+            return int(args.func(args) or 0)
     except MaskdetectError as exc:
         print(f"maskdetect {args.command}: error: {redact(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in FULL_DISK:
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+            return 1
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"maskdetect {args.command}: error: {exc.strerror}{redact(where)}: the disk (or the file-size limit) "
+              f"is full; the output being written under a temporary name was removed. Free some space and run "
+              f"again.", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
         from maskdetect.compat import NODEPS_INSTALL, NODEPS_MODULES
@@ -60,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
               f"are installed without their own dependencies, in one extra step:\n  {NODEPS_INSTALL}",
               file=sys.stderr)
         return 2
+    except Stopped as exc:
+        print(f"maskdetect {args.command}: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"maskdetect {args.command}: interrupted", file=sys.stderr)
         return 130
