@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from maskdetect.errors import DownloadError
 from maskdetect.fileio import make_partial
-from maskdetect.redact import install_log_filter, redact, redact_url, register_url_secrets
+from maskdetect.redact import install_log_filter, redact, redact_url, register_url_secrets, split_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,19 @@ def secure_url(url: str) -> str:
     Raises:
         DownloadError: any other scheme, or no host.
     """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        _, sep, rest = url.partition("://")
+        userinfo, after = split_userinfo(rest) if sep else (None, rest)
+        printed_host = (urlsplit("x://" + after).hostname or "").lower()
+    except ValueError:
+        raise DownloadError(f"{redact_url(url)}: not a valid URL. Check it, and give an https:// address.") from None
     if not host:
         raise DownloadError(f"{redact_url(url)}: not a download URL (no host). Give an https:// address.")
+    if userinfo is not None and host != printed_host:
+        raise DownloadError(f"{redact_url(url)}: its user name or password holds a character a URL cannot carry "
+                            f"as it is (?, #, / or @); percent-encode it (? is %3F, # is %23, / is %2F, @ is %40).")
     if parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS):
         return url
     if parts.scheme == "http":
