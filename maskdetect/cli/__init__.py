@@ -83,18 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(verbose=args.verbose)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     quiet_third_party_loggers()  # their request lines stay out even with -v (and are redacted if they come)
+    name = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     try:
         with _stop_on_signals():
             return int(args.func(args) or 0)
     except MaskdetectError as exc:
-        print(f"maskdetect {args.command}: error: {redact(exc)}", file=sys.stderr)
+        print(f"maskdetect {name}: error: {redact(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno not in FULL_DISK:
             print(redact(traceback.format_exc()), file=sys.stderr, end="")
             return 1
         where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"maskdetect {args.command}: error: {exc.strerror}{redact(where)}: the disk (or the file-size limit) "
+        print(f"maskdetect {name}: error: {exc.strerror}{redact(where)}: the disk (or the file-size limit) "
               f"is full; the output being written under a temporary name was removed. Free some space and run "
               f"again.", file=sys.stderr)
         return 2
@@ -103,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if (exc.name or "").split(".")[0] not in NODEPS_MODULES:
             raise
-        print(f"maskdetect {args.command}: error: {exc.name} is not installed. The Object Detection API packages "
+        print(f"maskdetect {name}: error: {exc.name} is not installed. The Object Detection API packages "
               f"are installed without their own dependencies, in one extra step:\n  {NODEPS_INSTALL}",
               file=sys.stderr)
         return 2
     except Stopped as exc:
-        print(f"maskdetect {args.command}: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        print(f"maskdetect {name}: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
-        print(f"maskdetect {args.command}: interrupted", file=sys.stderr)
+        print(f"maskdetect {name}: interrupted", file=sys.stderr)
         return 130
     except Exception:  # a bug: the traceback, with secrets hidden like everything else we print
         print(redact(traceback.format_exc()), file=sys.stderr, end="")
