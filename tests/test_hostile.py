@@ -318,7 +318,7 @@ case("predict-events-existing-folder", 12,
      r"--events .*is an existing folder")
 case("predict-max-frames-zero-blames-option", 12,
      lambda w: ["predict", "--source", str(w.clip), "--out", w.p("o.mp4"), "--max-frames", "0"], 2,
-     r"argument --max-frames: 0 is out of range")
+     r"--max-frames 0 is out of range")
 
 # -- mechanism 7: secrets in messages ---------------------------------------------------------------------------
 def roboflow(url: str) -> Callable[[World], list[str]]:
@@ -531,7 +531,7 @@ for argv, option in [
      "--blur-threshold"),
 ]:
     case(f"number-{argv[0]}{option}-{argv[-1]}", 8, lambda w, argv=argv: list(argv), 2,
-         rf"argument {re.escape(option)}: ")
+         rf"error: {re.escape(option)} ")
 
 # -- mechanism 2 (helper bundle): the files beside a model are inputs ---------------------------------------------
 for sidecar in ("label_map.pbtxt", "classifier.tflite", "tflite_input.json"):
@@ -662,7 +662,7 @@ def test_every_numeric_option_refuses_bad_numbers_in_one_line(command, prefix, a
         else:
             assert code == 2, (argv, "accepted")
             lines = err.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith(f"maskdetect {command}: error: argument {option}"), err
+            assert len(lines) == 1 and lines[0].startswith(f"maskdetect {command}: error: {option} "), err
 
 
 def test_huge_values_are_out_of_every_range():

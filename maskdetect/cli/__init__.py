@@ -12,6 +12,7 @@ import contextlib
 import errno
 import importlib
 import logging
+import re
 import signal
 import sys
 import traceback
@@ -58,12 +59,17 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+_OPTION_VALUE = re.compile(r"^argument (-[^\s:/]+)(?:/\S+)?: ('?\S*'? is (?:out of range|not ))")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error: ``maskdetect CMD: error: ... (see maskdetect CMD --help)``, exit 2. Its
     subcommands' parsers are of this class too (``add_subparsers`` makes them of the parent's class)."""
 
     def error(self, message: str) -> NoReturn:
         one_line = redact(" ".join(message.split()))
+        # "argument --steps: -5 is out of range: ..." (maskdetect.cli.options) reads "--steps -5 is out of range"
+        one_line = _OPTION_VALUE.sub(r"\1 \2", one_line)
         self.exit(2, f"{self.prog}: error: {one_line} (see {self.prog} --help)\n")
 
 
