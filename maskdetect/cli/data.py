@@ -54,8 +54,10 @@ def register(subparsers) -> None:
     cv.add_argument("--blur-threshold", type=options.real(0.0, 1e6), default=None, metavar="T",
                     help="blur threshold (implies --drop-blurred; default when only --drop-blurred is given: "
                          "see maskdetect.data.images.DEFAULT_BLUR_THRESHOLD)")
-    cv.add_argument("--workers", type=options.count(1024), default=None, help="image decode/encode threads (default: all cores)")
-    cv.add_argument("--shards", type=options.count(100_000), default=None, help="files per split (default: ~1 per 64 MB)")
+    cv.add_argument("--workers", type=options.count(1024), default=None,
+                    help="image decode/encode threads (default: all cores)")
+    cv.add_argument("--shards", type=options.count(100_000), default=None,
+                    help="files per split (default: ~1 per 64 MB)")
     cv.set_defaults(func=_convert)
 
     ins = sub.add_parser("inspect", help="validate and summarise TFRecords (any OD API TFRecord)",

@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     p.add_argument("--classifier", default="auto", metavar="PATH",
                    help="second stage re-classifying each face from a full-resolution crop: auto (default: the "
                         "classifier.tflite beside the model, if any; the bundled model has one), a path, or none")
-    p.add_argument("--threshold", type=options.fraction(), metavar="T", help="minimum score (default: the model's operating "
+    p.add_argument("--threshold", type=options.fraction(), metavar="T",
+                   help="minimum score (default: the model's operating "
                    f"point from its card, set by `evaluate --export`; else {DEFAULT_THRESHOLD})")
     p.add_argument("--class-threshold", type=options.class_threshold, action="append", default=[], metavar="NAME=T",
                    help="per-class minimum score overriding --threshold, e.g. without_mask=0.3 (repeatable)")
@@ -91,7 +92,8 @@ def register(subparsers) -> None:
     live.add_argument("--display", choices=DISPLAY_CHOICES, default="auto",
                       help="window (as --show), notebook, none, or auto (default: a window for live sources when "
                            "one can open)")
-    live.add_argument("--record-fps", type=options.rate, metavar="RATE", help="recording frame rate, e.g. 30 or 30000/1001 "
+    live.add_argument("--record-fps", type=options.rate, metavar="RATE",
+                      help="recording frame rate, e.g. 30 or 30000/1001 "
                       "(default: the source's)")
     add_monitor_arguments(p)
     p.set_defaults(func=_predict)
@@ -115,10 +117,12 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         help=f"class vote: one per frame or confidence-weighted ({d.smoothing})")
     add("--count-window", type=options.seconds(high=86_400.0), metavar="S", dest="count_window_s",
         help=f"per-window counts length ({d.count_window_s:g} s)")
-    add("--min-track-frames", type=options.whole(1, 1_000_000), metavar="N", help=f"ignore tracks seen in fewer frames ({d.min_track_frames})")
+    add("--min-track-frames", type=options.whole(1, 1_000_000), metavar="N",
+        help=f"ignore tracks seen in fewer frames ({d.min_track_frames})")
     add("--alert-threshold", type=options.fraction(), metavar="T",
         help=f"alert when the fraction wearing masks correctly is below T ({d.alert_threshold})")
-    add("--alert-seconds", type=options.seconds(zero=True), metavar="S", help=f"... for at least S seconds ({d.alert_seconds:g})")
+    add("--alert-seconds", type=options.seconds(zero=True), metavar="S",
+        help=f"... for at least S seconds ({d.alert_seconds:g})")
     add("--alert-margin", type=options.fraction(), metavar="M", help=f"clear at T + M or above ({d.alert_margin})")
     add("--alert-cooldown", type=options.seconds(zero=True), metavar="S", dest="alert_cooldown_s",
         help=f"minimum seconds between two alerts ({d.alert_cooldown_s:g})")
@@ -131,7 +135,8 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
              "and ntfy also get the alert's snapshot")
     add("--alert-email", action="append", metavar="ADDRESS",
         help=f"e-mail each alert event to ADDRESS (repeatable) through the server in ${SMTP_ENV}")
-    add("--hook-timeout", type=options.seconds(high=3600.0), default=10.0, metavar="S", help="timeout of each hook call (10 s)")
+    add("--hook-timeout", type=options.seconds(high=3600.0), default=10.0, metavar="S",
+        help="timeout of each hook call (10 s)")
     add("--events", type=Path, metavar="FILE", dest="events_path",
         help="alert events JSON-lines file (default <out>.events.jsonl)")
     add("--review-dir", type=Path, metavar="DIR",
