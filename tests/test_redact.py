@@ -72,3 +72,38 @@ def test_registered_secrets_are_hidden_everywhere_and_in_every_log_record(caplog
 
 def test_parameter_names_are_lower_case():
     assert all(name == name.lower() for name in SECRET_PARAMS)
+
+
+# -- issue 24, mechanism 7: the inverted default ----------------------------------------------------------------
+@pytest.mark.parametrize("url, shown", [
+    ("smtp:/alerts:Pw0rdSmtp@mail.example:587", "smtp:***"),
+    ("smtp//alerts:Pw0rdSmtp@mail.example:587", "***"),
+    ("rtsp://admin:pa?ss#w0rd@cam.local:554/live", "rtsp://***@cam.local:554/live"),
+    ("rtsp://admin:pa/ss?w0rd@cam.local/live", "rtsp://***@cam.local/live"),
+    ("https://h.example/x?loginpas=Secr3tA&api-key=Secr3tB&code=Secr3tC&fps=5",
+     "https://h.example/x?loginpas=***&api-key=***&code=***&fps=5"),
+    ("https://dl.example/files/AbCd1234EfGh5678/model.tar.gz", "https://dl.example/files/***/model.tar.gz"),
+    ("https://dl.example/models/tf2/20200711/efficientdet_d0_coco17_tpu-32.tar.gz",
+     "https://dl.example/models/tf2/20200711/efficientdet_d0_coco17_tpu-32.tar.gz"),
+    ("https://h.example:notaport/x", "https://***"),
+    ("not a url at all", "***"),
+])
+def test_a_printed_url_shows_only_what_the_allow_list_names(url, shown):
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("must be smtp://..., got smtp:/alerts:Pw0rdSmtp@mail.example:587", "Pw0rdSmtp"),
+    ("must be smtp://..., got smtp//alerts:Pw0rdSmtp@mail.example:587", "Pw0rdSmtp"),
+    ("GET /ds/x?loginpas=Secr3tA HTTP/1.1", "Secr3tA"),
+    ("could not open rtsp://admin:pa?ss#w0rd@cam.local/live", "w0rd"),
+])
+def test_typos_and_unknown_keys_in_free_text_are_hidden(text, secret):
+    assert secret not in redact(text)
+
+
+def test_url_secrets_of_a_typo_url_are_registered():
+    from maskdetect.redact import register_url_secrets
+
+    register_url_secrets("smtp:/alerts:Reg1sterMe9@mail.example:587")
+    assert "Reg1sterMe9" not in redact("the server said: 535 Reg1sterMe9 rejected")
