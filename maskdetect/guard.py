@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -32,8 +33,23 @@ PathLike = str | os.PathLike
 
 
 def resolved(path: PathLike) -> Path:
-    """`path` made absolute with ``..`` and every symbolic link resolved (also for parts not created yet)."""
-    return Path(os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path)))))
+    """`path` resolved the way the kernel resolves it: made absolute by joining the working directory (never by
+    collapsing ``..`` as text), then each component in turn, a symbolic link replaced by its target before the
+    next ``..`` applies (``lnk/../x`` is ``x`` beside what ``lnk`` points to). Parts not created yet are kept.
+
+    Raises:
+        OutputError: the path runs into a symbolic link loop (or a chain too long for the kernel).
+    """
+    raw = os.path.expanduser(os.fspath(path))
+    joined = raw if os.path.isabs(raw) else os.path.join(os.getcwd(), raw)
+    real = os.path.realpath(joined)  # component by component, links followed before ".."
+    try:
+        os.stat(real)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputError(f"{os.fspath(path)}: a symbolic link loop (or a chain of links too long to follow); "
+                              f"fix or remove the link, or give another path.") from None
+    return Path(real)
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -68,19 +84,28 @@ def _hard_link_into(output: Path, folder: Path) -> Path | None:
 
 
 def check_paths(inputs: Mapping[str, PathLike | None], outputs: Mapping[str, PathLike | None], *,
-                folders: tuple[str, ...] = ()) -> None:
-    """Refuse outputs that could destroy an input or each other.
+                folders: tuple[str, ...] = (), into: tuple[str, ...] | None = None) -> None:
+    """Refuse outputs that could destroy an input or each other, and file outputs that name a folder.
 
     Args:
         inputs: ``{option name: path}`` of what the command reads (None entries, e.g. a webcam, are skipped).
         outputs: ``{option name: path}`` of what it writes (None entries are skipped).
         folders: the output names that are folders the command may replace as a whole.
+        into: the output names that are folders the command writes files into (a run directory). Every other
+            output is a file, and an existing folder there is refused now, before any work (not after the last
+            frame). None (callers from before this option): ``--out`` when `folders` is empty.
 
     Raises:
         OutputError: naming both paths and what to do.
     """
+    if into is None:
+        into = () if folders else ("--out",)
     ins = {name: (p, resolved(p)) for name, p in inputs.items() if p is not None}
     outs = {name: (p, resolved(p)) for name, p in outputs.items() if p is not None}
+    for out_name, (out_raw, out) in outs.items():
+        if out_name not in folders and out_name not in into and out.is_dir():
+            raise OutputError(f"{out_name} {out_raw} is an existing folder, but {out_name} names a file. Give a file "
+                              f"path (a new name, or an existing file to replace).")
     for out_name, (out_raw, out) in outs.items():
         where = f"{out_name} {out_raw}"
         for in_name, (in_raw, src) in ins.items():

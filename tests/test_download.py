@@ -242,3 +242,75 @@ def test_an_unkeyed_file_is_reused_only_when_allowed(tmp_path):
     with serve({"/b.bin": BODY}) as srv:
         assert download(srv.url("/b.bin"), tmp_path / "f.bin").read_bytes() == OTHER
         assert download(srv.url("/b.bin"), tmp_path / "f.bin", reuse_unkeyed=False).read_bytes() == BODY
+
+
+# -- issue 24, mechanism 11: caps, one folder per archive, HTTPS, pinned checksums -----------------------------
+def _deflated_zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_a_zip_bomb_is_named_and_nothing_is_kept(tmp_path, kind):
+    entries = {"zeros.bin": bytes(8 << 20)}  # 8 MiB of zeros: a few KB packed, far above the 100x ratio
+    archive = tmp_path / f"x.{kind}"
+    archive.write_bytes(_deflated_zip(entries) if kind == "zip" else _tar(entries))
+    with pytest.raises(DownloadError, match="zip bomb"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(DownloadError, match=r"more than [0-9.]+ GiB"):
+        safe_extract(archive, tmp_path / "out", max_bytes=2**20, max_ratio=1e9)
+    assert safe_extract(archive, tmp_path / "out", max_ratio=1e9) == tmp_path / "out"  # a cap the caller raised
+
+
+def test_a_zip_that_lies_about_its_sizes_is_stopped_by_the_bytes_written(tmp_path):
+    archive = tmp_path / "x.zip"
+    archive.write_bytes(_deflated_zip({"zeros.bin": bytes(4 << 20)}))
+    data = bytearray(archive.read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # declare 16 bytes in the local and central headers
+        at = data.find(header)
+        offset = 22 if header == b"PK\x03\x04" else 24
+        data[at + offset:at + offset + 4] = (16).to_bytes(4, "little")
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DownloadError):  # zip bomb (bytes counted) or a corrupt zip: never 4 MiB written
+        safe_extract(archive, tmp_path / "out", max_bytes=2**20)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_only_keeps_an_archive_in_its_own_folder(tmp_path):
+    out = tmp_path / "cache"
+    (out / "other" / "checkpoint").mkdir(parents=True)
+    (out / "other" / "checkpoint" / "ckpt-0.index").write_bytes(b"GOOD")
+    archive = tmp_path / "mine.tar.gz"
+    archive.write_bytes(_tar({"mine/a.txt": b"a", "other/checkpoint/ckpt-0.index": b"EVIL"}))
+    with pytest.raises(DownloadError, match="outside mine/"):
+        safe_extract(archive, out, only="mine")
+    assert (out / "other" / "checkpoint" / "ckpt-0.index").read_bytes() == b"GOOD" and not (out / "mine").exists()
+    archive.write_bytes(_tar({"mine/a.txt": b"a"}))
+    safe_extract(archive, out, only="mine")
+    assert (out / "mine" / "a.txt").read_bytes() == b"a"
+
+
+def test_only_https_is_fetched():
+    from maskdetect.download import secure_url
+
+    assert secure_url("http://download.example.org/x.tar.gz") == "https://download.example.org/x.tar.gz"
+    assert secure_url("https://h/x") == "https://h/x"
+    assert secure_url("http://127.0.0.1:8000/x") == "http://127.0.0.1:8000/x"  # the tests' loopback servers
+    for url in (f"ftp://u:{SECRET}@h/x", f"file:///etc/passwd?key={SECRET}", "https:///x", f"http://u:{SECRET}?x@h/"):
+        with pytest.raises(DownloadError) as err:
+            secure_url(url)
+        assert SECRET not in str(err.value)
+
+
+def test_the_zoo_archives_we_name_are_in_the_pin_table_and_an_unpinned_download_says_so(tmp_path, caplog):
+    from maskdetect.download import PINNED_SHA256, pinned_sha256
+    from maskdetect.train.pipeline import MODELS
+
+    assert {f"{spec.zoo_archive}.tar.gz" for spec in MODELS.values()} <= PINNED_SHA256.keys()
+    with caplog.at_level(logging.WARNING):
+        assert pinned_sha256(tmp_path / "efficientdet_d0_coco17_tpu-32.tar.gz") is None
+    assert "no pinned sha256" in caplog.text

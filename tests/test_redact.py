@@ -12,10 +12,10 @@ from maskdetect.redact import SECRET_PARAMS, redact, redact_url, register_secret
 TEXTS = [
     ("rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
     ("http://bob@cam.local/video.mjpg", "http://***@cam.local/video.mjpg"),
-    ("https://cam/x?user=a&password=s3cret&fps=5", "https://cam/x?user=a&password=***&fps=5"),
+    ("https://cam/x?user=a&password=s3cret&fps=5", "https://cam/x?user=***&password=***&fps=5"),
     ("could not open rtsp://u:p@h/x: 401", "could not open rtsp://***@h/x: 401"),
     ("rtsp://cam/live?api_key=k1k1k1&pwd=p2", "rtsp://cam/live?api_key=***&pwd=***"),
-    ("GET /ds/x?key=abc123&y=2 HTTP/1.1", "GET /ds/x?key=***&y=2 HTTP/1.1"),
+    ("GET /ds/x?key=abc123&y=2 HTTP/1.1", "GET /ds/x?key=***&y=*** HTTP/1.1"),
     ("s3 ?X-Amz-Signature=abc&X-Amz-Credential=id/2026", "s3 ?X-Amz-Signature=***&X-Amz-Credential=***"),
     ("monkey=banana donkey_key=1", "monkey=banana donkey_key=1"),  # a name that merely ends in "key"
     ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
@@ -45,13 +45,14 @@ def test_colab_run_by_path_redacts_by_the_same_rules(colab_by_path, text, expect
 @pytest.mark.parametrize("url, secret_only, every_value", [
     ("https://public.roboflow.com/ds/AbC?key=XyZ123", "https://public.roboflow.com/ds/AbC?key=***",
      "https://public.roboflow.com/ds/AbC?key=***"),
-    ("https://u:pw1234@h/p?api_key=k1k1k1&a=b", "https://***@h/p?api_key=***&a=b", "https://***@h/p?api_key=***&a=***"),
-    ("https://hooks.example/x?token=abc&room=2", "https://hooks.example/x?token=***&room=2",
+    ("https://u:pw1234@h/p?api_key=k1k1k1&a=b", "https://***@h/p?api_key=***&a=***", "https://***@h/p?api_key=***&a=***"),
+    ("https://hooks.example/x?token=abc&room=2", "https://hooks.example/x?token=***&room=***",
      "https://hooks.example/x?token=***&room=***"),
-    ("https://u@hooks.example/x?key=", "https://***@hooks.example/x?key=***", "https://***@hooks.example/x?key=***"),
+    ("https://u@hooks.example/x?key=", "https://***@hooks.example/x?key=", "https://***@hooks.example/x?key="),
     ("https://hooks.example/x#frag", "https://hooks.example/x", "https://hooks.example/x"),
     ("http://127.0.0.1:8080/alert", "http://127.0.0.1:8080/alert", "http://127.0.0.1:8080/alert"),
-    ("http://[::1/broken", "<unparseable url>", "<unparseable url>"),
+    ("http://[::1/broken", "http://***", "http://***"),
+    ("rtsp://cam/x?fps=5&channel=2", "rtsp://cam/x?fps=5&channel=2", "rtsp://cam/x?fps=***&channel=***"),
 ])
 def test_redact_url(url, secret_only, every_value):
     assert redact_url(url) == secret_only
@@ -66,8 +67,43 @@ def test_registered_secrets_are_hidden_everywhere_and_in_every_log_record(caplog
         logging.getLogger("urllib3.connectionpool").info("GET /x?token=%s&n=%d", "t0k3n", 1)
         logging.getLogger("anything").warning("login with %s", "Tr0ub4dor&3")
     assert "t0k3n" not in caplog.text and "Tr0ub4dor&3" not in caplog.text
-    assert "token=***&n=1" in caplog.text
+    assert "token=***&n=***" in caplog.text
 
 
 def test_parameter_names_are_lower_case():
     assert all(name == name.lower() for name in SECRET_PARAMS)
+
+
+# -- issue 24, mechanism 7: the inverted default ----------------------------------------------------------------
+@pytest.mark.parametrize("url, shown", [
+    ("smtp:/alerts:Pw0rdSmtp@mail.example:587", "smtp:***"),
+    ("smtp//alerts:Pw0rdSmtp@mail.example:587", "***"),
+    ("rtsp://admin:pa?ss#w0rd@cam.local:554/live", "rtsp://***@cam.local:554/live"),
+    ("rtsp://admin:pa/ss?w0rd@cam.local/live", "rtsp://***@cam.local/live"),
+    ("https://h.example/x?loginpas=Secr3tA&api-key=Secr3tB&code=Secr3tC&fps=5",
+     "https://h.example/x?loginpas=***&api-key=***&code=***&fps=5"),
+    ("https://dl.example/files/AbCd1234EfGh5678/model.tar.gz", "https://dl.example/files/***/model.tar.gz"),
+    ("https://dl.example/models/tf2/20200711/efficientdet_d0_coco17_tpu-32.tar.gz",
+     "https://dl.example/models/tf2/20200711/efficientdet_d0_coco17_tpu-32.tar.gz"),
+    ("https://h.example:notaport/x", "https://***"),
+    ("not a url at all", "***"),
+])
+def test_a_printed_url_shows_only_what_the_allow_list_names(url, shown):
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("must be smtp://..., got smtp:/alerts:Pw0rdSmtp@mail.example:587", "Pw0rdSmtp"),
+    ("must be smtp://..., got smtp//alerts:Pw0rdSmtp@mail.example:587", "Pw0rdSmtp"),
+    ("GET /ds/x?loginpas=Secr3tA HTTP/1.1", "Secr3tA"),
+    ("could not open rtsp://admin:pa?ss#w0rd@cam.local/live", "w0rd"),
+])
+def test_typos_and_unknown_keys_in_free_text_are_hidden(text, secret):
+    assert secret not in redact(text)
+
+
+def test_url_secrets_of_a_typo_url_are_registered():
+    from maskdetect.redact import register_url_secrets
+
+    register_url_secrets("smtp:/alerts:Reg1sterMe9@mail.example:587")
+    assert "Reg1sterMe9" not in redact("the server said: 535 Reg1sterMe9 rejected")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from maskdetect.cli import options
+
 FORMATS = ("voc", "kitti", "coco", "yolo", "tfrecord")
 
 
@@ -45,15 +47,17 @@ def register(subparsers) -> None:
                     help="keep unknown class names as classes of their own (default: an error listing them)")
     cv.add_argument("--classes", help="comma-separated allowed class names (after --map), in label-map order; "
                                       "boxes of other classes are dropped (an error with --strict)")
-    cv.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    cv.add_argument("--seed", type=options.seed(), default=0, help="split seed (default 0)")
     cv.add_argument("--strict", action="store_true", help="stop at the first bad input instead of skipping it")
     cv.add_argument("--drop-blurred", action="store_true",
                     help="drop faces whose crop is blurred (Laplacian variance below --blur-threshold)")
-    cv.add_argument("--blur-threshold", type=float, default=None, metavar="T",
+    cv.add_argument("--blur-threshold", type=options.real(0.0, 1e6), default=None, metavar="T",
                     help="blur threshold (implies --drop-blurred; default when only --drop-blurred is given: "
                          "see maskdetect.data.images.DEFAULT_BLUR_THRESHOLD)")
-    cv.add_argument("--workers", type=int, default=None, help="image decode/encode threads (default: all cores)")
-    cv.add_argument("--shards", type=int, default=None, help="files per split (default: ~1 per 64 MB)")
+    cv.add_argument("--workers", type=options.count(1024), default=None,
+                    help="image decode/encode threads (default: all cores)")
+    cv.add_argument("--shards", type=options.count(100_000), default=None,
+                    help="files per split (default: ~1 per 64 MB)")
     cv.set_defaults(func=_convert)
 
     ins = sub.add_parser("inspect", help="validate and summarise TFRecords (any OD API TFRecord)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from maskdetect.cli import options
+
 DISPLAY_CHOICES = ("auto", "window", "notebook", "none")
 
 
@@ -54,16 +56,17 @@ def register(subparsers) -> None:
     p.add_argument("--classifier", default="auto", metavar="PATH",
                    help="second stage re-classifying each face from a full-resolution crop: auto (default: the "
                         "classifier.tflite beside the model, if any; the bundled model has one), a path, or none")
-    p.add_argument("--threshold", type=_unit_float, metavar="T", help="minimum score (default: the model's operating "
+    p.add_argument("--threshold", type=options.fraction(), metavar="T",
+                   help="minimum score (default: the model's operating "
                    f"point from its card, set by `evaluate --export`; else {DEFAULT_THRESHOLD})")
-    p.add_argument("--class-threshold", type=_class_threshold, action="append", default=[], metavar="NAME=T",
+    p.add_argument("--class-threshold", type=options.class_threshold, action="append", default=[], metavar="NAME=T",
                    help="per-class minimum score overriding --threshold, e.g. without_mask=0.3 (repeatable)")
     p.add_argument("--no-cross-class-nms", dest="cross_class_nms", action="store_false",
                    help="keep overlapping boxes of different classes (default: one box per face)")
-    p.add_argument("--nms-iou", type=_unit_float, default=DEFAULT_NMS_IOU, metavar="IOU",
+    p.add_argument("--nms-iou", type=options.fraction(), default=DEFAULT_NMS_IOU, metavar="IOU",
                    help=f"IoU above which boxes are the same face (default {DEFAULT_NMS_IOU})")
-    p.add_argument("--max-frames", type=int, metavar="N", help="videos/streams: stop after N frames")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--max-frames", type=options.count(), metavar="N", help="videos/streams: stop after N frames")
+    p.add_argument("--threads", type=options.count(1024), metavar="N",
                    help="TFLite models: interpreter threads (default: every core)")
     p.add_argument("--runtime", choices=TFLITE_RUNTIMES, default="auto",
                    help="TFLite models: LiteRT, tf.lite, or auto (LiteRT where it imports; the default)")
@@ -71,7 +74,7 @@ def register(subparsers) -> None:
                    help="no progress bar (it is off anyway when stderr is not a terminal, e.g. in a service log)")
     video = p.add_argument_group("video files")
     video.add_argument("--no-audio", dest="keep_audio", action="store_false", help="drop the audio track")
-    video.add_argument("--crf", type=int, default=Encoder.crf,
+    video.add_argument("--crf", type=options.whole(0, 51), default=Encoder.crf,
                        help=f"H.264 quality, 0-51, lower is better (default {Encoder.crf})")
     video.add_argument("--strict", action="store_true",
                        help="a video that ends before the frames it declares (or that ffmpeg reports corrupt) is an "
@@ -81,7 +84,7 @@ def register(subparsers) -> None:
                        help=f"x264 speed preset (default {Encoder.preset}: cheapest on the CPU the model needs; "
                             "veryfast or medium give files 2-4x smaller)")
     live = p.add_argument_group("webcams and streams")
-    live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    live.add_argument("--duration", type=options.seconds(), metavar="S", help="stop after S seconds")
     live.add_argument("--show", dest="display", action="store_const", const="window", default="auto",
                       help="show the annotated frames in a window (q or Esc stops; still images wait for a key), "
                            "for files too; where no window can open (headless OpenCV, no display) it says why and "
@@ -89,7 +92,8 @@ def register(subparsers) -> None:
     live.add_argument("--display", choices=DISPLAY_CHOICES, default="auto",
                       help="window (as --show), notebook, none, or auto (default: a window for live sources when "
                            "one can open)")
-    live.add_argument("--record-fps", metavar="RATE", help="recording frame rate, e.g. 30 or 30000/1001 "
+    live.add_argument("--record-fps", type=options.rate, metavar="RATE",
+                      help="recording frame rate, e.g. 30 or 30000/1001 "
                       "(default: the source's)")
     add_monitor_arguments(p)
     p.set_defaults(func=_predict)
@@ -107,18 +111,20 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     group = parser.add_argument_group("tracking, counting and compliance alerts (videos and live sources)")
     add = group.add_argument
     add("--track", action="store_true", help="track faces: stable ids, smoothed classes, unique people counts")
-    add("--smoothing-window", type=int, metavar="FRAMES",
+    add("--smoothing-window", type=options.count(10_000), metavar="FRAMES",
         help=f"frames per track voting for its class ({d.smoothing_window})")
     add("--smoothing", choices=("majority", "score"),
         help=f"class vote: one per frame or confidence-weighted ({d.smoothing})")
-    add("--count-window", type=float, metavar="S", dest="count_window_s",
+    add("--count-window", type=options.seconds(high=86_400.0), metavar="S", dest="count_window_s",
         help=f"per-window counts length ({d.count_window_s:g} s)")
-    add("--min-track-frames", type=int, metavar="N", help=f"ignore tracks seen in fewer frames ({d.min_track_frames})")
-    add("--alert-threshold", type=float, metavar="T",
+    add("--min-track-frames", type=options.whole(1, 1_000_000), metavar="N",
+        help=f"ignore tracks seen in fewer frames ({d.min_track_frames})")
+    add("--alert-threshold", type=options.fraction(), metavar="T",
         help=f"alert when the fraction wearing masks correctly is below T ({d.alert_threshold})")
-    add("--alert-seconds", type=float, metavar="S", help=f"... for at least S seconds ({d.alert_seconds:g})")
-    add("--alert-margin", type=float, metavar="M", help=f"clear at T + M or above ({d.alert_margin})")
-    add("--alert-cooldown", type=float, metavar="S", dest="alert_cooldown_s",
+    add("--alert-seconds", type=options.seconds(zero=True), metavar="S",
+        help=f"... for at least S seconds ({d.alert_seconds:g})")
+    add("--alert-margin", type=options.fraction(), metavar="M", help=f"clear at T + M or above ({d.alert_margin})")
+    add("--alert-cooldown", type=options.seconds(zero=True), metavar="S", dest="alert_cooldown_s",
         help=f"minimum seconds between two alerts ({d.alert_cooldown_s:g})")
     add("--alert-command", metavar="CMD", help="run CMD (no shell) for each alert event; event JSON on stdin "
         "and in $MASKDETECT_EVENT")
@@ -129,15 +135,16 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
              "and ntfy also get the alert's snapshot")
     add("--alert-email", action="append", metavar="ADDRESS",
         help=f"e-mail each alert event to ADDRESS (repeatable) through the server in ${SMTP_ENV}")
-    add("--hook-timeout", type=float, default=10.0, metavar="S", help="timeout of each hook call (10 s)")
+    add("--hook-timeout", type=options.seconds(high=3600.0), default=10.0, metavar="S",
+        help="timeout of each hook call (10 s)")
     add("--events", type=Path, metavar="FILE", dest="events_path",
         help="alert events JSON-lines file (default <out>.events.jsonl)")
     add("--review-dir", type=Path, metavar="DIR",
         help="save uncertain / class-flipping frames with Pascal VOC pre-annotations for review (never replaces "
              "a file there: new items get new names)")
-    add("--review-every", type=int, metavar="N", dest="review_every_n_frames",
+    add("--review-every", type=options.count(), metavar="N", dest="review_every_n_frames",
         help=f"per reason, at most one review frame per N frames ({d.review_every_n_frames})")
-    add("--review-max", type=int, metavar="N", dest="review_max_frames",
+    add("--review-max", type=options.whole(0, 1_000_000), metavar="N", dest="review_max_frames",
         help=f"at most N review frames ({d.review_max_frames})")
     add("--summary-dir", type=Path, metavar="DIR",
         help=f"where the summary goes when the run writes no --out or --json (default ./{DEFAULT_SUMMARY_DIR}/)")

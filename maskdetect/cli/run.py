@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from maskdetect.cli import options
+
 from maskdetect.train.pipeline import DEFAULT_MODEL, MODELS
 
 
@@ -16,10 +18,10 @@ def register(subparsers) -> None:
     cf.add_argument("--data", required=True, help="a folder made by `maskdetect data convert`")
     cf.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help=f"default {DEFAULT_MODEL}")
     cf.add_argument("--out", required=True, help="the run directory")
-    cf.add_argument("--image-size", type=int, help="input size (default: the model's own)")
-    cf.add_argument("--batch-size", type=int, default=8, help="default 8")
-    cf.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
-    cf.add_argument("--learning-rate", type=float,
+    cf.add_argument("--image-size", type=options.whole(32, 4096), help="input size (default: the model's own)")
+    cf.add_argument("--batch-size", type=options.count(4096), default=8, help="default 8")
+    cf.add_argument("--steps", type=options.count(), default=2000, help="training steps (default 2000)")
+    cf.add_argument("--learning-rate", type=options.real(0.0, 10.0, low_open=True),
                     help="cosine base rate (default: the zoo's 0.08 scaled linearly from batch 128 for momentum, "
                          "0.002 for adam)")
     cf.add_argument("--optimizer", default="momentum", choices=("momentum", "adam"),
@@ -37,15 +39,15 @@ def register(subparsers) -> None:
 
     tr = subparsers.add_parser("train", help="train a configured run (resumes from its newest checkpoint)")
     tr.add_argument("run_dir")
-    tr.add_argument("--steps", type=int, help="train up to this step (default: the config's num_steps)")
+    tr.add_argument("--steps", type=options.count(), help="train up to this step (default: the config's num_steps)")
     tr.add_argument("--strategy", default="default", choices=("default", "mirrored", "tpu"))
-    tr.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    tr.add_argument("--steps-per-iteration", type=int, default=10,
+    tr.add_argument("--checkpoint-every", type=options.count(), help="steps between checkpoints")
+    tr.add_argument("--steps-per-iteration", type=options.count(100_000), default=10,
                     help="steps per compiled call (progress/NaN check granularity; default 10)")
-    tr.add_argument("--recalibration-batches", type=int, default=50,
+    tr.add_argument("--recalibration-batches", type=options.whole(0, 1_000_000), default=50,
                     help="training batches over which BatchNorm statistics are recomputed after the last step "
                          "(default 50; 0 keeps the moving averages)")
-    tr.add_argument("--seed", type=int, default=0,
+    tr.add_argument("--seed", type=options.seed(-1), default=0,
                     help="seeds the initial weights, shuffling and augmentation (default 0; -1: unseeded)")
     tr.set_defaults(func=_train)
 
@@ -58,7 +60,7 @@ def register(subparsers) -> None:
     ev.add_argument("--classifier", nargs="?", const=True, default=False, metavar="PATH",
                     help="with --export: score the export with its second stage (alone: the classifier.tflite "
                          "beside the export; or a path), as `predict` runs them")
-    ev.add_argument("--image-size", type=int, metavar="N",
+    ev.add_argument("--image-size", type=options.whole(32, 4096), metavar="N",
                     help="the checkpoint run at this input size instead of the one it was trained at (a larger one "
                          "finds smaller faces; metrics-SPLIT-Npx.json)")
     ev.add_argument("--watch", action="store_true",
@@ -74,13 +76,13 @@ def register(subparsers) -> None:
     ex.add_argument("--quantize", default="none", choices=("none", "fp16", "int8"),
                     help="TFLite precision: none (float32, model.tflite), fp16 (model-fp16.tflite) or int8 "
                          "(model-int8.tflite, calibrated on training images)")
-    ex.add_argument("--calibration-images", type=int, default=100, metavar="N",
+    ex.add_argument("--calibration-images", type=options.count(100_000), default=100, metavar="N",
                     help="int8: training images drawn for calibration (default 100)")
-    ex.add_argument("--calibration-seed", type=int, default=0, help="int8: seed of that draw (default 0)")
-    ex.add_argument("--score-floor", type=float, default=DEFAULT_SCORE_FLOOR, metavar="S",
+    ex.add_argument("--calibration-seed", type=options.seed(), default=0, help="int8: seed of that draw (default 0)")
+    ex.add_argument("--score-floor", type=options.fraction(), default=DEFAULT_SCORE_FLOOR, metavar="S",
                     help="TFLite: the post-processing op ranks only anchors scoring at least S "
                          f"(default {DEFAULT_SCORE_FLOOR}; lower keeps fainter boxes for evaluation, costs time)")
-    ex.add_argument("--image-size", type=int, metavar="N",
+    ex.add_argument("--image-size", type=options.whole(32, 4096), metavar="N",
                     help="the exported model's input size (default: the size it was trained at; a larger one finds "
                          "smaller faces and costs time, about (N / trained size)^2)")
     ex.set_defaults(func=_export)
@@ -90,15 +92,15 @@ def register(subparsers) -> None:
     cl = subparsers.add_parser("classifier", help="train the second stage: a face-crop classifier, exported beside "
                                                   "the run's models (export/classifier.tflite)")
     cl.add_argument("run_dir")
-    cl.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"default {DEFAULT_EPOCHS}")
-    cl.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE,
+    cl.add_argument("--epochs", type=options.count(100_000), default=DEFAULT_EPOCHS, help=f"default {DEFAULT_EPOCHS}")
+    cl.add_argument("--input-size", type=options.whole(8, 1024), default=DEFAULT_INPUT_SIZE,
                     help=f"crop side in pixels (default {DEFAULT_INPUT_SIZE})")
-    cl.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+    cl.add_argument("--margin", type=options.real(1.0, 10.0), default=DEFAULT_MARGIN,
                     help=f"crop side / the box's longer side (default {DEFAULT_MARGIN})")
-    cl.add_argument("--jitter", type=int, default=DEFAULT_JITTER,
+    cl.add_argument("--jitter", type=options.whole(0, 1000), default=DEFAULT_JITTER,
                     help=f"crops per training face, boxes moved and scaled a little (default {DEFAULT_JITTER})")
-    cl.add_argument("--seed", type=int, default=0, help="default 0")
-    cl.add_argument("--members", type=int, default=1, metavar="N",
+    cl.add_argument("--seed", type=options.seed(), default=0, help="default 0")
+    cl.add_argument("--members", type=options.count(64), default=1, metavar="N",
                     help="an ensemble: N classifiers (seeds SEED, SEED+1, ...) averaged in one model; N times the "
                          "training time and the per-face cost (default 1)")
     cl.set_defaults(func=_classifier)
@@ -110,7 +112,7 @@ def register(subparsers) -> None:
 
     de = subparsers.add_parser("demo", help="the whole workflow on the bundled sample, end to end")
     de.add_argument("--out", default="workspace/runs/demo", help="run directory (default workspace/runs/demo)")
-    de.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    de.add_argument("--steps", type=options.count(), default=300, help="training steps (default 300)")
     de.set_defaults(func=_demo)
 
 

@@ -39,6 +39,20 @@ def blind(name: str) -> str:
 _BY_KEY = {blind(alias): canonical for canonical, aliases in ALIASES.items() for alias in aliases}
 
 
+def blind_map(pairs) -> dict[str, str]:
+    """``{blind(OLD): NEW}`` of ``--map`` pairs; one OLD (compared blind) mapped to two different NEW names is a
+    DataError (keeping the last would relabel silently). Repeating the same pair is fine."""
+    out: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for old, new in pairs:
+        key = blind(old)
+        if key in out and out[key] != new:
+            raise DataError(f"--map {first[key]}={out[key]} and --map {old}={new} map one class to two names; keep "
+                            f"one of them.")
+        out[key], first[key] = new, first.get(key, old)
+    return out
+
+
 def resolve_names(counts: Mapping[str, int], class_map: Mapping[str, str], classes: Sequence[str] | None, *,
                   allow_new: bool = False, examples: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{name in the data: class name}`` for every name of `counts` (``{name: boxes}``).
@@ -53,7 +67,7 @@ def resolve_names(counts: Mapping[str, int], class_map: Mapping[str, str], class
     Raises:
         DataError: names that are neither mapped, listed, aliases nor allowed.
     """
-    user_map = {blind(old): new for old, new in class_map.items()}
+    user_map = blind_map(class_map.items())
     listed = set(classes or ())
     resolved: dict[str, str] = {}
     unknown = []
@@ -80,4 +94,4 @@ def resolve_names(counts: Mapping[str, int], class_map: Mapping[str, str], class
     return resolved
 
 
-__all__ = ["ALIASES", "blind", "resolve_names"]
+__all__ = ["ALIASES", "blind", "blind_map", "resolve_names"]

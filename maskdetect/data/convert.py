@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import maskdetect
-from maskdetect.data.classnames import resolve_names
+from maskdetect.data.classnames import blind_map, resolve_names
 from maskdetect.data.images import OUTSIDE_TOLERANCE_PX, Loaded, load_item
 from maskdetect.data.records import SPLITS, Item, Sample, Skip
 from maskdetect.data.formats import read_dataset
@@ -102,6 +102,7 @@ def parse_class_map(pairs: Sequence[str] | Mapping[str, str] | None) -> dict[str
             if not sep or not old.strip() or not new.strip():
                 raise ConfigError(f"--map {pair!r}: expected OLD=NEW, e.g. mask=with_mask.")
             items.append((old.strip(), new.strip()))
+    blind_map((str(k), str(v)) for k, v in items)  # one class mapped to two names: an error, not the last kept
     return {str(k): str(v) for k, v in items}
 
 

@@ -191,13 +191,14 @@ def _read_coco_file(path: Path, root: Path) -> Iterator[Item | Skip]:
         data = json.loads(path.read_text(encoding="utf-8"))
         images = data["images"]
         annotations = data.get("annotations", [])
-        categories = {c["id"]: str(c["name"]) for c in data.get("categories", [])}
+        categories = _coco_categories(path, data.get("categories", []))
         if not isinstance(images, list) or not isinstance(annotations, list):
             raise TypeError("'images' and 'annotations' must be lists")
     except (OSError, UnicodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         yield Skip(str(path), f"not a COCO detection JSON ({type(exc).__name__}: {exc})",
                    "It needs 'images', 'annotations' and 'categories' lists.")
         return
+    _check_unique_image_ids(path, images)
     by_image: dict[object, list[dict]] = {}
     for ann in annotations:
         if isinstance(ann, dict):
@@ -239,6 +240,31 @@ def _read_coco_file(path: Path, root: Path) -> Iterator[Item | Skip]:
         yield item
 
 
+def _coco_categories(path: Path, categories: list) -> dict[object, str]:
+    """``{category id: name}``; one id given two names is a DataError (which one the boxes mean is unknown)."""
+    names: dict[object, str] = {}
+    for c in categories:
+        cid, name = _hashable(c["id"]), str(c["name"])
+        if cid in names and names[cid] != name:
+            raise DataError(f"{path}: category id {c['id']!r} is given twice, as {names[cid]!r} and {name!r}; its "
+                            f"boxes could be either. Give each category its own id.")
+        names[cid] = name
+    return names
+
+
+def _check_unique_image_ids(path: Path, images: list) -> None:
+    """Annotations find their image by id: two images sharing one would get each other's boxes (DataError)."""
+    seen: dict[object, object] = {}
+    for img in images:
+        if not isinstance(img, dict) or "id" not in img:
+            continue
+        key = _hashable(img["id"])
+        if key in seen:
+            raise DataError(f"{path}: images {seen[key]!r} and {img.get('file_name')!r} share the id {img['id']!r}, "
+                            f"so each would get the other's boxes. Give every image its own id.")
+        seen[key] = img.get("file_name")
+
+
 def _hashable(value: object) -> object:
     try:
         hash(value)
@@ -275,14 +301,17 @@ def read_yolo(source: Path) -> Iterator[Item | Skip]:
             except ValueError:
                 item.dropped.append((desc, "non-numeric fields"))
                 continue
-            if not 0 <= cls < len(names):
-                item.dropped.append((desc, f"class index {cls} is not in the {len(names)} class names"))
+            if cls not in names:
+                item.dropped.append((desc, f"class id {cls} is not one of the ids the class list names "
+                                           f"({', '.join(map(str, sorted(names)))})"))
                 continue
             item.boxes.append(RawBox(names[cls], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), normalised=True))
         yield item
 
 
-def _yolo_names(source: Path) -> list[str]:
+def _yolo_names(source: Path) -> dict[int, str]:
+    """``{class id: name}`` from ``classes.txt`` (line N = id N) or ``data.yaml`` ``names`` (a list, or a mapping
+    whose ids are kept as written: ``{0: a, 2: b}`` has no class 1, it does not shift ``b`` to 1)."""
     root = source.parent if source.name == "images" else source
     classes_txt = next((p for p in (root / "classes.txt", root / "obj.names") if p.is_file()), None)
     if classes_txt is not None:
@@ -291,7 +320,7 @@ def _yolo_names(source: Path) -> list[str]:
         except (OSError, UnicodeError) as exc:
             raise DataError(f"{classes_txt}: cannot read the class list ({exc}). One class name per line.") from None
         if names:
-            return names
+            return dict(enumerate(names))
         raise DataError(f"{classes_txt}: empty class list. Write one class name per line.")
     data_yaml = next((p for p in (root / "data.yaml", root / "dataset.yaml") if p.is_file()), None)
     if data_yaml is None:
@@ -300,11 +329,19 @@ def _yolo_names(source: Path) -> list[str]:
 
     try:
         names = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))["names"]
-        if isinstance(names, dict):
-            names = [names[k] for k in sorted(names, key=int)]
-        if not isinstance(names, list) or not names:
-            raise TypeError("'names' is not a non-empty list")
-        return [str(n) for n in names]
+        if isinstance(names, list):
+            names = dict(enumerate(names))
+        if not isinstance(names, dict) or not names:
+            raise TypeError("'names' is not a non-empty list or mapping")
+        by_id: dict[int, str] = {}
+        for key, name in names.items():
+            if isinstance(key, bool) or not isinstance(key, int) and not (isinstance(key, str) and key.isdigit()):
+                raise ValueError(f"class id {key!r} is not a whole number")
+            if int(key) in by_id:
+                raise ValueError(f"class id {int(key)} is given twice")
+            by_id[int(key)] = str(name)
+        return by_id
     except (OSError, UnicodeError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{data_yaml}: cannot read 'names' ({type(exc).__name__}: {exc}). Write "
-                        f"`names: [with_mask, without_mask, ...]`.") from None
+                        f"`names: [with_mask, without_mask, ...]` or `names: {{0: with_mask, 1: without_mask}}`.") \
+            from None

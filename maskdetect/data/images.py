@@ -63,6 +63,61 @@ def decode_image(data: bytes) -> tuple[bytes, int, int, bool, "np.ndarray"]:
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
 
+#: EXIF orientations that swap width and height (a quarter turn, with or without a mirror).
+QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag of an image (1 = upright, also when there is none or it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # unreadable images are reported by decode_image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright_xy(x: float, y: float, orientation: int, width: int, height: int) -> tuple[float, float]:
+    """A point of the stored (raw) `width` x `height` pixels, in the picture turned upright by its EXIF
+    `orientation` (as ``PIL.ImageOps.exif_transpose``, OpenCV's ``imread`` and so ``predict`` show it)."""
+    return {1: (x, y), 2: (width - x, y), 3: (width - x, height - y), 4: (x, height - y), 5: (y, x),
+            6: (height - y, x), 7: (height - y, width - x), 8: (y, width - x)}[orientation]
+
+
+def decode_upright(data: bytes) -> tuple[bytes, int, int, "np.ndarray"]:
+    """An EXIF-rotated image turned upright: ``(rgb_jpeg_without_orientation, width, height, gray)``.
+
+    Raises:
+        ValueError: the bytes are not a complete image PIL can decode.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            turned = ImageOps.exif_transpose(im)
+            rgb = turned if turned.mode == "RGB" else _to_rgb(turned)
+            out = io.BytesIO()
+            rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
+            return out.getvalue(), rgb.width, rgb.height, np.asarray(rgb.convert("L"))
+    except Exception as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _exif_frame(item: Item, orientation: int, raw_wh: tuple[int, int]) -> str | None:
+    """Which picture `item`'s boxes were drawn on: ``"raw"`` (the stored pixels), ``"upright"`` (as shown), or
+    None when the annotation cannot tell (no declared size, a square image, or a mirror/half turn that keeps
+    the size)."""
+    upright_wh = raw_wh[::-1] if orientation in QUARTER_TURNS else raw_wh
+    if item.declared_wh is None or upright_wh == raw_wh:
+        return None
+    if item.declared_wh == upright_wh:
+        return "upright"
+    return "raw" if item.declared_wh == raw_wh else None
+
+
 def _to_rgb(im):
     from PIL import Image
 
@@ -115,7 +170,22 @@ def load_item(item: Item, class_map: dict[str, str], classes: frozenset[str] | N
     except ValueError as exc:
         out.skip = Skip(item.key, f"corrupt or truncated {what} ({exc})", "Replace the image or delete its annotation.")
         return out
-    if item.declared_wh and item.declared_wh != (width, height):
+    orientation = exif_orientation(data)
+    frame = None
+    if orientation != 1:  # predict shows this image turned; training must see the same picture
+        frame = _exif_frame(item, orientation, (width, height))
+        if frame is None:
+            out.skip = Skip(item.key, f"{what} has EXIF orientation {orientation} (shown turned or mirrored) and "
+                            f"the annotation does not say which picture its boxes were drawn on",
+                            "Turn the image upright for good (e.g. `exiftran -ai` or `mogrify -auto-orient`), check "
+                            "its boxes on that picture, and convert again.")
+            return out
+        raw_wh = (width, height)
+        jpeg, width, height, gray = decode_upright(data)
+        converted = True
+        out.warnings.append(f"{item.key}: EXIF orientation {orientation}: the image is stored upright, as predict "
+                            f"shows it; its boxes were read on the {frame} picture")
+    if frame is None and item.declared_wh and item.declared_wh != (width, height):
         out.warnings.append(f"{item.key}: annotation says {item.declared_wh[0]}x{item.declared_wh[1]}, image is "
                             f"{width}x{height}; boxes are read against the real image")
     for desc, reason in item.dropped:
@@ -128,6 +198,9 @@ def load_item(item: Item, class_map: dict[str, str], classes: frozenset[str] | N
         if box.normalised:
             x1, x2 = round(x1 * width, 6), round(x2 * width, 6)
             y1, y2 = round(y1 * height, 6), round(y2 * height, 6)
+        if frame == "raw" and all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            (ax, ay), (bx, by) = (upright_xy(x, y, orientation, *raw_wh) for x, y in ((x1, y1), (x2, y2)))
+            x1, y1, x2, y2 = min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
         name = class_map.get(box.name, box.name)
         desc = f"box {i} {box.name!r} [{_fmt(x1)}, {_fmt(y1)}, {_fmt(x2)}, {_fmt(y2)}]"
         if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
