@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-UV     := $(VENV)/bin/uv pip install --python $(PY) --quiet
+UV     := $(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test test-fast test-readme bench notebook clean
@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyprojec
 	$(PY) -m pip install --quiet uv==0.13.9
 	$(UV) -r requirements.txt -r requirements-dev.txt
 	$(UV) --no-deps -r requirements-nodeps.txt
-	$(UV) --no-deps -e .
+	$(VENV)/bin/uv pip install --python $(PY) --quiet --no-deps -e .
 	$(PY) -c "import maskdetect, object_detection.model_lib_v2"
 	touch $(STAMP)
 
