@@ -235,7 +235,7 @@ def test_predict_never_writes_over_a_file_the_model_reads(tmp_path, capsys, case
     model = ["--model", str(copy / "model-int8.tflite")]  # a file: its folder is not an input by itself
     args, target = {
         "label map by --json": (model + ["--json", str(copy / "label_map.pbtxt")], copy / "label_map.pbtxt"),
-        "input spec by --events": (model + ["--json", str(tmp_path / "a.json"), "--events",
+        "input spec by --events": (model + ["--track", "--json", str(tmp_path / "a.json"), "--events",
                                             str(copy / "tflite_input.json")], copy / "tflite_input.json"),
         "card by --json": (model + ["--json", str(copy / "model-int8.card.json")], copy / "model-int8.card.json"),
         "--classifier's spec by --json": (model + ["--classifier", str(mine / "c.tflite"), "--json",
@@ -243,6 +243,10 @@ def test_predict_never_writes_over_a_file_the_model_reads(tmp_path, capsys, case
         "bundled classifier by --json": (["--json", str(BUNDLED_MODEL / "classifier.json")],
                                          BUNDLED_MODEL / "classifier.json"),
     }[case]
+    if "--events" in args:  # the monitor's files: a video's
+        from clips import make_test_clip
+
+        image = make_test_clip(tmp_path / "clip.mp4", frames=3, audio=False)
     before = target.read_bytes()
     assert main(["predict", "--source", str(image), *args]) == 2
     error = capsys.readouterr().err.strip()

@@ -277,7 +277,8 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     path. `image_size` (checkpoints only; an export runs at the size it was exported at): run the model at this
     input size instead of the one it was trained at (:func:`~maskdetect.train.pipeline.at_image_size`).
 
-    Writes ``metrics-<split>[-<size>px | -export[-<tflite stem>]].json`` in the run directory and the same-named
+    Writes ``metrics-<split>[-<size>px | -export[-<tflite stem>] | -other[-<stem>]].json`` in the run directory
+    (``other``: a model that is not the run's own export) and the same-named
     ``plots/<tag>/`` with ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics, with the operating
     point (:func:`operating_point`). When the export is the run's own (inside its ``export/``), its card gets the
     measured figures (and their change from the checkpoint's, if that was evaluated on the split) and the
@@ -290,7 +291,7 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     class_names = run.class_names
     files = run.record_files(split)
     started = time.monotonic()
-    tag, evaluated, second, bundle = split, "checkpoint", None, None
+    tag, evaluated, second, bundle, own = split, "checkpoint", None, None, False
     if image_size is not None and (export is not False or classifier is not False):
         raise ConfigError("--image-size runs a checkpoint at another input size; an export runs at the size it was "
                           "exported at (`maskdetect export RUN_DIR --image-size N`): drop --image-size here")
@@ -306,7 +307,8 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
                 raise ConfigError(f"{model}: no classifier.tflite beside it; train one with `maskdetect classifier "
                                   f"{run.run_dir}` or pass its path")
         detector, source = export_detector(bundle, second), str(model)
-        tag = f"{split}-export" + (f"-{model.stem}" if evaluated != "saved_model" else "")
+        own = is_own_export(run, bundle)  # another model's figures go under another name, never onto its card
+        tag = f"{split}-{'export' if own else 'other'}" + (f"-{model.stem}" if evaluated != "saved_model" else "")
         tag += "-classifier" if second else ""
         if second:
             source += f" + {second}"
@@ -331,7 +333,6 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
                   "confusion_matrix": str(plot_confusion(matrix, class_names, plots / "confusion_matrix.png"))},
         "seconds": round(time.monotonic() - started, 2),
     })
-    own = bundle is not None and is_own_export(run, bundle)
     if bundle is not None and not own:
         metrics["card"] = (f"not updated: {bundle.model} is not this run's export ({run.exports}); its figures are "
                            "in this file only")
