@@ -474,10 +474,9 @@ def tfrecord_with_label_map(w: World, label_map: str) -> str:
 REPEATED_ID = ('item { id: 1 name: "with_mask" }\nitem { id: 2 name: "without_mask" }\n'
                'item { id: 3 name: "mask_weared_incorrect" }\nitem { id: 2 name: "mask_weared_incorrect" }\n')
 case("label-map-repeated-id", 10, lambda w: ["data", "inspect", tfrecord_with_label_map(w, REPEATED_ID)], 2,
-     r"id 2", xfail="mechanism 10 (labelmap.py, helper bundle): a repeated id keeps the last name silently")
+     r"id 2")
 case("label-map-id-two", 12, lambda w: ["data", "inspect", tfrecord_with_label_map(
-    w, 'item { id: two name: "with_mask" }\n')], 2, r"id",
-     xfail="mechanism 12 (labelmap.py, helper bundle): `id: two` ends in a traceback (int())")
+    w, 'item { id: two name: "with_mask" }\n')], 2, r"id")
 
 # -- mechanism 11: archives and downloads ------------------------------------------------------------------------
 case("roboflow-zip-bomb", 11, roboflow("{srv}/bomb.zip"), 2, r"zip bomb")
