@@ -189,7 +189,7 @@ def at_image_size(pipeline, image_size: int | None):
 
 
 def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
-    """Catch the mistakes that otherwise fail deep inside TensorFlow (DESIGN.md breakage 8 among them)."""
+    """Catch the mistakes that otherwise fail deep inside TensorFlow (docs/od-api.md, breakage 8 among them)."""
     size = image_size_of(pipeline)
     max_level = _bifpn_max_level(pipeline.model)
     if max_level and (size % (2 ** max_level) or size < 129):
