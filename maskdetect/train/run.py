@@ -53,7 +53,7 @@ class Run:
     #: What a run holds, as made by configure, train, evaluate and export (``metrics-*.json`` besides): moved
     #: together into ``superseded/<time>/`` when a trained run is configured again with ``force``.
     FILES = ("pipeline.config", "label_map.pbtxt", "data_manifest.json", "backbone.json", "checkpoints",
-             "train_log.jsonl", "tensorboard", "plots", "export")
+             "train_log.jsonl", "tensorboard", "plots", export_folder(Path()).name)
     SUPERSEDED = "superseded"
 
     def __init__(self, run_dir: str | Path) -> None:
