@@ -64,3 +64,32 @@ def test_every_module_has_its_tests_or_says_why_not():
             for test in named:
                 text = (REPO / test).read_text(encoding="utf-8")
                 assert import_name(module) in text or module in text, f"{test} does not use {module}"
+
+
+FLOORS = {  # the drawing's floors, lowest first: a module imports only from its own floor or those below
+    "core": 0, "data": 1, "infer": 1, "monitor": 1, "train": 2,
+    "cli": 3, "demo": 3, "notebook": 3, "colab": 3, "__main__": 3,
+}
+
+
+def floor_of(dotted: str) -> tuple[str, int]:
+    part = dotted.split(".")[1] if "." in dotted else "core"
+    part = {"sample_video": "infer"}.get(part, part)  # drawn on infer's floor: it makes a clip with infer's video
+    return part, FLOORS.get(part, 0)  # the top-level modules not named above are core
+
+
+def test_imports_go_down_the_floors_only():
+    """Function-level imports count too; the three middle floors (data, infer, monitor) never import each other."""
+    wrong = []
+    for path in (REPO / "maskdetect").rglob("*.py"):
+        module = import_name(path.relative_to(REPO).as_posix())
+        own, level = floor_of(module)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("maskdetect."):
+                    other, other_level = floor_of(name)
+                    if other_level > level or (other_level == level == 1 and other != own):
+                        wrong.append(f"{module} imports {name}")
+    assert not wrong, wrong
