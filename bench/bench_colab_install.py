@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Colab's GPU runtime (../shared/DESIGN.md §5; Python 3.13 there, 3.11 here). google-colab pins pandas and
+#: Colab's GPU runtime (docs/od-api.md, "Google Colab"; Python 3.13 there, 3.11 here). google-colab pins pandas and
 #: requests exactly: the stand-in declares those pins (requests 2.32.4 is a version it pinned), so pip reports a
 #: conflict if an install touches them.
 COLAB_RUNTIME = {"tensorflow": "2.20.0", "tf-keras": "2.20.1", "keras": "3.13.2", "numpy": "2.1.3",

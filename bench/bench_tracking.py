@@ -2,7 +2,7 @@
 
 Synthetic 1280x720 sequences with 1-30 faces drifting, jittering, missed 5% of the time, with 10% class noise.
 Prints one JSON object: ms/frame per face count (wall-clock median, mean, p95, and mean CPU time) for the whole
-Monitor.update and for the tracker alone, and the overhead as a fraction of a 60 ms / 140 ms inference (``../shared/DESIGN.md``: SavedModel
+Monitor.update and for the tracker alone, and the overhead as a fraction of a 60 ms / 140 ms inference (``docs/od-api.md``: SavedModel
 ~120-145 ms/image at 512, ~60 ms at 256, TFLite ~95 ms at 512).
 
 Usage: ``python bench/bench_tracking.py [--frames 300] [--counts 1 5 10 20 30]``

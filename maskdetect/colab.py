@@ -15,7 +15,7 @@ or, from a notebook cell, loaded by path so that it can see what the running ker
 
 `install` keeps what Colab ships (TensorFlow 2.20, tf_keras, NumPy, protobuf 5, pandas, Pillow): it asks pip
 for the dependency ranges declared in ``pyproject.toml``, which those versions satisfy, then adds the OD API
-packages of ``requirements-nodeps.txt`` without their dependencies (../shared/DESIGN.md §1), then
+packages of ``requirements-nodeps.txt`` without their dependencies (docs/od-api.md), then
 ``pip install --no-deps -e REPO``. It says plainly whether the runtime must be restarted: a package the kernel
 has already imported changed under it, or TensorFlow was imported before ``TF_USE_LEGACY_KERAS=1`` was set (the
 Keras switch only works before TensorFlow's first import). On Colab neither happens.
@@ -241,7 +241,7 @@ def install(repo: str | Path, *, python: str | None = None, dry_run: bool = Fals
        2.20-2.21, protobuf 5-7, NumPy 1.26-2.x, ...), so pip keeps them and installs only what is missing (no
        runtime restart, no pip conflict lines against google-colab's pins);
     2. the pins of ``requirements-nodeps.txt`` (the OD API and tf-models-official) that differ, ``--no-deps``
-       (their declared dependencies pin old packages: ../shared/DESIGN.md §1);
+       (their declared dependencies pin old packages: docs/od-api.md);
     3. ``pip install --no-deps -e REPO`` unless maskdetect is already installed editable from `repo`.
 
     Args:

@@ -2,7 +2,7 @@
 
 `install()` is called by ``import maskdetect``; it must run before TensorFlow or ``object_detection`` is
 first imported. It sets ``TF_USE_LEGACY_KERAS=1`` and adds an import hook that fixes, at import time, the
-nine breakages measured in ``../shared/DESIGN.md`` §1:
+nine breakages listed in ``docs/od-api.md``:
 
 1. Keras 3 is TensorFlow's default          -> ``TF_USE_LEGACY_KERAS=1`` (tf-keras is installed).
 2. old ``*_pb2.py`` vs protobuf >= 4         -> rebuild each module from the FileDescriptorProto it embeds.

@@ -24,11 +24,24 @@ SAMPLE_VIDEO_IMAGE = "maksssksksss495.jpg"  # three people, one of each class
 DEMO_MARKER = "demo.json"
 
 
+def check_demo_options(out: str | Path, *, steps: int = 300, image_size: int = 256, batch_size: int = 2,
+                       learning_rate: float = 0.002) -> None:
+    """Check the demo's options before any work: the numbers, and that `out` is new, empty or an earlier demo run.
+
+    Raises:
+        ConfigError: naming the option and what is allowed.
+    """
+    from maskdetect.train.pipeline import check_options
+
+    check_options(image_size=image_size, batch_size=batch_size, num_steps=steps, learning_rate=learning_rate)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / DEMO_MARKER).exists())):
+        raise ConfigError(f"--out {out}: exists and is not an earlier demo run; choose another --out")
+
+
 def _fresh_run_dir(out: Path) -> None:
-    """Replace an earlier demo run, but never a folder the demo did not make."""
+    """Replace an earlier demo run (checked by :func:`check_demo_options`: never a folder the demo did not make)."""
     if out.exists() and any(out.iterdir()):
-        if not (out / DEMO_MARKER).exists():
-            raise ConfigError(f"{out}: exists and is not an earlier demo run; choose another --out")
         shutil.rmtree(out)
 
 
@@ -54,6 +67,7 @@ def run_demo(out: str | Path = REPO_ROOT / "workspace" / "runs" / "demo", *, ste
     from maskdetect.sample_video import make_sample_video
     from maskdetect.train.train import train
 
+    check_demo_options(out, steps=steps, image_size=image_size, batch_size=batch_size, learning_rate=learning_rate)
     out = Path(out).resolve()
     workspace = out.parent.parent if out.parent.name == "runs" else out.parent
     timings: dict[str, float] = {}

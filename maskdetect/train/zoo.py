@@ -1,4 +1,5 @@
-"""COCO-pretrained checkpoints from the TF2 Detection Model Zoo: registry, download, cache, extraction.
+"""The models we configure, and their COCO-pretrained checkpoints from the TF2 Detection Model Zoo: registry,
+download, cache, extraction.
 
 Archives are cached under ``workspace/pretrained/<name>/`` (``checkpoint/ckpt-0.*``, ``pipeline.config``).
 Offline there is no silent fallback: :func:`fetch_checkpoint` raises a :class:`DownloadError` that tells the
@@ -11,12 +12,13 @@ import json
 import logging
 import os
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from maskdetect.download import download, safe_extract, sha256_file
 from maskdetect.errors import DownloadError
 from maskdetect.fileio import atomic_write_json
-from maskdetect.train.pipeline import MODELS
 from maskdetect.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,39 @@ logger = logging.getLogger(__name__)
 ZOO_BASE_URL = os.environ.get("MASKDETECT_ZOO_URL", "http://download.tensorflow.org/models/object_detection/tf2/20200711")
 CACHE_DIR = Path("workspace") / "pretrained"  # under the working folder, beside the runs the README puts there
 RECORD = "maskdetect_download.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model we know how to configure: its template, input size, COCO checkpoint in the TF2 model zoo, and
+    whether ImageNet weights exist here for its backbone (``configure --backbone-weights``)."""
+
+    template: str
+    image_size: int
+    zoo_archive: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    imagenet_backbone: bool = False
+
+
+MODELS: dict[str, ModelSpec] = {
+    "ssd_efficientdet_d0_512": ModelSpec("ssd_efficientdet_d0_512.config", 512, "efficientdet_d0_coco17_tpu-32"),
+    "efficientdet_d1_640": ModelSpec(
+        "ssd_efficientdet_d0_512.config", 640, "efficientdet_d1_coco17_tpu-32",
+        {
+            "model.ssd.feature_extractor.type": "ssd_efficientnet-b1_bifpn_keras",
+            "model.ssd.feature_extractor.bifpn.num_filters": 88,
+            "model.ssd.feature_extractor.bifpn.num_iterations": 4,
+            "model.ssd.box_predictor.weight_shared_convolutional_box_predictor.depth": 88,
+        },
+    ),
+    "ssd_mobilenet_v2_fpnlite_320": ModelSpec(
+        "ssd_mobilenet_v2_fpnlite.config", 320, "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8",
+        imagenet_backbone=True),
+    "ssd_mobilenet_v2_fpnlite_640": ModelSpec(
+        "ssd_mobilenet_v2_fpnlite.config", 640, "ssd_mobilenet_v2_fpnlite_640x640_coco17_tpu-8",
+        imagenet_backbone=True),
+}
+DEFAULT_MODEL = "ssd_efficientdet_d0_512"
 
 
 def archive_url(archive_name: str, base_url: str | None = None) -> str:
