@@ -307,7 +307,7 @@ class Detections:
 def _rgb(image: Any) -> np.ndarray:
     """An array as it is (the same object), a PIL image or an image path as an RGB ``uint8`` array."""
     if isinstance(image, (str, os.PathLike)):
-        from maskdetect.infer.sources import read_image
+        from maskdetect.media import read_image
 
         return read_image(image)
     if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):  # PIL

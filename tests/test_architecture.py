@@ -72,10 +72,9 @@ FLOORS = {  # the drawing's floors, lowest first: a module imports only from its
 }
 #: Upward imports drawn as such in docs/architecture.md, each with its reason.
 UPWARD = {
-    # Detections.annotate() and .save() draw and write through the infer floor's annotator and image reader: the
-    # conveniences a supervision or Ultralytics user expects on the result, imported only when called.
+    # Detections.annotate() draws through the infer floor's annotator: the convenience a supervision or
+    # Ultralytics user expects on the result, imported only when called.
     ("maskdetect.detections", "maskdetect.infer.annotate"),
-    ("maskdetect.detections", "maskdetect.infer.sources"),
 }
 
 

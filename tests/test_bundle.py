@@ -115,7 +115,7 @@ def test_the_bundled_model_is_read_only():
     with pytest.raises(OutputError, match="read only"):
         bundle.update_card(operating_point={"rule": "max F1 on val", "split": "val", "threshold": 0.1})
     assert bundle.card_path.read_bytes() == before
-    assert bundle.input.size == 448 and bundle.classifier == BUNDLED_MODEL / "classifier.tflite"
+    assert bundle.input.size == 384 and bundle.classifier == BUNDLED_MODEL / "classifier.tflite"
 
 
 def test_the_predictor_reads_its_default_threshold_from_the_card(tmp_path):
@@ -123,7 +123,13 @@ def test_the_predictor_reads_its_default_threshold_from_the_card(tmp_path):
     one, 0.5. (The bundled TFLite model, copied: its own card is never written.)"""
     from maskdetect.infer.predictor import DEFAULT_THRESHOLD, Predictor
 
+    bundled = ExportBundle.open(None).operating_point  # the bundled model's own, chosen on val with its 2nd stage
+    assert bundled.rule == "max F1 on val" and bundled.second_stage and 0.05 < bundled.threshold < 0.95
+    assert Predictor(warmup=False).threshold == bundled.threshold
     copy = Path(shutil.copytree(BUNDLED_MODEL, tmp_path / "model"))
+    card = copy / "model-int8.card.json"
+    card.write_text(json.dumps({k: v for k, v in json.loads(card.read_text()).items()
+                                if not k.startswith("operating_point")}))
     assert Predictor(copy, warmup=False).threshold == DEFAULT_THRESHOLD
     bundle = ExportBundle.open(copy)
     bundle.update_card(operating_point=OperatingPoint("max F1 on val", "val", 0.71, 0.9, 0.6, 0.72).to_json())
@@ -181,10 +187,10 @@ def test_letterboxed_and_squeezed_predictions_land_on_the_same_faces_of_a_16_9_f
     from maskdetect.infer.sources import read_image
 
     sample = maskdetect_root() / "sample" / "face-mask"
-    squeezed = Predictor(threshold=0.4, classifier=None)
+    squeezed = Predictor(threshold=0.4, classifier=None, letterbox=False)
     letterboxed = Predictor(threshold=0.4, classifier=None, letterbox=True)
-    assert not squeezed.letterbox and letterboxed.letterbox  # the bundled model was trained squeezed
-    for name, at_least in (("maksssksksss155", 3), ("maksssksksss346", 4)):
+    assert not squeezed.letterboxes(1280, 720) and letterboxed.letterboxes(1280, 720)
+    for name, at_least in (("maksssksksss155", 3), ("maksssksksss440", 7)):
         root = ET.parse(sample / "annotations" / f"{name}.xml").getroot()
         image = read_image(sample / "images" / f"{name}.jpg")
         height, width = image.shape[:2]
@@ -262,3 +268,26 @@ def test_predict_names_the_model_folder_case_and_its_fix(tmp_path, capsys):
     assert main(["predict", "--model", str(run), "--source", str(image), "--json", str(tmp_path / "a.json")]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and f"run `maskdetect export {run}` first" in error
+
+
+def test_the_bundled_model_letterboxes_frames_wider_than_its_training_photos_and_squeezes_the_others():
+    """The bundled input spec letterboxes a frame whose longer side is over 1.5x its shorter (a 16:9 camera) and
+    squeezes a 4:3 one as its training photos were: the default gives exactly what each explicit choice gives."""
+    import cv2
+
+    from maskdetect.infer.bundle import ExportBundle, InputSpec
+    from maskdetect.infer.predictor import Predictor
+    from maskdetect.infer.sources import read_image
+
+    assert ExportBundle.open(None).input.letterbox_wider_than == 1.5
+    spec = InputSpec(320, letterbox_wider_than=1.5)
+    assert [spec.letterboxes(w, h) for w, h in ((1280, 720), (720, 1280), (640, 480), (600, 400), (601, 400))] == \
+        [True, True, False, False, True]
+    assert InputSpec(320, letterbox=True).letterboxes(10, 10) and not InputSpec(320).letterboxes(1280, 720)
+    default = Predictor(threshold=0.3, classifier=None)
+    image = read_image(maskdetect_root() / "sample" / "face-mask" / "images" / "maksssksksss155.jpg")
+    for size, explicit in (((1280, 720), True), ((640, 480), False)):
+        frame = cv2.resize(image, size)
+        assert default.predict(frame) == Predictor(threshold=0.3, classifier=None, letterbox=explicit).predict(frame)
+    with pytest.raises(maskdetect.errors.ConfigError, match="letterbox_wider_than"):
+        InputSpec.from_json({"scale": [1, 1, 1], "offset": [0, 0, 0], "letterbox_wider_than": 0.5}, Path("x.json"))

@@ -13,7 +13,7 @@ from conftest import missing_detections
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.infer.predictor import Predictor, tflite_output_indices
-from maskdetect.infer.sources import read_image
+from maskdetect.media import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = REPO / "sample" / "face-mask" / "images"

@@ -129,6 +129,9 @@ class InputSpec:
         size: the square input side (for a SavedModel, the side of the model's own resizer).
         letterbox: frames keep their aspect: padded bottom/right to a square (as the OD API's
             ``keep_aspect_ratio_resizer`` with ``pad_to_max_dimension`` does in training), not squeezed.
+        letterbox_wider_than: without `letterbox`, frames whose longer side is more than this many times their
+            shorter are letterboxed, the others squeezed (the bundled model: 1.5, so a 16:9 camera frame keeps
+            its aspect while a 4:3 photo is squeezed as its training photos were; docs/experiments.md).
         scale, offset: per channel, the model's normalisation ``pixel * scale + offset`` (the TFLite graph
             starts after it; the pad of a letterbox is 0 after it, as in the OD API, which normalises first).
         resizer: a SavedModel's own resizer (None for a model file, whose input is fixed).
@@ -139,10 +142,22 @@ class InputSpec:
     scale: tuple[float, float, float] = DEFAULT_SCALE
     offset: tuple[float, float, float] = DEFAULT_OFFSET
     resizer: Resizer | None = None
+    letterbox_wider_than: float | None = None
+
+    def letterboxes(self, width: int, height: int) -> bool:
+        """Whether a frame of this size is letterboxed: always with `letterbox`; else when its longer side is more
+        than `letterbox_wider_than` times its shorter (frames far wider than the training photos keep their
+        aspect; frames like them are squeezed, as in training)."""
+        if self.letterbox:
+            return True
+        return self.letterbox_wider_than is not None and max(width, height) > self.letterbox_wider_than * min(
+            width, height)
 
     def to_json(self) -> dict[str, Any]:
         """The ``tflite_input.json`` / card form (the resizer is read from the pipeline, not stored)."""
-        return {"input_size": self.size, "letterbox": self.letterbox, "scale": list(self.scale),
+        return {"input_size": self.size, "letterbox": self.letterbox,
+                **({"letterbox_wider_than": self.letterbox_wider_than} if self.letterbox_wider_than else {}),
+                "scale": list(self.scale),
                 "offset": list(self.offset),
                 "layout": "RGB float32 [1,S,S,3] = pixel * scale + offset; letterbox: resize the longer side to S "
                           "keeping the aspect, pad bottom/right with 0 (after normalising); boxes are then relative "
@@ -155,8 +170,11 @@ class InputSpec:
             if len(scale) != 3 or len(offset) != 3:
                 raise ValueError("scale and offset need 3 values each")
             size = spec.get("input_size")
+            wider = spec.get("letterbox_wider_than")
+            if wider is not None and not (isinstance(wider, (int, float)) and 1.0 <= float(wider) < 100):
+                raise ValueError(f"letterbox_wider_than {wider!r} is not an aspect ratio of at least 1")
             return cls(None if size is None else int(size), bool(spec.get("letterbox", False)), scale, offset,
-                       resizer)
+                       resizer, None if wider is None else float(wider))
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{source}: malformed input spec ({exc}); export the model again") from exc
 
@@ -458,7 +476,8 @@ class ExportBundle:
             recorded = self.card.get("input")
             if recorded:
                 spec = InputSpec.from_json(recorded, self.card_path, resizer)
-                return InputSpec(size or spec.size, spec.letterbox, spec.scale, spec.offset, resizer)
+                return InputSpec(size or spec.size, spec.letterbox, spec.scale, spec.offset, resizer,
+                                 spec.letterbox_wider_than)
             return InputSpec(size, bool(resizer and resizer.letterboxes), resizer=resizer)
         if self.input_spec_path.is_file():
             try:

@@ -156,8 +156,9 @@ class Predictor:
             export if there is one, a path uses that one, None none.
         letterbox: frames keep their aspect, padded bottom/right to a square, instead of being squeezed to it;
             None (default): as the bundle says (:attr:`~maskdetect.infer.bundle.InputSpec.letterbox`: what the
-            model was trained with, or what ``export(..., letterbox=...)`` recorded). Boxes are in frame pixels
-            either way.
+            model was trained with, or what ``export(..., letterbox=...)`` recorded, or for frames wider than its
+            :attr:`~maskdetect.infer.bundle.InputSpec.letterbox_wider_than` only). True or False decides for every
+            frame. Boxes are in frame pixels either way.
         warmup: run one dummy image at load so the first real call is not slow.
 
     Attributes:
@@ -168,7 +169,9 @@ class Predictor:
         threshold: the score threshold(s) in force; `threshold_source` says where it came from.
         input_size: square input side of the TFLite model (None for SavedModel: it is given the frame already
             shrunk by its own resizer, :func:`saved_model_resizer`, read from the ``pipeline.config`` beside it).
-        letterbox: frames are letterboxed, not squeezed.
+        letterbox: every frame is letterboxed, not squeezed.
+        letterbox_wider_than: without `letterbox`, frames whose longer side exceeds this many times the shorter are
+            letterboxed (None: none); :meth:`letterboxes` decides per frame.
         speed: :class:`Speed` of the last :meth:`predict`.
 
     Example:
@@ -202,6 +205,9 @@ class Predictor:
         self.input_size: int | None = None
         spec = self.bundle.input
         self.letterbox = spec.letterbox if letterbox is None else bool(letterbox)
+        # frames far wider than square letterboxed, the others squeezed (InputSpec.letterboxes); an explicit
+        # `letterbox` decides for every frame
+        self.letterbox_wider_than = spec.letterbox_wider_than if letterbox is None else None
         self._scale = np.asarray(spec.scale, np.float32)
         self._offset = np.asarray(spec.offset, np.float32)
         self.speed = Speed()
@@ -269,7 +275,7 @@ class Predictor:
         if self._resize is None:
             logger.info("no pipeline.config with a bilinear resizer beside %s: frames go to the SavedModel at "
                         "full size", self.model_path)
-        if self.letterbox != bool(self._resizer and self._resizer.letterboxes) and (
+        if (self.letterbox or self.letterbox_wider_than) != bool(self._resizer and self._resizer.letterboxes) and (
                 self._resize is None or self.bundle.input.size is None):
             raise ConfigError(f"{self.model_path}: letterbox={self.letterbox} needs the model's resizer, which is "
                               "read from the pipeline.config beside it; export the model again")
@@ -330,13 +336,18 @@ class Predictor:
         return limits
 
     # -- prediction ---------------------------------------------------------------------------------------
-    def _saved_model_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    def letterboxes(self, width: int, height: int) -> bool:
+        """Whether a frame of this size is letterboxed (see :attr:`letterbox`, :attr:`letterbox_wider_than`)."""
+        return self.letterbox or (self.letterbox_wider_than is not None
+                                  and max(width, height) > self.letterbox_wider_than * min(width, height))
+
+    def _saved_model_input(self, image: np.ndarray, letterbox: bool) -> tuple[np.ndarray, tuple[float, float]]:
         """What the SavedModel is given for an RGB frame, and the frame-pixel size its relative boxes refer to."""
         height, width = image.shape[:2]
         resizer = self._resizer
-        if self.letterbox and not (resizer and resizer.letterboxes):  # a square of the model's input, as the TFLite path does
+        if letterbox and not (resizer and resizer.letterboxes):  # a square of the model's input, as the TFLite path does
             return letterboxed(image, self.bundle.input.size, self._pad)
-        if not self.letterbox and resizer is not None and resizer.letterboxes:  # squeezed to the square
+        if not letterbox and resizer is not None and resizer.letterboxes:  # squeezed to the square
             size = self.bundle.input.size
             return legacy_bilinear_resize(image, size, size), (width, height)
         return (self._resize(image) if self._resize else image), (width, height)
@@ -345,9 +356,10 @@ class Predictor:
         """Everything the model returned for one image (no threshold, no cross-class NMS); see :meth:`predict`."""
         image = as_rgb(image, order)
         height, width = image.shape[:2]
+        letterbox = self.letterboxes(width, height)
         t0 = time.perf_counter()
         if self.backend == "saved_model":
-            given, box_frame_wh = self._saved_model_input(image)
+            given, box_frame_wh = self._saved_model_input(image, letterbox)
             tensor = self._tf.convert_to_tensor(given[None])
             t1 = time.perf_counter()
             outputs = self._signature(input_tensor=tensor)
@@ -356,7 +368,7 @@ class Predictor:
             t2 = time.perf_counter()
             detections = Detections.from_saved_model(outputs, box_frame_wh)
         else:
-            blob, box_frame_wh = tflite_input(image, self.input_size, self._scale, self._offset, self.letterbox)
+            blob, box_frame_wh = tflite_input(image, self.input_size, self._scale, self._offset, letterbox)
             t1 = time.perf_counter()
             with self._lock:  # one interpreter, one call at a time
                 self._interpreter.set_tensor(self._input["index"], blob)
@@ -368,7 +380,7 @@ class Predictor:
                     classes, scores = self._check_tflite_outputs(classes, scores)
             t2 = time.perf_counter()
             detections = Detections.from_tflite(boxes, classes, scores, count, box_frame_wh)
-        if self.letterbox and len(detections):  # boxes reaching into the pad end at the frame's edge
+        if letterbox and len(detections):  # boxes reaching into the pad end at the frame's edge
             xyxy = np.minimum(detections.xyxy, np.array([width, height, width, height], np.float32))
             detections = Detections(xyxy=xyxy, confidence=detections.confidence, class_id=detections.class_id)
         if len(detections) and int(detections.class_id.max()) >= len(self.class_names):
@@ -489,7 +501,7 @@ def as_rgb(image: ImageLike, order: str = "rgb") -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         if order != "rgb":
             raise DataError(f"{image}: a path is read in its own colour order; drop order={order!r}")
-        from maskdetect.infer.sources import read_image
+        from maskdetect.media import read_image
 
         return read_image(image)
     if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):  # PIL

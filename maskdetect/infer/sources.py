@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from maskdetect.errors import DataError, VideoError
-from maskdetect.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from maskdetect.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image  # noqa: F401 - read_image: re-exported
 from maskdetect.redact import redact, register_url_secrets
 
 logger = logging.getLogger(__name__)
@@ -172,17 +172,6 @@ def _distinct_stems(images: list[Path]) -> list[Path]:
         stems[p.stem] = p
     return images
 
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB ``uint8`` (EXIF orientation applied)."""
-    import cv2
-
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such image file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: cannot read this image (missing, corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class ImageFiles(Source):
