@@ -14,7 +14,8 @@ import pytest
 
 import maskdetect  # noqa: F401  (the OD API compatibility layer goes first)
 from maskdetect.errors import ConfigError
-from maskdetect.train.backbone import IMAGENET_WHEEL, _from_wheel, _h5_layer_weights, sha256_of
+from maskdetect.download import sha256_file as sha256_of
+from maskdetect.train.backbone import IMAGENET_WHEEL, _from_wheel, _h5_layer_weights
 from maskdetect.train.pipeline import configure
 
 MOBILENET = "ssd_mobilenet_v2_fpnlite_320"

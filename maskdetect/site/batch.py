@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import glob
-import hashlib
 import logging
 import os
 import time
@@ -27,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Sequence
 
+from maskdetect.download import sha256_file
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.media import VIDEO_SUFFIXES
 
@@ -61,13 +61,6 @@ def find_videos(source: str | Path) -> list[Path]:
         stems[video.stem] = video
     return videos
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def output_names(stem: str) -> list[str]:
@@ -170,7 +163,7 @@ def batch(source: str | Path, out_dir: str | Path, *, model: str | None = None, 
     settings = {"model": str(Path(model).resolve()) if model else None}  # what the results depend on
     threads = max(1, (os.cpu_count() or 1) // lanes)  # the same results with any count (the test proves it)
     started = time.perf_counter()
-    hashes = {v: file_sha256(v) for v in videos}
+    hashes = {v: sha256_file(v) for v in videos}
     todo = [v for v in videos if not is_done(v, out_dir, hashes[v], settings)]
     skipped = [v.stem for v in videos if v not in todo]
     if skipped:

