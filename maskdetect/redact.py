@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token", "auth", "secret", "signature", "sig",
@@ -235,8 +236,19 @@ def quiet_third_party_loggers(level: int = logging.WARNING) -> None:
 _previous_factory = logging.getLogRecordFactory()
 
 
+_inside = threading.local()
+
+
 def _redacting_factory(*args, **kwargs) -> logging.LogRecord:
-    record = _previous_factory(*args, **kwargs)
+    if getattr(_inside, "active", False):
+        # A library's factory that wrapped this one (Ray's does, on import) and was then wrapped by it when
+        # install_log_filter ran again calls back in here: the record is made once, and redacted on the way out.
+        return logging.LogRecord(*args, **kwargs)
+    _inside.active = True
+    try:
+        record = _previous_factory(*args, **kwargs)
+    finally:
+        _inside.active = False
     try:
         message = record.getMessage()
     except Exception:  # a malformed record is not ours to fix

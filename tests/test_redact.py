@@ -70,6 +70,25 @@ def test_registered_secrets_are_hidden_everywhere_and_in_every_log_record(caplog
     assert "token=***&n=***" in caplog.text
 
 
+def test_a_library_factory_that_wraps_ours_is_kept_without_a_loop(caplog, monkeypatch):
+    """Ray wraps the record factory on import; registering a secret afterwards installs ours again, over Ray's,
+    which calls ours back (this recursed until the stack ran out, in whatever logged next)."""
+    monkeypatch.setattr(logging, "_logRecordFactory", logging.getLogRecordFactory())  # restored after the test
+    inner = logging.getLogRecordFactory()
+
+    def library_factory(*args, **kwargs):
+        record = inner(*args, **kwargs)
+        record.library_mark = True
+        return record
+
+    logging.setLogRecordFactory(library_factory)
+    register_secret("w1re-s3cret")
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("anything").warning("sent %s", "w1re-s3cret")
+    assert [getattr(r, "library_mark", False) for r in caplog.records] == [True]
+    assert "w1re-s3cret" not in caplog.text and "sent ***" in caplog.text
+
+
 def test_parameter_names_are_lower_case():
     assert all(name == name.lower() for name in SECRET_PARAMS)
 
