@@ -79,6 +79,10 @@ def test_the_input_spec_card_and_operating_point_are_read_from_the_sidecars(tmp_
     write_input_spec(export, InputSpec(320, True, (0.1, 0.2, 0.3), (-1.0, -2.0, -3.0)))
     assert ExportBundle.open(export).input == InputSpec(320, True, (0.1, 0.2, 0.3), (-1.0, -2.0, -3.0))
     point = OperatingPoint("max F1 on val", "val", 0.42, 0.8, 0.7, 0.7467, second_stage=False)
+    (export / "model.card.json").write_text('{"fine_tuned_from": null, "classifier": "c.tflite"}')
+    bundle = ExportBundle.open(export)
+    bundle.update_card(classifier=None)  # removes only what it names: the card's own None fields stay
+    assert bundle.card == {"fine_tuned_from": None}
     bundle.update_card(classes=["a", "b"], operating_point=point.to_json(), backbone={"source": "wheel"})
     again = ExportBundle.open(export / "model.tflite")
     assert again.operating_point == point and again.backbone == {"source": "wheel"}

@@ -455,7 +455,7 @@ class ExportBundle:
             raise OutputError(f"{self.card_path}: the bundled model's card is read only; evaluate or copy your own "
                               "export instead")
         card = {**self.card, **changes}
-        card = {k: v for k, v in card.items() if v is not None}
+        card = {k: v for k, v in card.items() if k not in changes or v is not None}  # the card's own None stays
         path = atomic_write_json(self.card_path, card)
         self._card = card
         return path

@@ -213,7 +213,8 @@ def watch(cameras: Sequence[CameraConfig], out_dir: str | Path, *, predictor: An
     finally:
         stop.set()
         for runner in runners:
-            runner.join(timeout=60)
+            if runner.ident is not None:  # started: an error before a camera started must not be hidden by join
+                runner.join(timeout=60)
         if server is not None:
             server.stop()
     failed = [r for r in runners if r.error is not None]

@@ -357,6 +357,7 @@ def train(run_dir: Run | str | Path, *, num_steps: int | None = None, strategy: 
                         checkpoint_every=checkpoint_every, max_to_keep=max_to_keep,
                         recalibration_batches=recalibration_batches)
     import tensorflow as tf
+    from object_detection import model_lib_v2  # noqa: F401  (first: without the OD API nothing below runs)
 
     run = Run.open(run_dir)
     check_pipeline(run.pipeline, where=str(run.pipeline_config))
