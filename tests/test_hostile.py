@@ -494,8 +494,7 @@ def _zoo_argv(w: World) -> list[str]:
     return ["zoo", "ssd_efficientdet_d0_512", "--base-url", w.url("/zoo")]
 
 
-case("zoo-archive-cannot-replace-other-checkpoints", 11, _zoo_argv, 0,
-     xfail="mechanism 11 (zoo.py, helper train): fetch_checkpoint must call safe_extract(..., only=name)")
+case("zoo-archive-cannot-replace-other-checkpoints", 11, _zoo_argv, 2, r"lies outside efficientdet_d0")
 
 # -- mechanism 8: numbers that are not numbers (examples of the issue; the walk below covers every option) -------
 for argv, option in [

@@ -111,7 +111,7 @@ def fetch_checkpoint(model: str, *, cache_dir: str | Path | None = None, base_ur
             f"{exc}\nThe COCO checkpoint {name} could not be downloaded. Connect to the internet, or put the "
             f"archive at {archive}, or train without it by passing --from-scratch (much lower accuracy).") from exc
     _check_archive(archive, name)
-    safe_extract(archive, cache)
+    safe_extract(archive, cache, only=name)  # it may write its own folder only, never another checkpoint
     atomic_write_json(target / RECORD, {"url": redact_url(url), "archive_sha256": sha256_file(archive)})
     return checkpoint_prefix(target)
 
