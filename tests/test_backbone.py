@@ -21,10 +21,10 @@ from maskdetect.train.pipeline import configure
 MOBILENET = "ssd_mobilenet_v2_fpnlite_320"
 
 
-@pytest.fixture(scope="module")
-def stand_in(tmp_path_factory):
+def write_stand_in(path):
     """A Keras MobileNetV2 with every weight drawn at random (so a layer left at its initial value shows), saved
-    as HDF5 weights by layer name, as ``MobileNetV2(weights="imagenet")`` would be."""
+    at `path` as HDF5 weights by layer name, as ``MobileNetV2(weights="imagenet")`` would be; returns the number
+    of layers with weights."""
     import tensorflow as tf
 
     model = tf.keras.applications.MobileNetV2(input_shape=(128, 128, 3), alpha=1.0, include_top=False,
@@ -33,9 +33,14 @@ def stand_in(tmp_path_factory):
     for variable in model.weights:
         value = rng.normal(0.0, 0.1, variable.shape)
         variable.assign((np.abs(value) + 0.5 if "variance" in variable.name else value).astype(np.float32))
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_stand_in.h5"
     model.save_weights(str(path), save_format="h5")
-    return path, sum(1 for layer in model.layers if layer.weights)
+    return sum(1 for layer in model.layers if layer.weights)
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_stand_in.h5"
+    return path, write_stand_in(path)
 
 
 def fake_wheel(path, h5, extra: bytes = b""):

@@ -86,6 +86,20 @@ def test_adam_replaces_momentum_with_the_same_schedule(sample_data, tmp_path):
         configure(sample_data, tmp_path / "bad", optimizer="sgd")
 
 
+
+def test_zoom_in_adds_one_crop_around_whole_faces_and_bad_areas_are_refused_before_writing(sample_data, tmp_path):
+    p = load_pipeline(configure(sample_data, tmp_path / "run", zoom_in=(0.01, 0.25)).pipeline_config)
+    template = load_pipeline(configure(sample_data, tmp_path / "plain").pipeline_config)
+    options = p.train_config.data_augmentation_options
+    assert len(options) == len(template.train_config.data_augmentation_options) + 1
+    crop = options[-1].random_crop_image
+    assert (crop.min_area, crop.max_area) == pytest.approx((0.01, 0.25))
+    assert crop.min_object_covered == 1.0 and crop.random_coef == pytest.approx(0.5) and crop.clip_boxes
+    for bad in ((0.25, 0.01), (0.0, 0.5), (0.1, 1.5)):
+        with pytest.raises(ConfigError, match="--zoom-in"):
+            configure(sample_data, tmp_path / "bad", zoom_in=bad)
+    assert not (tmp_path / "bad").exists()
+
 @pytest.mark.parametrize("key, value, check", [
     ("train_config.batch_size", "16", lambda p: p.train_config.batch_size == 16),
     ("train_config.use_bfloat16", "false", lambda p: p.train_config.use_bfloat16 is False),

@@ -259,6 +259,7 @@ def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
     configure = [line for line in lines if line.startswith("maskdetect configure ")]
     assert len(convert) == 1 and len(configure) >= 6, lines
     project = recipe_project(tmp_path, monkeypatch)
+    imagenet_stand_in(tmp_path, monkeypatch)
     made = project / dict(zip(shlex.split(convert[0]), shlex.split(convert[0])[1:]))["--out"]
     assert main(shlex.split(convert[0])[1:]) == 0
     with serve({f"/zoo/{NAME}.tar.gz": zoo_archive(fake_checkpoint(tmp_path))}) as zoo_server:
@@ -276,6 +277,9 @@ def test_every_configure_line_runs_verbatim(tmp_path, monkeypatch, capsys):
             assert config.train_config.batch_size == int(option["--batch-size"]), line
             if "--from-scratch" in words:
                 assert not config.train_config.fine_tune_checkpoint, line
+            elif "--backbone-weights" in words:  # a classification checkpoint built from the ImageNet weights
+                assert config.train_config.fine_tune_checkpoint_type == "classification", line
+                assert Path(config.train_config.fine_tune_checkpoint + ".index").is_file(), line
             else:
                 expected = option.get("--checkpoint", f"workspace/pretrained/{NAME}/checkpoint/ckpt-0")
                 assert config.train_config.fine_tune_checkpoint == str((project / expected).resolve()), line
@@ -342,38 +346,70 @@ SHRINK = {"configure": ["--steps", "4"], "train": ["--recalibration-batches", "2
           "export": ["--calibration-images", "4"], "classifier": ["--epochs", "1"]}
 
 
+def imagenet_stand_in(tmp_path: Path, monkeypatch) -> None:
+    """``--backbone-weights imagenet`` served offline: Keras applications' download (out of reach here) replaced
+    by a MobileNetV2 of random weights saved as that download would be (tests/test_backbone.py checks that every
+    layer of such a file is restored)."""
+    from maskdetect.train import backbone
+    from maskdetect.download import sha256_file
+    from test_backbone import write_stand_in
+
+    stand_in = tmp_path / "mobilenet_v2_stand_in.h5"
+    write_stand_in(stand_in)
+
+    def from_keras(cache_dir):
+        return backbone.BackboneWeights("keras", str(stand_in), sha256_file(stand_in), "a test's stand-in")
+
+    monkeypatch.setattr(backbone, "_from_keras", from_keras)
+
+
 @pytest.mark.slow
 def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, capsys):
-    """The CPU recipe's block, every line as written, in a project folder holding a
-    ``face-mask-kaggle/`` that is the sample, with options appended that only shrink the work
-    (SHRINK: 4 training steps instead of 3,600; fewer BatchNorm and int8 calibration batches; one classifier
-    epoch), so that it takes minutes instead of 80. Each line leaves what the README says it makes."""
+    """The CPU recipe's block (the bundled model's), every line as written, in a project folder holding a
+    ``face-mask-kaggle/`` that is the sample, with options appended that only shrink the work (SHRINK: 4 training
+    steps instead of 2,000 and 600, so the continuation names ``ckpt-4`` where the recipe says ``ckpt-2000``;
+    fewer BatchNorm and int8 calibration batches; one classifier epoch), so that it takes minutes instead of an
+    hour, and the ImageNet weights from a stand-in. Each line leaves what the recipe says it makes."""
     import json
 
     from maskdetect.cli import main
+    from maskdetect.train.run import load_pipeline
 
-    block = re.search(r"### CPU only, from scratch.*?```bash\n(.*?)```", README, flags=re.S).group(1)
+    block = re.search(r"### CPU only \(2-core.*?```bash\n(.*?)```", README, flags=re.S).group(1)
     lines = [line.split("  #")[0].strip() for line in block.replace("\\\n", " ").splitlines()
              if line.startswith("maskdetect ")]
     commands = [shlex.split(line)[1] for line in lines]
     assert commands[:3] == ["data", "configure", "train"] and commands[-2:] == ["classifier", "evaluate"], lines
     project = recipe_project(tmp_path, monkeypatch)
+    imagenet_stand_in(tmp_path, monkeypatch)
     for line in lines:
-        words = shlex.split(line)[1:]
+        words = shlex.split(line.replace("/ckpt-2000", "/ckpt-4"))[1:]
         assert main(words + SHRINK.get(words[0], [])) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
-    run = project / shlex.split(lines[2])[2]
-    assert (run / "checkpoints" / "ckpt-4.index").is_file()
+        if words[0] == "configure":  # what the line asked for, in the run's config
+            option = dict(zip(words, words[1:]))
+            run = project / option["--out"]
+            config = load_pipeline(run / "pipeline.config")
+            crops = [o.random_crop_image for o in config.train_config.data_augmentation_options
+                     if o.WhichOneof("preprocessing_step") == "random_crop_image"]
+            low, high = map(float, option["--zoom-in"].split(","))
+            assert [(c.min_area, c.max_area) for c in crops][-1] == pytest.approx((low, high)), line
+            start = "classification" if "--backbone-weights" in option else "full"
+            assert config.train_config.fine_tune_checkpoint_type == start, line
+        if words[0] == "train":
+            assert (project / words[1] / "checkpoints" / "ckpt-4.index").is_file(), line
+    assert json.loads((project / "workspace/runs/cam-320" / "backbone.json").read_text())["source"] == "keras"
     export = next(shlex.split(line) for line in lines if line.startswith("maskdetect export "))
-    option = dict(zip(export, export[1:]))
+    run, option = project / export[2], dict(zip(export, export[1:]))
     model = run / "export" / ("model-int8.tflite" if option.get("--quantize") == "int8" else "model.tflite")
     card = json.loads(model.with_name(model.stem + ".card.json").read_text())
     assert card["input_size"] == int(option.get("--image-size", card["trained_input_size"]))
+    assert card["operating_point_with_classifier"]["threshold"] >= 0 or card["operating_point"]["threshold"] >= 0
     assert (run / "export" / "classifier.tflite").is_file()
     for line in (line for line in lines if line.startswith("maskdetect evaluate ")):
         words = shlex.split(line)
         size = dict(zip(words, words[1:])).get("--image-size")
         tag = f"val-{size}px" if size else "val-export-model-int8-classifier" if "--export" in words else "val"
-        assert json.loads((run / f"metrics-{tag}.json").read_text())["num_images"] > 0, line
+        assert json.loads((project / words[2] / f"metrics-{tag}.json").read_text())["num_images"] > 0, line
 
 
 # The README's other training lines (the workflow's, Roboflow's, Colab's and the bundled model's continuations)

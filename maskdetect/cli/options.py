@@ -151,5 +151,16 @@ def class_threshold(text: str) -> tuple[str, float]:
     return name.strip(), fraction()(value)
 
 
-__all__ = ["COUNT_MAX", "Number", "SECONDS_MAX", "SEED_MAX", "class_threshold", "count", "fraction", "rate", "real",
+def area_range(text: str) -> tuple[float, float]:
+    """``MIN,MAX``: two shares of an image's area, 0 < MIN < MAX <= 1, e.g. ``0.01,0.25``."""
+    low, sep, high = str(text).partition(",")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{_clip(text)!r}: expected MIN,MAX, e.g. 0.01,0.25")
+    pair = fraction()(low), fraction()(high)
+    if not 0 < pair[0] < pair[1]:
+        raise argparse.ArgumentTypeError(f"{_clip(text)}: expected 0 < MIN < MAX <= 1, e.g. 0.01,0.25")
+    return pair
+
+
+__all__ = ["area_range", "COUNT_MAX", "Number", "SECONDS_MAX", "SEED_MAX", "class_threshold", "count", "fraction", "rate", "real",
            "seconds", "seed", "whole"]

