@@ -10,26 +10,6 @@ from maskdetect.cli import options
 DISPLAY_CHOICES = ("auto", "window", "notebook", "none")
 
 
-def _class_threshold(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=SCORE, e.g. without_mask=0.3") from None
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1]")
-    return value
-
-
 def register(subparsers) -> None:
     from maskdetect.infer.predictor import DEFAULT_NMS_IOU, DEFAULT_THRESHOLD, TFLITE_RUNTIMES
     from maskdetect.infer.video import X264_PRESETS, Encoder

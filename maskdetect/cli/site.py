@@ -5,17 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{value} must be positive")
-        return value
-    return parse
+from maskdetect.cli import options
 
 
 def register(subparsers) -> None:
@@ -34,13 +24,13 @@ def register(subparsers) -> None:
                    help="a camera (stream URL, webcam index or video file), instead of a site file (repeatable)")
     w.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the cameras' folders go")
     w.add_argument("--model", metavar="EXPORT", help="exported model (default: the bundled one)")
-    w.add_argument("--segment-minutes", type=_positive(float), default=10.0, metavar="M",
+    w.add_argument("--segment-minutes", type=options.real(0.0, 525_600.0, low_open=True), default=10.0, metavar="M",
                    help="length of a recording segment (default 10)")
-    w.add_argument("--retention-hours", type=_positive(float), metavar="H",
+    w.add_argument("--retention-hours", type=options.real(0.0, 1_000_000.0, low_open=True), metavar="H",
                    help="delete recording segments and snapshots older than H hours")
-    w.add_argument("--retention-gb", type=_positive(float), metavar="GB",
+    w.add_argument("--retention-gb", type=options.real(0.0, 1_000_000.0, low_open=True), metavar="GB",
                    help="delete the oldest segments and snapshots while all cameras' take more than GB")
-    w.add_argument("--detect-every", type=_positive(int), default=1, metavar="K",
+    w.add_argument("--detect-every", type=options.count(10_000), default=1, metavar="K",
                    help="run the detector on every K-th frame; boxes are carried between (default 1)")
     w.add_argument("--privacy", choices=PRIVACY_MODES, default="off",
                    help="blur: faces blurred in recordings, snapshots and the dashboard; detection records keep "
@@ -49,7 +39,7 @@ def register(subparsers) -> None:
     w.add_argument("--dashboard", nargs="?", const="127.0.0.1:8080", metavar="[HOST:]PORT",
                    help="serve the live dashboard (default 127.0.0.1:8080; any other address needs the token "
                         "in $MASKDETECT_DASHBOARD_TOKEN, or one printed once at start)")
-    w.add_argument("--duration", type=_positive(float), metavar="S", help="stop after S seconds")
+    w.add_argument("--duration", type=options.seconds(), metavar="S", help="stop after S seconds")
     w.set_defaults(func=_watch)
 
     b = subparsers.add_parser(
@@ -61,7 +51,7 @@ def register(subparsers) -> None:
     b.add_argument("--source", required=True, metavar="DIR|GLOB", help="a folder of videos, or a quoted glob")
     b.add_argument("--out", type=Path, required=True, metavar="DIR", help="the output folder")
     b.add_argument("--model", metavar="EXPORT", help="exported model (default: the bundled one)")
-    b.add_argument("--workers", type=_positive(int), default=1, metavar="N", help="local worker processes (1)")
+    b.add_argument("--workers", type=options.count(256), default=1, metavar="N", help="local worker processes (1)")
     b.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="run as Ray tasks (one model per Ray worker): on a local Ray, or the cluster at ADDRESS "
                         "(e.g. auto, or ray://head:10001); needs `pip install ray`")
