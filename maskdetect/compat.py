@@ -44,6 +44,10 @@ NODEPS_INSTALL = "pip install --no-deps " + " ".join(NODEPS_PINS)
 TRAIN_INSTALL = 'pip install "maskdetect[train]"'
 #: Tracking alone, on the light install (``trackers`` declares the GUI OpenCV, which clashes with headless).
 TRACKERS_INSTALL = "pip install --no-deps " + next(pin for pin in NODEPS_PINS if pin.startswith("trackers=="))
+#: Running ONNX exports (``Predictor`` on a ``.onnx`` file): ONNX Runtime, the ``onnx`` extra.
+ONNX_INSTALL = 'pip install "maskdetect[onnx]"'
+#: ``export --format onnx`` (tf2onnx and onnx, beside the ``train`` extra).
+ONNX_EXPORT_INSTALL = 'pip install "maskdetect[train,onnx-export]"'
 #: Top-level modules that only the ``train`` extra brings.
 TRAIN_MODULES = ("tensorflow", "tf_keras", "tensorboard", "tf_slim", "pycocotools", "gin")
 
@@ -59,6 +63,10 @@ def install_hint(module: str | None) -> str | None:
     top = (module or "").split(".")[0]
     if top == "trackers":
         return TRACKERS_INSTALL
+    if top == "onnxruntime":
+        return ONNX_INSTALL
+    if top in ("tf2onnx", "onnx"):
+        return ONNX_EXPORT_INSTALL
     if top in TRAIN_MODULES or top in NODEPS_MODULES:
         return f"{TRAIN_INSTALL}\n{NODEPS_INSTALL}"
     return None

@@ -92,12 +92,13 @@ def register(subparsers) -> None:
                     help="evaluate each new checkpoint while training runs beside, until the last step")
     ev.set_defaults(func=_evaluate)
 
-    from maskdetect.train.export import DEFAULT_SCORE_FLOOR
+    from maskdetect.train.export import DEFAULT_SCORE_FLOOR, FORMATS
 
-    ex = subparsers.add_parser("export", help="export a SavedModel (default) or a TFLite model")
+    ex = subparsers.add_parser("export", help="export a SavedModel (default), a TFLite or an ONNX model")
     ex.add_argument("run_dir")
-    ex.add_argument("--format", choices=("saved_model", "tflite"),
-                    help="default saved_model, or tflite when --quantize is given")
+    ex.add_argument("--format", choices=FORMATS,
+                    help="default saved_model, or tflite when --quantize is given; onnx writes model.onnx (float32, "
+                         "tf2onnx; run by ONNX Runtime, opens TensorRT and OpenVINO)")
     ex.add_argument("--quantize", default="none", choices=("none", "fp16", "int8"),
                     help="TFLite precision: none (float32, model.tflite), fp16 (model-fp16.tflite) or int8 "
                          "(model-int8.tflite, calibrated on training images)")
@@ -105,7 +106,7 @@ def register(subparsers) -> None:
                     help="int8: training images drawn for calibration (default 100)")
     ex.add_argument("--calibration-seed", type=options.seed(), default=0, help="int8: seed of that draw (default 0)")
     ex.add_argument("--score-floor", type=options.fraction(), default=DEFAULT_SCORE_FLOOR, metavar="S",
-                    help="TFLite: the post-processing op ranks only anchors scoring at least S "
+                    help="TFLite and ONNX: the post-processing ranks only anchors scoring at least S "
                          f"(default {DEFAULT_SCORE_FLOOR}; lower keeps fainter boxes for evaluation, costs time)")
     ex.add_argument("--image-size", type=options.whole(32, 4096), metavar="N",
                     help="the exported model's input size (default: the size it was trained at; a larger one finds "

@@ -37,7 +37,8 @@ SAVED_MODEL_DIR = "saved_model"          # the OD API exporter's SavedModel, ins
 SAVED_MODEL_PB = "saved_model.pb"
 PIPELINE_CONFIG = "pipeline.config"      # beside saved_model/: the config it was exported from
 LABEL_MAP = "label_map.pbtxt"
-INPUT_SPEC = "tflite_input.json"         # how to feed a TFLite model (every precision of one export)
+INPUT_SPEC = "tflite_input.json"         # how to feed a TFLite or ONNX model (every file of one export)
+ONNX_MODEL = "model.onnx"
 SAVED_MODEL_CARD = "model_card.json"     # a SavedModel's card; a model file's is <stem>.card.json
 CARD_SUFFIX = ".card.json"
 CLASSIFIER = "classifier.tflite"         # the second stage
@@ -231,6 +232,11 @@ def tflite_model_path(folder: str | os.PathLike, quantize: str = "none") -> Path
     return Path(folder) / ("model.tflite" if quantize == "none" else f"model-{quantize}.tflite")
 
 
+def onnx_model_path(folder: str | os.PathLike) -> Path:
+    """``model.onnx`` (float32) in an export folder."""
+    return Path(folder) / ONNX_MODEL
+
+
 def card_path(model: str | os.PathLike, kind: str | None = None) -> Path:
     """The model card of a model: ``model_card.json`` beside a SavedModel, ``<stem>.card.json`` beside a file."""
     model = Path(model)
@@ -420,14 +426,16 @@ class ExportBundle:
     # -- contents -------------------------------------------------------------------------------------------
     @cached_property
     def class_names(self) -> list[str]:
-        """Names by 0-based class id: from the label map beside the model, else the card, else
-        ``maskdetect.CLASSES`` (with a warning)."""
+        """Names by 0-based class id: from the label map beside the model, else the card, else an ONNX file's
+        own metadata, else ``maskdetect.CLASSES`` (with a warning)."""
         from maskdetect.labelmap import read_label_map
 
         if self.label_map is not None:
             return read_label_map(self.label_map)
         if self.card.get("classes"):
             return [str(name) for name in self.card["classes"]]
+        if self.kind == "onnx":
+            return [str(name) for name in self.onnx_metadata["classes"]]
         import maskdetect
 
         logger.warning("no label_map.pbtxt beside %s; using the default classes %s", self.model,
@@ -467,8 +475,8 @@ class ExportBundle:
 
     @cached_property
     def input(self) -> InputSpec:
-        """How to feed the model: a model file's ``tflite_input.json`` (without one: pixels to [-1, 1], squeezed
-        to the square input, whose size the file itself gives); a SavedModel's resizer from its
+        """How to feed the model: a model file's ``tflite_input.json`` (without one: an ONNX file's own metadata;
+        else pixels to [-1, 1], squeezed to the square input, whose size the file itself gives); a SavedModel's resizer from its
         ``pipeline.config``, and the letterbox and normalisation its card's ``input`` records."""
         if self.kind == "saved_model":
             resizer = Resizer.of(self.pipeline) if self.pipeline is not None else None
@@ -485,9 +493,24 @@ class ExportBundle:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"{self.input_spec_path}: malformed ({exc}); export the model again") from exc
             return InputSpec.from_json(spec, self.input_spec_path)
+        if self.kind == "onnx":  # the file carries it
+            return InputSpec.from_json(self.onnx_metadata["input"], self.model)
         logger.info("no %s beside %s: feeding pixels scaled to [-1, 1], squeezed to the square input", INPUT_SPEC,
                     self.model)
         return InputSpec(None)
+
+    @cached_property
+    def onnx_metadata(self) -> dict[str, Any]:
+        """An ONNX file's own ``metadata_props`` (classes, input, post-processing), read when a sidecar is missing.
+
+        Raises:
+            ConfigError: not an ONNX bundle, onnxruntime missing (naming its pip line), or no such metadata.
+        """
+        from maskdetect.infer.onnx_model import file_metadata
+
+        if self.kind != "onnx":
+            raise ConfigError(f"{self.model}: a {self.kind} model has no ONNX metadata")
+        return file_metadata(self.model)
 
     @property
     def operating_point(self) -> OperatingPoint | None:
@@ -529,4 +552,4 @@ def operating_point_key(second_stage: bool) -> str:
 __all__ = ["ExportBundle", "InputSpec", "OperatingPoint", "Resizer", "BUNDLED_MODEL", "bundled_model",
            "load_pipeline", "pipeline_input_size", "card_path", "write_card", "write_input_spec",
            "copy_label_map", "classifier_path", "classifier_spec_path", "write_classifier_spec",
-           "tflite_model_path", "saved_model_dir", "export_folder", "operating_point_key"]
+           "tflite_model_path", "onnx_model_path", "saved_model_dir", "export_folder", "operating_point_key"]

@@ -1,8 +1,9 @@
 """The model runtime: load an exported model once and turn images into :class:`Detections`.
 
 :class:`Predictor` opens an export through :class:`~maskdetect.infer.bundle.ExportBundle` (an OD API SavedModel,
-or a ``.tflite`` file from ``export_tflite_graph_tf2`` + the TFLite converter, with its label map, input spec and
-card), warms it up, and turns images (a path, a PIL image, or an RGB or BGR ``uint8`` array) into
+a ``.tflite`` file from ``export_tflite_graph_tf2`` + the TFLite converter, or a ``.onnx`` file of the same network
+without its post-processing op, run by ONNX Runtime and post-processed as the TFLite op does
+(:mod:`maskdetect.infer.onnx_model`); each with its label map, input spec and card), warms it up, and turns images (a path, a PIL image, or an RGB or BGR ``uint8`` array) into
 :class:`~maskdetect.detections.Detections` (pixel ``xyxy``, 0-based ``class_id``), post-processed by per-class
 score thresholds (by default the model's operating point from its card) and, by default, cross-class NMS (one box
 per face).
@@ -148,7 +149,7 @@ class Predictor:
         class_thresholds: ``{class name or id: score}`` overriding a numeric `threshold` for those classes.
         cross_class_nms: suppress overlapping boxes of different classes, keeping the most confident.
         nms_iou: IoU above which two boxes are the same face.
-        num_threads: TFLite interpreter threads (default: every core).
+        num_threads: TFLite interpreter or ONNX Runtime (intra-op) threads (default: every core).
         tflite_runtime: ``"litert"`` (Google's successor of ``tf.lite``, package ``ai-edge-litert``),
             ``"tf.lite"`` (TensorFlow's deprecated interpreter) or ``"auto"``: LiteRT where it imports, else tf.lite.
         classifier: the second stage (:class:`~maskdetect.infer.classify.FaceClassifier`) that re-classifies each
@@ -163,11 +164,11 @@ class Predictor:
 
     Attributes:
         bundle: the :class:`~maskdetect.infer.bundle.ExportBundle` (model, sidecars, card).
-        backend: ``"saved_model"`` or ``"tflite"``.
-        runtime: what runs the model: ``"tensorflow"``, ``"litert"`` or ``"tf.lite"``.
+        backend: ``"saved_model"``, ``"tflite"`` or ``"onnx"``.
+        runtime: what runs the model: ``"tensorflow"``, ``"litert"``, ``"tf.lite"`` or ``"onnxruntime"`` (CPU).
         classifier: the loaded second stage, or None.
         threshold: the score threshold(s) in force; `threshold_source` says where it came from.
-        input_size: square input side of the TFLite model (None for SavedModel: it is given the frame already
+        input_size: square input side of the TFLite or ONNX model (None for SavedModel: it is given the frame already
             shrunk by its own resizer, :func:`saved_model_resizer`, read from the ``pipeline.config`` beside it).
         letterbox: every frame is letterboxed, not squeezed.
         letterbox_wider_than: without `letterbox`, frames whose longer side exceeds this many times the shorter are
@@ -188,9 +189,6 @@ class Predictor:
         self.bundle = ExportBundle.open(model_path)
         if model_path is None:
             logger.info("model: the bundled default, %s", self.bundle.describe())
-        if self.bundle.kind == "onnx":
-            raise ConfigError(f"{self.bundle.model}: ONNX models are not run yet; export --format tflite or "
-                              "saved_model")
         self.backend, self.model_path = self.bundle.kind, self.bundle.model
         self.class_names = list(class_names) if class_names is not None else list(self.bundle.class_names)
         if not 0.0 < nms_iou <= 1.0:
@@ -215,6 +213,8 @@ class Predictor:
         started = time.perf_counter()
         if self.backend == "saved_model":
             self._load_saved_model()
+        elif self.backend == "onnx":
+            self._load_onnx()
         else:
             self._load_tflite(tflite_runtime)
         logger.info("loaded %s model %s with %s in %.1f s", self.backend, self.model_path, self.runtime,
@@ -299,10 +299,20 @@ class Predictor:
         self._outputs = tflite_output_indices(interpreter.get_output_details())
         self.input_size = int(shape[1])
         self._outputs_checked = False
+        self._check_input_size()
+
+    def _load_onnx(self) -> None:
+        from maskdetect.infer.onnx_model import OnnxSSD
+
+        self._onnx = OnnxSSD(self.model_path, self.num_threads)
+        self.runtime, self.input_size = "onnxruntime", self._onnx.input_size
+        self._check_input_size()
+
+    def _check_input_size(self) -> None:
         recorded = self.bundle.input.size
         if recorded is not None and recorded != self.input_size:
             raise ConfigError(f"{self.bundle.input_spec_path}: input_size {recorded} but the model takes "
-                              f"{self.input_size}; export the TFLite model again")
+                              f"{self.input_size}; export the {self.backend} model again")
 
     def _check_tflite_outputs(self, classes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """On the first call, make sure the ``[1, N]`` outputs were told apart right: class ids are whole
@@ -367,17 +377,10 @@ class Predictor:
                                                        "detection_scores", "num_detections")}
             t2 = time.perf_counter()
             detections = Detections.from_saved_model(outputs, box_frame_wh)
-        else:
+        else:  # TFLite and ONNX: the same input, the same four outputs (ONNX's post-processing op done in numpy)
             blob, box_frame_wh = tflite_input(image, self.input_size, self._scale, self._offset, letterbox)
             t1 = time.perf_counter()
-            with self._lock:  # one interpreter, one call at a time
-                self._interpreter.set_tensor(self._input["index"], blob)
-                self._interpreter.invoke()
-                get = self._interpreter.get_tensor
-                boxes, classes, scores, count = (get(self._outputs[k]) for k in
-                                                 ("boxes", "classes", "scores", "count"))
-                if not self._outputs_checked:
-                    classes, scores = self._check_tflite_outputs(classes, scores)
+            boxes, classes, scores, count = self._onnx(blob) if self.backend == "onnx" else self._invoke_tflite(blob)
             t2 = time.perf_counter()
             detections = Detections.from_tflite(boxes, classes, scores, count, box_frame_wh)
         if letterbox and len(detections):  # boxes reaching into the pad end at the frame's edge
@@ -389,6 +392,17 @@ class Predictor:
                             "map the model was trained with (label_map.pbtxt beside the export)")
         self.speed = Speed(preprocess_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3)
         return detections
+
+    def _invoke_tflite(self, blob: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(boxes, classes, scores, count)`` of the TFLite model for one input."""
+        with self._lock:  # one interpreter, one call at a time
+            self._interpreter.set_tensor(self._input["index"], blob)
+            self._interpreter.invoke()
+            get = self._interpreter.get_tensor
+            boxes, classes, scores, count = (get(self._outputs[k]) for k in ("boxes", "classes", "scores", "count"))
+            if not self._outputs_checked:
+                classes, scores = self._check_tflite_outputs(classes, scores)
+        return boxes, classes, scores, count
 
     def postprocess(self, detections: Detections, image: np.ndarray | None = None) -> Detections:
         """Apply the score thresholds, then (if enabled) cross-class NMS. With a second stage (`image` needed, RGB),

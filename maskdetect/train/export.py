@@ -25,13 +25,15 @@ import numpy as np
 from maskdetect.errors import ConfigError
 from maskdetect.fileio import atomic_path
 from maskdetect.infer.bundle import (PIPELINE_CONFIG, SAVED_MODEL_DIR, InputSpec, Resizer, copy_label_map,
-                                     pipeline_input_size, write_card, write_input_spec)
+                                     onnx_model_path, pipeline_input_size, write_card, write_input_spec)
 from maskdetect.train.pipeline import at_image_size
 from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
+#: The ONNX opset written (ONNX Runtime >= 1.16, TensorRT 8.6+ and OpenVINO 2023+ read it).
+ONNX_OPSET = 17
 QUANTIZATIONS = ("none", "fp16", "int8")
 # The detection post-processing op of a TFLite export ranks and suppresses only the anchors whose best class score
 # reaches this floor. The run's config says 1e-8: all ~12,800 anchors of the 320-px MobileNet go through NMS, 11.4
@@ -288,12 +290,108 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
     return paths
 
 
+def ssd_decoding(pipeline, max_detections: int):
+    """The settings of the TFLite post-processing op for `pipeline` (as the OD API's TFLite export reads them)."""
+    from maskdetect.infer.onnx_model import SSDDecoding
+
+    ssd = pipeline.model.ssd
+    coder, nms = ssd.box_coder.faster_rcnn_box_coder, ssd.post_processing.batch_non_max_suppression
+    return SSDDecoding((coder.y_scale, coder.x_scale, coder.height_scale, coder.width_scale), nms.iou_threshold,
+                       nms.score_threshold, max_detections)
+
+
+def raw_ssd_graph(pipeline, checkpoints: Path):
+    """The run's newest checkpoint as the TFLite export's graph without its post-processing op, frozen: a
+    ``GraphDef`` from the normalised ``[1, S, S, 3]`` input (``input:0``) to the tensors named as
+    :data:`~maskdetect.infer.onnx_model.OUTPUTS`: ``box_encodings``, ``class_predictions`` (after the score
+    conversion) and the anchors (centre-size, ``[N, 4]``, a constant); returns it and those three tensor names."""
+    import tensorflow as tf
+    from object_detection.builders import model_builder, post_processing_builder
+    from object_detection.core import box_list
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    model = model_builder.build(model_config=pipeline.model, is_training=False)
+    checkpoint = tf.train.Checkpoint(model=model)
+    checkpoint.restore(tf.train.latest_checkpoint(str(checkpoints))).expect_partial()
+    _, score_conversion = post_processing_builder.build(pipeline.model.ssd.post_processing)
+    size = pipeline_input_size(pipeline)
+    corners = model.predict(tf.zeros([1, size, size, 3]), true_image_shapes=None)["anchors"]  # builds, restores
+    y, x, h, w = box_list.BoxList(corners).get_center_coordinates_and_sizes()
+    anchors = np.stack([y, x, h, w], axis=1).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="input")])
+    def raw(image):
+        predicted = model.predict(image, true_image_shapes=None)
+        return (tf.identity(predicted["box_encodings"]),
+                score_conversion(predicted["class_predictions_with_background"]),
+                tf.constant(anchors))
+
+    # Frozen here, not by tf2onnx.convert.from_function: the anchor generator's eager constants are captured
+    # inputs of the function, which that function would then ask the frozen graph for by name.
+    frozen = convert_variables_to_constants_v2(raw.get_concrete_function(), lower_control_flow=False,
+                                               aggressive_inlining=True)
+    return frozen.graph.as_graph_def(add_shapes=True), [t.name for t in frozen.outputs]
+
+
+def export_onnx(run_dir: Run | str | Path, *, max_detections: int = 100, score_floor: float = DEFAULT_SCORE_FLOOR,
+                image_size: int | None = None, letterbox: bool | None = None) -> Path:
+    """Export the newest checkpoint as ONNX (float32, ``model.onnx``, converted by tf2onnx) beside its input
+    spec, label map and card; return its path.
+
+    The file is the TFLite export's network without the post-processing op (which has no ONNX counterpart):
+    raw box encodings, class scores and anchors, decoded and suppressed by the predictor as the op does
+    (:mod:`maskdetect.infer.onnx_model`). Its ``metadata_props`` carry the classes, the input normalisation and
+    those decoding settings. Arguments as :func:`export_tflite`.
+    """
+    try:
+        import tf2onnx
+    except ImportError as exc:
+        from maskdetect.compat import ONNX_EXPORT_INSTALL
+
+        raise ConfigError(f"ONNX export needs tf2onnx: {ONNX_EXPORT_INSTALL}") from exc
+    from object_detection.builders import model_builder
+
+    from maskdetect.infer.onnx_model import METADATA_KEYS, OUTPUTS
+
+    run = Run.open(run_dir)
+    run.require_checkpoint()
+    pipeline, trained_letterbox = tflite_pipeline(at_image_size(run.pipeline, image_size), score_floor)
+    started = time.monotonic()
+    spec = input_spec(model_builder.build(model_config=pipeline.model, is_training=False), pipeline,
+                      trained_letterbox if letterbox is None else letterbox)
+    decoding = ssd_decoding(pipeline, max_detections)
+    graph_def, outputs = raw_ssd_graph(pipeline, run.checkpoints)
+    model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="maskdetect", input_names=["input:0"],
+                                                    output_names=outputs, opset=ONNX_OPSET,
+                                                    tensors_to_rename={**dict(zip(outputs, OUTPUTS)),
+                                                                       "input:0": "input"})
+    values = {"classes": run.class_names, "input": spec.to_json(), "postprocess": decoding.to_json()}
+    for key in METADATA_KEYS:
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(values[key])
+    model_bytes = model_proto.SerializeToString()
+    run.exports.mkdir(parents=True, exist_ok=True)
+    write_input_spec(run.exports, spec)
+    copy_label_map(run.label_map, run.exports)
+    destination = onnx_model_path(run.exports)
+    with atomic_path(destination) as tmp:
+        tmp.write_bytes(model_bytes)
+    write_card(destination, model_card(run, pipeline, fmt="onnx", seconds=time.monotonic() - started,
+                                       extra={"precision": PRECISION["none"], "opset": ONNX_OPSET,
+                                              "postprocess": decoding.to_json(),
+                                              "size_mb": round(len(model_bytes) / 1e6, 2)}), "onnx")
+    logger.info("exported ONNX model to %s (%.1f MB) in %.0f s", destination, len(model_bytes) / 1e6,
+                time.monotonic() - started)
+    return destination
+
+
 def export(run_dir: Run | str | Path, fmt: str = "saved_model", *, quantize: str = "none",
            calibration_count: int = 100, calibration_seed: int = 0,
            score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None,
            letterbox: bool | None = None) -> Path:
-    """Export the run's newest checkpoint as `fmt` (``saved_model`` or ``tflite``; see :func:`export_saved_model`
-    and :func:`export_tflite`); `letterbox` (default: as trained) is recorded in the export for the predictor."""
+    """Export the run's newest checkpoint as `fmt` (``saved_model``, ``tflite`` or ``onnx``; see
+    :func:`export_saved_model`, :func:`export_tflite` and :func:`export_onnx`); `letterbox` (default: as trained) is
+    recorded in the export for the predictor."""
     if fmt == "saved_model":
         if quantize != "none":
             raise ConfigError("--quantize applies to --format tflite only")
@@ -304,4 +402,8 @@ def export(run_dir: Run | str | Path, fmt: str = "saved_model", *, quantize: str
         return export_tflite(run_dir, quantize=quantize, calibration_count=calibration_count,
                              calibration_seed=calibration_seed, score_floor=score_floor, image_size=image_size,
                              letterbox=letterbox)
+    if fmt == "onnx":
+        if quantize != "none":
+            raise ConfigError("--quantize applies to --format tflite only (ONNX is exported in float32)")
+        return export_onnx(run_dir, score_floor=score_floor, image_size=image_size, letterbox=letterbox)
     raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
