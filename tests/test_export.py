@@ -139,3 +139,40 @@ def test_a_run_exported_and_evaluated_at_a_larger_input(tiny_run, tmp_path):
         evaluate(run, image_size=300, progress=False)
     with pytest.raises(ConfigError, match="an export runs at the size it was exported at"):
         evaluate(run, export=model, image_size=384, progress=False)
+
+
+def test_onnx_export_gives_the_tflite_detections(tiny_run, lite, tmp_path, capsys):
+    """`maskdetect export RUN --format onnx` (~45 s on the busy 2-core machine, 26 of them tf2onnx's conversion)
+    writes model.onnx, whose metadata_props carry the classes, the input normalisation and the decoding settings;
+    ONNX Runtime runs it and the predictor post-processes it as TFLite's op does: on sample images, every
+    detection of each (no threshold, no cross-class NMS) is among the other's, box within 1 px, same class,
+    score within 1e-3."""
+    import shutil
+
+    from maskdetect.cli import main as cli_main
+    from maskdetect.errors import ConfigError
+    from maskdetect.infer.bundle import ExportBundle
+    from maskdetect.infer.predictor import Predictor
+    from maskdetect.infer.sources import read_image
+    from maskdetect.train.export import export
+
+    paths, _ = tiny_run
+    run = shutil.copytree(paths.run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("export", "plots"))
+    with pytest.raises(ConfigError, match="tflite only"):
+        export(run, "onnx", quantize="int8")
+    assert cli_main(["export", str(run), "--format", "onnx"]) == 0
+    path = run / "export" / "model.onnx"
+    assert capsys.readouterr().out.strip() == str(path)
+    card = json.loads((run / "export" / "model.card.json").read_text())
+    assert card["format"] == "onnx" and card["postprocess"]["max_detections"] == 100
+    metadata = ExportBundle.open(path).onnx_metadata
+    assert metadata["classes"] == card["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
+    assert metadata["input"] == json.loads((run / "export" / "tflite_input.json").read_text())
+    onnx = Predictor(path, threshold=0.0, num_threads=1)
+    assert (onnx.runtime, onnx.input_size, onnx.letterbox) == ("onnxruntime", lite.input_size, lite.letterbox)
+    for image_path in sorted((SAMPLE / "images").glob("*.jpg"))[:3]:
+        image = read_image(image_path)
+        a, b = lite.predict_raw(image), onnx.predict_raw(image)
+        assert len(a) == len(b) > 0, image_path.name
+        assert not missing_detections(a, b, box_px=1.0, score=1e-3), image_path.name
+        assert not missing_detections(b, a, box_px=1.0, score=1e-3), image_path.name

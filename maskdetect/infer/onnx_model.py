@@ -5,9 +5,9 @@ per anchor, class-agnostic greedy NMS), so an ONNX and a TFLite export of one ch
 The ONNX file (``maskdetect export RUN --format onnx``, :func:`maskdetect.train.export.export_onnx`) takes the
 normalised ``[1, S, S, 3]`` float32 input of the TFLite model and has three outputs: ``box_encodings``
 ``[1, N, 4]`` (centre-size, scaled), ``class_predictions`` ``[1, N, classes]`` (scores after the score
-conversion; a background column first if the model has one) and ``anchors`` ``[N, 4]`` (centre-size: y, x, h, w). Its ``metadata_props`` hold
-the class names, the input normalisation and these decoding settings (:data:`METADATA_KEYS`), so another
-runtime (TensorRT, OpenVINO) can use the file alone.
+conversion; a background column first if the model has one) and ``anchors`` ``[N, 4]`` (centre-size: y, x, h,
+w). Its ``metadata_props`` hold the class names, the input normalisation and these decoding settings
+(:data:`METADATA_KEYS`), so another runtime (TensorRT, OpenVINO) can use the file alone.
 """
 
 from __future__ import annotations

@@ -300,17 +300,16 @@ def ssd_decoding(pipeline, max_detections: int):
                        nms.score_threshold, max_detections)
 
 
-def raw_ssd_graph(pipeline, checkpoints: Path):
-    """The run's newest checkpoint as the TFLite export's graph without its post-processing op, frozen: a
-    ``GraphDef`` from the normalised ``[1, S, S, 3]`` input (``input:0``) to the tensors named as
-    :data:`~maskdetect.infer.onnx_model.OUTPUTS`: ``box_encodings``, ``class_predictions`` (after the score
-    conversion) and the anchors (centre-size, ``[N, 4]``, a constant); returns it and those three tensor names."""
+def raw_ssd_graph(model, pipeline, checkpoints: Path):
+    """The detection `model` (built from `pipeline`) at the newest checkpoint in `checkpoints` as the TFLite
+    export's graph without its post-processing op, frozen: a ``GraphDef`` from the normalised ``[1, S, S, 3]``
+    input (``input:0``) to the raw ``box_encodings``, the ``class_predictions`` (after the score conversion) and
+    the anchors (centre-size, ``[N, 4]``, a constant); returns it and the names of those three tensors."""
     import tensorflow as tf
-    from object_detection.builders import model_builder, post_processing_builder
+    from object_detection.builders import post_processing_builder
     from object_detection.core import box_list
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    model = model_builder.build(model_config=pipeline.model, is_training=False)
     checkpoint = tf.train.Checkpoint(model=model)
     checkpoint.restore(tf.train.latest_checkpoint(str(checkpoints))).expect_partial()
     _, score_conversion = post_processing_builder.build(pipeline.model.ssd.post_processing)
@@ -357,10 +356,10 @@ def export_onnx(run_dir: Run | str | Path, *, max_detections: int = 100, score_f
     run.require_checkpoint()
     pipeline, trained_letterbox = tflite_pipeline(at_image_size(run.pipeline, image_size), score_floor)
     started = time.monotonic()
-    spec = input_spec(model_builder.build(model_config=pipeline.model, is_training=False), pipeline,
-                      trained_letterbox if letterbox is None else letterbox)
+    model = model_builder.build(model_config=pipeline.model, is_training=False)
+    spec = input_spec(model, pipeline, trained_letterbox if letterbox is None else letterbox)
     decoding = ssd_decoding(pipeline, max_detections)
-    graph_def, outputs = raw_ssd_graph(pipeline, run.checkpoints)
+    graph_def, outputs = raw_ssd_graph(model, pipeline, run.checkpoints)
     model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="maskdetect", input_names=["input:0"],
                                                     output_names=outputs, opset=ONNX_OPSET,
                                                     tensors_to_rename={**dict(zip(outputs, OUTPUTS)),
