@@ -71,25 +71,23 @@ def fast_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, score_
     with no area overlaps nothing), until `max_detections` are kept."""
     candidates = np.flatnonzero(scores >= score_threshold)
     order = candidates[np.argsort(-scores[candidates], kind="stable")]
-    ordered = boxes[order]
-    areas = (ordered[:, 2] - ordered[:, 0]) * (ordered[:, 3] - ordered[:, 1])
-    active = np.ones(len(order), bool)
+    # the candidates not yet kept or suppressed, best first, one contiguous array per coordinate (each pass
+    # compresses them: at most max_detections passes, none of which gathers rows)
+    ymin, xmin, ymax, xmax = (np.ascontiguousarray(boxes[order, k], np.float32) for k in range(4))
+    area = (ymax - ymin) * (xmax - xmin)
     kept: list[int] = []
-    for i in range(len(order)):
-        if len(kept) >= max_detections:
-            break
-        if not active[i]:
+    while len(order) and len(kept) < max_detections:
+        kept.append(int(order[0]))
+        if area[0] <= 0:  # a box with no area suppresses nothing
+            ymin, xmin, ymax, xmax, area, order = ymin[1:], xmin[1:], ymax[1:], xmax[1:], area[1:], order[1:]
             continue
-        kept.append(int(order[i]))
-        rest = i + 1 + np.flatnonzero(active[i + 1:])
-        if areas[i] <= 0 or not len(rest):
-            continue
-        low = np.maximum(ordered[i, :2], ordered[rest, :2])
-        high = np.minimum(ordered[i, 2:], ordered[rest, 2:])
-        inter = np.prod(np.clip(high - low, 0, None), axis=1)
-        union = areas[i] + areas[rest] - inter
-        iou = np.where(areas[rest] > 0, inter / np.where(union > 0, union, 1), 0)
-        active[rest[iou > iou_threshold]] = False
+        high_y, high_x = np.minimum(ymax[1:], ymax[0]), np.minimum(xmax[1:], xmax[0])
+        inter = np.maximum(high_y - np.maximum(ymin[1:], ymin[0]), 0) * np.maximum(
+            high_x - np.maximum(xmin[1:], xmin[0]), 0)
+        union = area[1:] + area[0] - inter
+        # IoU > threshold, without dividing: a box with no area has IoU 0
+        stay = (inter <= iou_threshold * union) | (area[1:] <= 0)
+        ymin, xmin, ymax, xmax, area, order = (a[1:][stay] for a in (ymin, xmin, ymax, xmax, area, order))
     return np.asarray(kept, np.int64)
 
 
