@@ -1,7 +1,7 @@
 """Latency per 1280x720 frame by backend and precision, beside each export's validation accuracy and size.
 
 For every export of each RUN_DIR (``export/saved_model``, ``model.tflite``, ``model-fp16.tflite``,
-``model-int8.tflite``, whichever exist; the TFLite ones on LiteRT and on tf.lite, and on the first runtime also with
+``model-int8.tflite``, ``model.onnx`` on ONNX Runtime, whichever exist; the TFLite ones on LiteRT and on tf.lite, and on the first runtime also with
 the second stage when ``export/classifier.tflite`` exists: the clip has one face, so that row adds one crop's
 classification) measures ``Predictor.predict`` — preprocess + model + postprocess — on
 the same 1280x720 frames (the first ``--frames`` of ../shared/videos/one-unmasked-1280x720.mp4), after
@@ -47,6 +47,8 @@ def exports_of(run_dir: Path, runtimes: list[str]) -> list[tuple[str, Path, Path
             if classifier.is_file():
                 found.append((label, export / f"{stem}.tflite",
                               run_dir / f"metrics-val-export-{stem}-classifier.json", runtimes[0], classifier))
+    if (export / "model.onnx").is_file():  # the TFLite runtime does not apply: ONNX Runtime on the CPU
+        found.append(("float32", export / "model.onnx", run_dir / "metrics-val-export-model-onnx.json", "auto", None))
     return found
 
 
@@ -70,7 +72,7 @@ def main() -> None:
                         help="default workspace/runs/demo (what `maskdetect demo` makes)")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="TFLite threads (default: all)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="TFLite and ONNX Runtime threads (default: all)")
     parser.add_argument("--runtimes", default="litert,tf.lite", help="TFLite runtimes to compare (default both)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()

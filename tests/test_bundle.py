@@ -45,7 +45,7 @@ def test_a_path_means_one_model(tmp_path):
     through_run = ExportBundle.open(tmp_path / "run")
     assert through_run.model == export / "saved_model" and through_run.run_dir == tmp_path / "run"
     onnx = ExportBundle.open(_export_folder(tmp_path / "onnx", "model.onnx"))  # run: tests/test_onnx_model.py
-    assert (onnx.kind, onnx.card_path.name) == ("onnx", "model.card.json")
+    assert (onnx.kind, onnx.card_path.name) == ("onnx", "model-onnx.card.json")  # not model.tflite's card
 
 
 @pytest.mark.parametrize("case, error, fix", [

@@ -157,18 +157,21 @@ def test_onnx_export_gives_the_tflite_detections(tiny_run, lite, tmp_path, capsy
     from maskdetect.train.export import export
 
     paths, _ = tiny_run
-    run = shutil.copytree(paths.run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("export", "plots"))
+    run = shutil.copytree(paths.run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("plots"))
+    tflite_card = (run / "export" / "model.card.json").read_bytes()
     with pytest.raises(ConfigError, match="tflite only"):
         export(run, "onnx", quantize="int8")
     assert cli_main(["export", str(run), "--format", "onnx"]) == 0
     path = run / "export" / "model.onnx"
     assert capsys.readouterr().out.strip() == str(path)
-    card = json.loads((run / "export" / "model.card.json").read_text())
+    card = json.loads((run / "export" / "model-onnx.card.json").read_text())
     assert card["format"] == "onnx" and card["postprocess"]["max_detections"] == 100
+    assert (run / "export" / "model.card.json").read_bytes() == tflite_card  # model.tflite's card stays its own
+    assert ExportBundle.open(path).card["format"] == "onnx"
     metadata = ExportBundle.open(path).onnx_metadata
     assert metadata["classes"] == card["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
     assert metadata["input"] == json.loads((run / "export" / "tflite_input.json").read_text())
-    onnx = Predictor(path, threshold=0.0, num_threads=1)
+    onnx = Predictor(path, threshold=0.0, num_threads=1, classifier=None)
     assert (onnx.runtime, onnx.input_size, onnx.letterbox) == ("onnxruntime", lite.input_size, lite.letterbox)
     for image_path in sorted((SAMPLE / "images").glob("*.jpg"))[:3]:
         image = read_image(image_path)

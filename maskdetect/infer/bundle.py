@@ -237,12 +237,20 @@ def onnx_model_path(folder: str | os.PathLike) -> Path:
     return Path(folder) / ONNX_MODEL
 
 
+def model_tag(model: str | os.PathLike) -> str:
+    """The name a model file's card and metrics go by: its stem (``model``, ``model-int8``), with ``-onnx`` after an
+    ONNX file's (``model-onnx``), so ``model.onnx`` and ``model.tflite`` in one folder never share a card."""
+    model = Path(model)
+    return model.stem + ("-onnx" if MODEL_FILE_KINDS.get(model.suffix) == "onnx" else "")
+
+
 def card_path(model: str | os.PathLike, kind: str | None = None) -> Path:
-    """The model card of a model: ``model_card.json`` beside a SavedModel, ``<stem>.card.json`` beside a file."""
+    """The model card of a model: ``model_card.json`` beside a SavedModel, ``<tag>.card.json`` beside a file
+    (:func:`model_tag`: ``model.card.json``, ``model-int8.card.json``, ``model-onnx.card.json``)."""
     model = Path(model)
     if (kind or ("saved_model" if model.suffix not in MODEL_FILE_KINDS else "")) == "saved_model":
         return model.parent / SAVED_MODEL_CARD
-    return model.with_name(model.stem + CARD_SUFFIX)
+    return model.with_name(model_tag(model) + CARD_SUFFIX)
 
 
 def write_card(model: str | os.PathLike, card: Mapping[str, Any], kind: str | None = None) -> Path:
@@ -552,4 +560,4 @@ def operating_point_key(second_stage: bool) -> str:
 __all__ = ["ExportBundle", "InputSpec", "OperatingPoint", "Resizer", "BUNDLED_MODEL", "bundled_model",
            "load_pipeline", "pipeline_input_size", "card_path", "write_card", "write_input_spec",
            "copy_label_map", "classifier_path", "classifier_spec_path", "write_classifier_spec",
-           "tflite_model_path", "onnx_model_path", "saved_model_dir", "export_folder", "operating_point_key"]
+           "tflite_model_path", "onnx_model_path", "model_tag", "saved_model_dir", "export_folder", "operating_point_key"]

@@ -23,7 +23,7 @@ import numpy as np
 from maskdetect.detections import Detections, box_iou
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.fileio import atomic_path, atomic_write_json
-from maskdetect.infer.bundle import ExportBundle, OperatingPoint, operating_point_key
+from maskdetect.infer.bundle import ExportBundle, OperatingPoint, model_tag, operating_point_key
 from maskdetect.train.run import Run
 
 logger = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
     path. `image_size` (checkpoints only; an export runs at the size it was exported at): run the model at this
     input size instead of the one it was trained at (:func:`~maskdetect.train.pipeline.at_image_size`).
 
-    Writes ``metrics-<split>[-<size>px | -export[-<tflite stem>] | -other[-<stem>]].json`` in the run directory
+    Writes ``metrics-<split>[-<size>px | -export[-<model file's tag>] | -other[-<tag>]].json`` in the run directory
     (``other``: a model that is not the run's own export) and the same-named
     ``plots/<tag>/`` with ``pr_curves.png`` and ``confusion_matrix.png``; returns the metrics, with the operating
     point (:func:`operating_point`). When the export is the run's own (inside its ``export/``), its card gets the
@@ -308,7 +308,7 @@ def evaluate(run_dir: Run | str | Path, *, split: str = "val", export: bool | st
                                   f"{run.run_dir}` or pass its path")
         detector, source = export_detector(bundle, second), str(model)
         own = is_own_export(run, bundle)  # another model's figures go under another name, never onto its card
-        tag = f"{split}-{'export' if own else 'other'}" + (f"-{model.stem}" if evaluated != "saved_model" else "")
+        tag = f"{split}-{'export' if own else 'other'}" + (f"-{model_tag(model)}" if evaluated != "saved_model" else "")
         tag += "-classifier" if second else ""
         if second:
             source += f" + {second}"
