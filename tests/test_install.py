@@ -67,6 +67,7 @@ def test_the_light_set_resolves_without_tensorflow(tmp_path):
     assert {"ai-edge-litert", "opencv-python-headless", "supervision", "av"} <= resolved
     heavy = {"tensorflow", "tf-keras", "keras", "tensorboard", "tf-slim", "pycocotools", "jax", "torch"}
     assert not resolved & heavy, resolved & heavy
+    assert not resolved & {"onnxruntime", "onnx", "tf2onnx"}  # the onnx / onnx-export extras bring them
 
 
 def run_light(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
