@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                    help=f"IoU above which boxes are the same face (default {DEFAULT_NMS_IOU})")
     p.add_argument("--max-frames", type=options.count(), metavar="N", help="videos/streams: stop after N frames")
     p.add_argument("--threads", type=options.count(1024), metavar="N",
-                   help="TFLite models: interpreter threads (default: every core)")
+                   help="TFLite and ONNX models: interpreter (ONNX Runtime: intra-op) threads (default: every core)")
     p.add_argument("--runtime", choices=TFLITE_RUNTIMES, default="auto",
                    help="TFLite models: LiteRT, tf.lite, or auto (LiteRT where it imports; the default)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
