@@ -1,9 +1,9 @@
 """Latency per 1280x720 frame by backend and precision, beside each export's validation accuracy and size.
 
 For every export of each RUN_DIR (``export/saved_model``, ``model.tflite``, ``model-fp16.tflite``,
-``model-int8.tflite``, ``model.onnx`` on ONNX Runtime, whichever exist; the TFLite ones on LiteRT and on tf.lite, and on the first runtime also with
-the second stage when ``export/classifier.tflite`` exists: the clip has one face, so that row adds one crop's
-classification) measures ``Predictor.predict`` — preprocess + model + postprocess — on
+``model-int8.tflite``, ``model.onnx`` on ONNX Runtime, whichever exist; the TFLite ones on LiteRT and on tf.lite,
+and on the first runtime also with the second stage when ``export/classifier.tflite`` exists: the clip has one
+face, so that row adds one crop's classification) measures ``Predictor.predict`` — preprocess + model + postprocess — on
 the same 1280x720 frames (the first ``--frames`` of ../shared/videos/one-unmasked-1280x720.mp4), after
 ``--warmup`` frames, interleaved frame by frame across the exports so that all of them see the same machine
 load (so exports of several runs, e.g. one run exported at two input sizes, compare side by side); reports
@@ -72,7 +72,7 @@ def main() -> None:
                         help="default workspace/runs/demo (what `maskdetect demo` makes)")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="TFLite and ONNX Runtime threads (default: all)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="TFLite, ONNX Runtime threads (default: all)")
     parser.add_argument("--runtimes", default="litert,tf.lite", help="TFLite runtimes to compare (default both)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()

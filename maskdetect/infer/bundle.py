@@ -483,8 +483,8 @@ class ExportBundle:
 
     @cached_property
     def input(self) -> InputSpec:
-        """How to feed the model: a model file's ``tflite_input.json`` (without one: an ONNX file's own metadata;
-        else pixels to [-1, 1], squeezed to the square input, whose size the file itself gives); a SavedModel's resizer from its
+        """How to feed the model: a model file's ``tflite_input.json`` (without one: an ONNX file's own
+        metadata; else pixels to [-1, 1], squeezed to the square input, whose size the file itself gives); a SavedModel's resizer from its
         ``pipeline.config``, and the letterbox and normalisation its card's ``input`` records."""
         if self.kind == "saved_model":
             resizer = Resizer.of(self.pipeline) if self.pipeline is not None else None
@@ -560,4 +560,5 @@ def operating_point_key(second_stage: bool) -> str:
 __all__ = ["ExportBundle", "InputSpec", "OperatingPoint", "Resizer", "BUNDLED_MODEL", "bundled_model",
            "load_pipeline", "pipeline_input_size", "card_path", "write_card", "write_input_spec",
            "copy_label_map", "classifier_path", "classifier_spec_path", "write_classifier_spec",
-           "tflite_model_path", "onnx_model_path", "model_tag", "saved_model_dir", "export_folder", "operating_point_key"]
+           "tflite_model_path", "onnx_model_path", "model_tag",
+           "saved_model_dir", "export_folder", "operating_point_key"]

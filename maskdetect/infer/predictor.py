@@ -3,10 +3,10 @@
 :class:`Predictor` opens an export through :class:`~maskdetect.infer.bundle.ExportBundle` (an OD API SavedModel,
 a ``.tflite`` file from ``export_tflite_graph_tf2`` + the TFLite converter, or a ``.onnx`` file of the same network
 without its post-processing op, run by ONNX Runtime and post-processed as the TFLite op does
-(:mod:`maskdetect.infer.onnx_model`); each with its label map, input spec and card), warms it up, and turns images (a path, a PIL image, or an RGB or BGR ``uint8`` array) into
-:class:`~maskdetect.detections.Detections` (pixel ``xyxy``, 0-based ``class_id``), post-processed by per-class
-score thresholds (by default the model's operating point from its card) and, by default, cross-class NMS (one box
-per face).
+(:mod:`maskdetect.infer.onnx_model`); each with its label map, input spec and card), warms it up, and turns images
+(a path, a PIL image, or an RGB or BGR ``uint8`` array) into :class:`~maskdetect.detections.Detections` (pixel
+``xyxy``, 0-based ``class_id``), post-processed by per-class score thresholds (by default the model's operating
+point from its card) and, by default, cross-class NMS (one box per face).
 
 It knows nothing of cameras or outputs: :mod:`maskdetect.infer.sources` gives frames,
 :mod:`maskdetect.infer.sinks` writes results and :mod:`maskdetect.infer.loop` runs the one frame loop.
