@@ -57,7 +57,29 @@ def stream_url(tmp_path_factory):
 def start_predict(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "maskdetect", "predict", "--threads", "1", *args], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
+
+
+def default_signals() -> None:
+    """In the child: SIGINT and SIGHUP as a terminal's foreground command has them (a suite started with
+    ``nohup ... &`` passes them on ignored, and maskdetect keeps an ignored signal ignored)."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def test_an_ignored_sighup_stays_ignored_while_the_loop_runs():
+    """`nohup maskdetect predict --source rtsp://...`: closing the terminal must not stop the recording."""
+    from maskdetect.infer.loop import stop_signals_as_interrupt
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_signals_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def wait_for_partial(proc: subprocess.Popen, folder: Path, timeout_s: float = 300) -> Path:

@@ -164,8 +164,8 @@ class _Stopping:
 def stop_signals_as_interrupt() -> Iterator[_Stopping]:
     """While inside: SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, once; one arriving after
     that, or once the caller set ``state.stopping`` (the outputs are being finished), is logged and ignored, so
-    it cannot cut a recording short. Elsewhere than in the main thread (where Python cannot set handlers) it
-    does nothing."""
+    it cannot cut a recording short. A signal the process ignores (``nohup``) stays ignored. Elsewhere than in the
+    main thread (where Python cannot set handlers) it does nothing."""
     state = _Stopping()
     if threading.current_thread() is not threading.main_thread() or not STOP_SIGNALS:
         yield state
@@ -179,7 +179,8 @@ def stop_signals_as_interrupt() -> Iterator[_Stopping]:
         logger.info("%s received: stopping as on Ctrl-C", name)
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    # an ignored signal stays ignored: `nohup maskdetect predict ...` asks that closing the terminal stop nothing
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN}
     try:
         yield state
     finally:
