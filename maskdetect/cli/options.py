@@ -162,5 +162,5 @@ def area_range(text: str) -> tuple[float, float]:
     return pair
 
 
-__all__ = ["area_range", "COUNT_MAX", "Number", "SECONDS_MAX", "SEED_MAX", "class_threshold", "count", "fraction", "rate", "real",
-           "seconds", "seed", "whole"]
+__all__ = ["COUNT_MAX", "Number", "SECONDS_MAX", "SEED_MAX", "area_range", "class_threshold", "count", "fraction",
+           "rate", "real", "seconds", "seed", "whole"]
