@@ -48,6 +48,8 @@ def test_commands_on_a_folder_that_is_not_a_run(tmp_path, capsys, command):
     (["configure", "--data", "{data}", "--out", "{new}", "--model", "ssd_efficientdet_d0_512", "--backbone-weights",
       "imagenet"], "they exist for ssd_mobilenet_v2_fpnlite_320, ssd_mobilenet_v2_fpnlite_640"),
     (["demo", "--out", "{new}/runs/demo", "--steps", "-5"], "--steps -5"),
+    (["export", "{run}", "--letterbox", "0.5"], "'0.5': expected always, never or an aspect ratio from 1 to 100"),
+    (["export", "{run}", "--letterbox", "sometimes"], "argument --letterbox: 'sometimes': expected always"),
 ])
 def test_bad_options_are_refused_in_one_line_before_any_work(sample_data, tmp_path, capsys, args, shown):
     """Issue 24 #12: exit 2, one line naming the option, nothing written (the demo converts no sample, training
@@ -66,6 +68,13 @@ def test_bad_options_are_refused_in_one_line_before_any_work(sample_data, tmp_pa
     err = capsys.readouterr().err
     assert shown in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert tree_hash(tmp_path) == before
+
+
+@pytest.mark.parametrize("text, value", [("always", True), ("Never", False), ("1.5", 1.5), ("1", 1.0)])
+def test_export_letterbox_is_always_never_or_an_aspect_ratio(text, value):
+    from maskdetect.cli import options
+
+    assert options.letterbox(text) is value if isinstance(value, bool) else options.letterbox(text) == value
 
 
 def test_configure_checkpoint_coco_is_fetched_by_configure_itself(sample_data, tmp_path, monkeypatch):

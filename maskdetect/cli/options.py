@@ -151,6 +151,19 @@ def class_threshold(text: str) -> tuple[str, float]:
     return name.strip(), fraction()(value)
 
 
+def letterbox(text: str) -> bool | float:
+    """How an export feeds frames: ``always`` (letterboxed to a square), ``never`` (squeezed), or a ratio R such
+    as ``1.5`` (frames whose longer side exceeds R times the shorter letterboxed, the others squeezed)."""
+    word = str(text).strip().lower()
+    if word in ("always", "never"):
+        return word == "always"
+    try:
+        return real(1.0, 100.0, high_open=True)(word)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{_clip(text)!r}: expected always, never or an aspect ratio from 1 to "
+                                         f"100 such as 1.5") from None
+
+
 def area_range(text: str) -> tuple[float, float]:
     """``MIN,MAX``: two shares of an image's area, 0 < MIN < MAX <= 1, e.g. ``0.01,0.25``."""
     low, sep, high = str(text).partition(",")
@@ -163,4 +176,4 @@ def area_range(text: str) -> tuple[float, float]:
 
 
 __all__ = ["COUNT_MAX", "Number", "SECONDS_MAX", "SEED_MAX", "area_range", "class_threshold", "count", "fraction",
-           "rate", "real", "seconds", "seed", "whole"]
+           "letterbox", "rate", "real", "seconds", "seed", "whole"]

@@ -111,6 +111,10 @@ def register(subparsers) -> None:
     ex.add_argument("--image-size", type=options.whole(32, 4096), metavar="N",
                     help="the exported model's input size (default: the size it was trained at; a larger one finds "
                          "smaller faces and costs time, about (N / trained size)^2)")
+    ex.add_argument("--letterbox", type=options.letterbox, metavar="always|never|R",
+                    help="how the predictor feeds frames: padded to a square (always), squeezed (never), or only "
+                         "frames wider than R:1 padded (e.g. 1.5: a 16:9 camera keeps its aspect, 4:3 photos are "
+                         "squeezed as in training; the bundled model's choice). Default: as the model was trained")
     ex.set_defaults(func=_export)
 
     from maskdetect.train.classifier import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_JITTER, DEFAULT_MARGIN
@@ -200,7 +204,8 @@ def _export(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("tflite" if args.quantize != "none" else "saved_model")
     print(export(args.run_dir, fmt, quantize=args.quantize, calibration_count=args.calibration_images,
-                 calibration_seed=args.calibration_seed, score_floor=args.score_floor, image_size=args.image_size))
+                 calibration_seed=args.calibration_seed, score_floor=args.score_floor, image_size=args.image_size,
+                 letterbox=args.letterbox))
     return 0
 
 

@@ -91,19 +91,26 @@ def model_card(run: Run, pipeline, *, fmt: str, seconds: float, extra: dict | No
     }
 
 
-def input_spec(model, pipeline, letterbox: bool | None) -> InputSpec:
+def input_spec(model, pipeline, letterbox: bool | float | None) -> InputSpec:
     """How frames are fed to the exported model: its normalisation (``pixel * scale + offset``, from the detection
-    model's own preprocess), its input size, and whether frames are letterboxed: `letterbox`, or by default what
-    the model was trained with (a ``keep_aspect_ratio_resizer`` padded to a square)."""
+    model's own preprocess), its input size, and whether frames are letterboxed: `letterbox` True (always) or
+    False (never, squeezed); a ratio R (frames whose longer side exceeds R times the shorter are letterboxed, the
+    others squeezed: a camera's 16:9 keeps its aspect, a 4:3 photo is squeezed as the training photos were); or
+    None: as the model was trained (a ``keep_aspect_ratio_resizer`` padded to a square letterboxes)."""
     scale, offset = normalisation(model)
-    resizer = Resizer.of(pipeline)
+    size, scale, offset = pipeline_input_size(pipeline), tuple(scale.tolist()), tuple(offset.tolist())
     if letterbox is None:
+        resizer = Resizer.of(pipeline)
         letterbox = bool(resizer and resizer.letterboxes)
-    return InputSpec(pipeline_input_size(pipeline), bool(letterbox), tuple(scale.tolist()), tuple(offset.tolist()))
+    if isinstance(letterbox, bool):
+        return InputSpec(size, letterbox, scale, offset)
+    if not 1.0 <= float(letterbox) < 100:
+        raise ConfigError(f"letterbox ratio {letterbox!r}: expected an aspect ratio from 1 to 100, e.g. 1.5")
+    return InputSpec(size, False, scale, offset, letterbox_wider_than=float(letterbox))
 
 
 def export_saved_model(run_dir: Run | str | Path, *, image_size: int | None = None,
-                       letterbox: bool | None = None) -> Path:
+                       letterbox: bool | float | None = None) -> Path:
     """Export the newest checkpoint as ``RUN_DIR/export/saved_model`` (run at `image_size`, default the size
     it was trained at: :func:`~maskdetect.train.pipeline.at_image_size`) and return that path. `letterbox`: see
     :func:`input_spec`; recorded on the card, where the predictor reads it."""
@@ -214,7 +221,7 @@ def set_precision(converter, quantize: str, representative: Callable[[], Iterabl
 def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibration_count: int = 100,
                   calibration_seed: int = 0, max_detections: int = 100,
                   score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None,
-                  letterbox: bool | None = None) -> Path:
+                  letterbox: bool | float | None = None) -> Path:
     """Export the newest checkpoint as TFLite beside its input spec; return the model path.
 
     Args:
@@ -226,8 +233,8 @@ def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibrat
             (never below the run's own ``score_threshold``); recorded on the card.
         image_size: the model's input size (default: the size it was trained at;
             :func:`~maskdetect.train.pipeline.at_image_size`); recorded on the card and in the input spec.
-        letterbox: frames padded to a square instead of squeezed (:func:`input_spec`; default: as trained);
-            recorded in the input spec, where the predictor reads it.
+        letterbox: frames padded to a square instead of squeezed: True, False, a ratio (frames wider than it), or
+            None, as trained (:func:`input_spec`); recorded in the input spec, where the predictor reads it.
     """
     return export_tflite_precisions(run_dir, (quantize,), calibration_count=calibration_count,
                                     calibration_seed=calibration_seed, max_detections=max_detections,
@@ -237,7 +244,7 @@ def export_tflite(run_dir: Run | str | Path, *, quantize: str = "none", calibrat
 def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str] = QUANTIZATIONS, *,
                              calibration_count: int = 100, calibration_seed: int = 0,
                              max_detections: int = 100, score_floor: float = DEFAULT_SCORE_FLOOR,
-                             image_size: int | None = None, letterbox: bool | None = None) -> dict[str, Path]:
+                             image_size: int | None = None, letterbox: bool | float | None = None) -> dict[str, Path]:
     """:func:`export_tflite` for several precisions at once (the TFLite graph is traced once); returns
     ``{precision: path}``."""
     import tensorflow as tf
@@ -272,7 +279,8 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
             converting = time.monotonic()
             converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(staging) / "saved_model"))
             set_precision(converter, quantize, lambda: (
-                [tflite_input(image, spec.size, scale, offset, spec.letterbox)[0]] for image in images))
+                [tflite_input(image, spec.size, scale, offset, spec.letterboxes(image.shape[1], image.shape[0]))[0]]
+                for image in images))
             model_bytes = converter.convert()
             destination = run.tflite_path(quantize)
             with atomic_path(destination) as tmp:
@@ -333,7 +341,7 @@ def raw_ssd_graph(model, pipeline, checkpoints: Path):
 
 
 def export_onnx(run_dir: Run | str | Path, *, max_detections: int = 100, score_floor: float = DEFAULT_SCORE_FLOOR,
-                image_size: int | None = None, letterbox: bool | None = None) -> Path:
+                image_size: int | None = None, letterbox: bool | float | None = None) -> Path:
     """Export the newest checkpoint as ONNX (float32, ``model.onnx``, converted by tf2onnx) beside its input
     spec, label map and card; return its path.
 
@@ -387,7 +395,7 @@ def export_onnx(run_dir: Run | str | Path, *, max_detections: int = 100, score_f
 def export(run_dir: Run | str | Path, fmt: str = "saved_model", *, quantize: str = "none",
            calibration_count: int = 100, calibration_seed: int = 0,
            score_floor: float = DEFAULT_SCORE_FLOOR, image_size: int | None = None,
-           letterbox: bool | None = None) -> Path:
+           letterbox: bool | float | None = None) -> Path:
     """Export the run's newest checkpoint as `fmt` (``saved_model``, ``tflite`` or ``onnx``; see
     :func:`export_saved_model`, :func:`export_tflite` and :func:`export_onnx`); `letterbox` (default: as trained) is
     recorded in the export for the predictor."""
