@@ -250,6 +250,19 @@ def test_colab_runtime_keeps_its_tensorflow_then_trains_and_exports(tmp_path):
     exported = run(*cli, "export", str(run_dir), name="export")
     assert (run_dir / "export" / "saved_model" / "saved_model.pb").is_file()
     assert "cuInit" not in exported.stderr and "absl::InitializeLog" not in exported.stderr  # quiet on TF 2.20 too
+    # D0 (the default model; the rest of the suite trains the lighter one) trained letterboxed: its TFLite export
+    # swaps the keep-aspect resizer for a fixed one (breakage 9) and records the letterbox; both exports then
+    # predict a 16:9 frame, letterboxed, with every box inside the frame
+    run(*cli, "export", str(run_dir), "--format", "tflite", "--score-floor", "0", name="export tflite")
+    assert json.loads((run_dir / "export" / "tflite_input.json").read_text())["letterbox"] is True
+    photo, wide = sorted((REPO / "sample" / "face-mask" / "images").glob("*.jpg"))[0], tmp_path / "wide.png"
+    run(str(python), "-c", f"import cv2; cv2.imwrite({str(wide)!r}, cv2.resize(cv2.imread({str(photo)!r}), (512, 288)))")
+    for model in ("saved_model", "model.tflite"):
+        out = tmp_path / f"{model}.json"
+        run(*cli, "predict", "--model", str(run_dir / "export" / model), "--source", str(wide), "--json", str(out),
+            "--threshold", "0", name=f"predict {model}")  # a 2-step model's scores are its prior's, ~0.01
+        boxes = [d["bbox_xyxy"] for d in json.loads(out.read_text())]
+        assert boxes and all(0 <= x0 <= x1 <= 512 and 0 <= y0 <= y1 <= 288 for x0, y0, x1, y1 in boxes), model
     changed = sorted(name for name in after if before.get(name) != after[name])
     assert not [name for name in changed if before.get(name)], "the install upgraded what Colab has"
     figures = {"timings_s": timings, "install_added_mb": round(added_bytes / 1e6), "added": changed}

@@ -20,9 +20,10 @@ def test_export_has_model_card_and_loads(tiny_export):
 
     card = json.loads((tiny_export.saved_model.parent / "model_card.json").read_text())
     assert card["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
-    # how it is fed: trained letterboxed (keep-aspect resizer padded to a square), D0's ImageNet normalisation
-    assert card["input"]["letterbox"] is True and card["input"]["input_size"] == TINY_SIZE
-    assert card["input"]["offset"][0] == pytest.approx(-0.485 / 0.229, abs=1e-4) and card["backbone"] is None
+    # how it is fed: squeezed as trained (a fixed-shape resizer), MobileNetV2's normalisation to [-1, 1]
+    assert card["input"]["letterbox"] is False and card["input"]["input_size"] == TINY_SIZE
+    assert card["input"]["scale"][0] == pytest.approx(2 / 255) and card["input"]["offset"] == [-1.0] * 3
+    assert card["backbone"] is None
     assert card["input_size"] == TINY_SIZE and card["versions"]["tensorflow"].startswith("2.21")
     assert card["training_data"]["counts"]["train"]["images"] > 0
     model = tf.saved_model.load(str(tiny_export.saved_model))
@@ -68,7 +69,7 @@ def test_quantized_exports_load_and_predict_with_cards(tiny_export, lite):
         assert card["format"] == "tflite" and card["size_mb"] == round(sizes[quantize] / 1e6, 2)
         assert card["precision"].startswith({"fp16": "float16", "int8": "int8"}[quantize])
         predictor = Predictor(path, threshold=0.0)
-        assert predictor.input_size == TINY_SIZE and predictor.letterbox  # tflite_input.json serves every precision
+        assert predictor.input_size == TINY_SIZE and not predictor.letterbox  # one tflite_input.json for all
         got = predictor.predict_raw(image)
         assert len(got) == len(reference) > 0
         assert np.isfinite(got.xyxy).all() and ((got.confidence >= 0) & (got.confidence <= 1)).all()
@@ -120,14 +121,15 @@ def test_a_run_exported_and_evaluated_at_a_larger_input(tiny_run, tmp_path):
     at_384 = evaluate(run, image_size=384, progress=False)
     assert at_384["input_size"] == 384 and at_384["path"].endswith("metrics-val-384px.json")
     (run / "backbone.json").write_text(json.dumps(BACKBONE))  # as `configure --backbone-weights` leaves it
-    model = export_tflite(run, image_size=384, letterbox=False)  # squeezed, though trained letterboxed
+    model = export_tflite(run, image_size=384, letterbox=1.5)  # trained squeezed: now 16:9 letterboxed, 4:3 not
     card = json.loads(model.with_name("model.card.json").read_text())
-    assert card["backbone"] == BACKBONE and json.loads((model.parent / "tflite_input.json").read_text())[
-        "letterbox"] is False
+    spec = json.loads((model.parent / "tflite_input.json").read_text())
+    assert card["backbone"] == BACKBONE and (spec["letterbox"], spec["letterbox_wider_than"]) == (False, 1.5)
     assert card["input_size"] == 384 and card["trained_input_size"] == TINY_SIZE
     assert card["metrics"]["metrics-val-384px"]["input_size"] == 384
     predictor = Predictor(model, threshold=0.0)
     assert predictor.input_size == 384 and not predictor.letterbox
+    assert not predictor.letterboxes(640, 480) and predictor.letterboxes(1280, 720)
     assert len(predictor.predict_raw(read_image(sorted((SAMPLE / "images").glob("*.jpg"))[0]))) > 0
     exported = evaluate(run, export=model, progress=False)
     measured = json.loads(model.with_name("model.card.json").read_text())["measured"]["val"]
@@ -135,7 +137,7 @@ def test_a_run_exported_and_evaluated_at_a_larger_input(tiny_run, tmp_path):
         assert measured["mAP@0.5_change_from_checkpoint"] == round(exported["mAP@0.5"] - at_384["mAP@0.5"], 4)
     again = model_card(Run(run), Run(run).pipeline, fmt="tflite", seconds=0)
     assert set(again["metrics"]) == {"metrics-val-384px"}  # not the export's figures
-    with pytest.raises(ConfigError, match=r"--image-size 300: input size 300 does not suit the BiFPN"):
+    with pytest.raises(ConfigError, match=r"--image-size 300: input size 300 must be a multiple of 32"):
         evaluate(run, image_size=300, progress=False)
     with pytest.raises(ConfigError, match="an export runs at the size it was exported at"):
         evaluate(run, export=model, image_size=384, progress=False)

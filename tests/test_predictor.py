@@ -185,14 +185,15 @@ def test_tflite_runtime_and_threads_are_checked(tiny_export):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["saved", "lite"])
 def test_a_letterboxed_16_9_frame_gives_the_boxes_of_the_frame_padded_by_hand(tiny_export, saved, lite, backend):
-    """The tiny model was trained letterboxed (keep_aspect_ratio_resizer padded to a square), so a 16:9 frame is
-    letterboxed: its boxes, in frame pixels, are those of the frame padded bottom to a square by hand (with the pixel
-    that normalises to 0, the OD API's pad) and squeezed, which is then no squeeze at all."""
+    """Letterboxed (``letterbox=True``; a model trained with a keep-aspect resizer padded to a square, as D0, is
+    letterboxed by default: test_colab_install), a 16:9 frame's boxes, in frame pixels, are those of the frame padded
+    bottom to a square by hand (with the pixel that normalises to 0, the OD API's pad) and squeezed, which is then
+    no squeeze at all."""
     import cv2
 
     from maskdetect.infer.bundle import ExportBundle
 
-    predictor = {"saved": saved, "lite": lite}[backend]
+    predictor = Predictor({"saved": saved, "lite": lite}[backend].model_path, threshold=0.0, letterbox=True)
     assert predictor.letterbox
     frame = cv2.resize(read_image(sorted(SAMPLE_IMAGES.glob("*.jpg"))[0]), (512, 288))
     spec = ExportBundle.open(tiny_export.tflite).input

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SAMPLE
+from conftest import REPO, SAMPLE, tiny_configure
 from data_fixtures import serve
 from test_hooks import server, smtp_server, url_of  # noqa: F401 (fixtures)
 from maskdetect.cli import build_parser
@@ -369,8 +369,12 @@ def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, ca
     ``face-mask-kaggle/`` that is the sample, with options appended that only shrink the work (SHRINK: 4 training
     steps instead of 2,000 and 600, so the continuation names ``ckpt-4`` where the recipe says ``ckpt-2000``;
     fewer BatchNorm and int8 calibration batches; one classifier epoch), so that it takes minutes instead of an
-    hour, and the ImageNet weights from a stand-in. Each line leaves what the recipe says it makes."""
+    hour, and the ImageNet weights from a stand-in. Each line leaves what the recipe says it makes; the
+    continuation restores every weight of the first run and counts its steps from 0."""
     import json
+
+    import numpy as np
+    import tensorflow as tf
 
     from maskdetect.cli import main
     from maskdetect.train.run import load_pipeline
@@ -398,6 +402,16 @@ def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, ca
         if words[0] == "train":
             assert (project / words[1] / "checkpoints" / "ckpt-4.index").is_file(), line
     assert json.loads((project / "workspace/runs/cam-320" / "backbone.json").read_text())["source"] == "keras"
+    # the continuation ("full": backbone, heads and all) starts from every weight of the first run's checkpoint, and
+    # counts its steps from 0 (the restored model carries its old run's step): its ckpt-4 above, not ckpt-8
+    first = str(project / "workspace/runs/cam-320/checkpoints/ckpt-4")
+    source, started = (tf.train.load_checkpoint(path) for path in (
+        first, str(project / "workspace/runs/cam-320-x2/checkpoints/ckpt-0")))  # ckpt-0: saved before any step
+    names = [name for name, _ in tf.train.list_variables(first)
+             if name.startswith("model/") and "OPTIMIZER_SLOT" not in name and "_training_step" not in name]
+    assert len(names) > 300
+    for name in names:
+        np.testing.assert_array_equal(source.get_tensor(name), started.get_tensor(name), err_msg=name)
     export = next(shlex.split(line) for line in lines if line.startswith("maskdetect export "))
     run, option = project / export[2], dict(zip(export, export[1:]))
     model = run / "export" / ("model-int8.tflite" if option.get("--quantize") == "int8" else "model.tflite")
@@ -423,13 +437,13 @@ FULL = pytest.mark.skipif(os.environ.get("MASKDETECT_FULL_README") != "1",
 
 @FULL
 @pytest.mark.slow
-def test_every_training_line_runs_verbatim_with_fewer_steps(tiny_run, tmp_path, monkeypatch, capsys):
+def test_every_training_line_runs_verbatim_with_fewer_steps(sample_data, tmp_path, monkeypatch, capsys):
     """Every `configure`, `train`, `evaluate`, `export` and `classifier` line of the README, in its order, as
     written (optional ``[...]`` parts left out; ``a && b`` run as two lines), in one project folder holding a
     ``face-mask-kaggle/`` that is the sample, after the CPU recipe's `data convert` line; the data
     folders the other lines name are copies of that conversion. SHRINK's options are appended (4 steps, batch 2);
     so a continuation names ``ckpt-4`` where the README says ``ckpt-3600`` (the one word changed). The COCO
-    checkpoint is a real D0 checkpoint (the tiny run's) in the zoo's layout, served over loopback."""
+    checkpoint is a real D0 checkpoint (trained 1 step here) in the zoo's layout, served over loopback."""
     import json
     import shutil
 
@@ -446,7 +460,10 @@ def test_every_training_line_runs_verbatim_with_fewer_steps(tiny_run, tmp_path, 
     project = recipe_project(tmp_path, monkeypatch)
     made = project / dict(zip(shlex.split(convert[0]), shlex.split(convert[0])[1:]))["--out"]
     assert main(shlex.split(convert[0])[1:]) == 0
-    source_paths, source_result = tiny_run
+    from maskdetect.train.train import train
+
+    source_paths = tiny_configure(sample_data, tmp_path / "d0", steps=1, model="ssd_efficientdet_d0_512")
+    source_result = train(source_paths.run_dir, steps_per_iteration=1, recalibration_batches=0, progress=False)
     shrink = {**SHRINK, "configure": SHRINK["configure"] + ["--batch-size", "2"]}
     ran = []
     with serve({f"/zoo/{NAME}.tar.gz": zoo_archive(source_result.checkpoint, source_paths.pipeline_config)}) as zoo_:
