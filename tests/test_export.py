@@ -55,7 +55,9 @@ def test_saved_model_and_tflite_agree(saved, lite):
 
 def test_quantized_exports_load_and_predict_with_cards(tiny_export, lite):
     """fp16 and int8 exports: smaller files, the same input and outputs (so the same predictor feeds them),
-    detections close to float32's on the sample; each card says its precision, int8's its calibration set."""
+    detections close to float32's on the sample; each card says its precision, int8's its calibration set; each
+    file carries its classes and input spec in its own metadata."""
+    import maskdetect.infer.tflite_metadata as tflite_metadata
     from maskdetect.infer.predictor import Predictor
     from maskdetect.infer.sources import read_image
 
@@ -70,6 +72,8 @@ def test_quantized_exports_load_and_predict_with_cards(tiny_export, lite):
         assert card["precision"].startswith({"fp16": "float16", "int8": "int8"}[quantize])
         predictor = Predictor(path, threshold=0.0)
         assert predictor.input_size == TINY_SIZE and not predictor.letterbox  # one tflite_input.json for all
+        assert tflite_metadata.read(path) == {"classes": ["with_mask", "without_mask", "mask_weared_incorrect"],
+                                              "input": json.loads((path.parent / "tflite_input.json").read_text())}
         got = predictor.predict_raw(image)
         assert len(got) == len(reference) > 0
         assert np.isfinite(got.xyxy).all() and ((got.confidence >= 0) & (got.confidence <= 1)).all()
@@ -170,7 +174,7 @@ def test_onnx_export_gives_the_tflite_detections(tiny_run, lite, tmp_path, capsy
     assert card["format"] == "onnx" and card["postprocess"]["max_detections"] == 100
     assert (run / "export" / "model.card.json").read_bytes() == tflite_card  # model.tflite's card stays its own
     assert ExportBundle.open(path).card["format"] == "onnx"
-    metadata = ExportBundle.open(path).onnx_metadata
+    metadata = ExportBundle.open(path).file_metadata
     assert metadata["classes"] == card["classes"] == ["with_mask", "without_mask", "mask_weared_incorrect"]
     assert metadata["input"] == json.loads((run / "export" / "tflite_input.json").read_text())
     onnx = Predictor(path, threshold=0.0, num_threads=1, classifier=None)

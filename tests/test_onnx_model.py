@@ -88,7 +88,7 @@ def test_a_lone_onnx_file_runs_from_its_own_metadata(tmp_path):
 
     predictor = Predictor(tiny_onnx(tmp_path / "model.onnx"), threshold=0.3, classifier=None, num_threads=1)
     assert (predictor.backend, predictor.runtime, predictor.input_size) == ("onnx", "onnxruntime", 8)
-    assert predictor.class_names == CLASSES and predictor.bundle.onnx_metadata["classes"] == CLASSES
+    assert predictor.class_names == CLASSES and predictor.bundle.file_metadata["classes"] == CLASSES
     white = predictor.predict(np.full((16, 32, 3), 255, np.uint8))  # mean 1 after scale: scores as the weights
     assert white.class_id.tolist() == [0, 1] and white.confidence == pytest.approx([0.9, 0.6])
     assert white.xyxy[0] == pytest.approx([0, 0, 16, 8])  # the first anchor's box, in frame pixels (32 x 16)

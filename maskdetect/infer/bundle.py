@@ -1,9 +1,11 @@
 """The export folder, known in one place: which model a path means, and every file beside it.
 
-An export folder holds a model (an OD API ``saved_model/``, a ``.tflite`` of some precision, later an ``.onnx``) and
+An export folder holds a model (an OD API ``saved_model/``, a ``.tflite`` of some precision, an ``.onnx``) and
 its sidecars: the label map, how to feed it (``tflite_input.json``), its model card (``<stem>.card.json``, or
 ``model_card.json`` beside a SavedModel), the ``pipeline.config`` it was exported from, and the optional second
-stage (``classifier.tflite`` + ``classifier.json``). Their names are spelled here only: the writers
+stage (``classifier.tflite`` + ``classifier.json``). A TFLite or ONNX file also carries its classes and input spec
+in its own metadata (:mod:`maskdetect.infer.tflite_metadata`, :mod:`maskdetect.infer.onnx_model`), read when the
+sidecars are missing: such a file copied alone runs as exported. Their names are spelled here only: the writers
 (:mod:`maskdetect.train.export`, :mod:`maskdetect.train.classifier`) write through the helpers below, and the
 readers (:class:`~maskdetect.infer.predictor.Predictor`, :class:`~maskdetect.infer.classify.FaceClassifier`,
 :func:`~maskdetect.train.evaluate.evaluate`) read through :class:`ExportBundle`. This module parses the pipeline
@@ -434,16 +436,16 @@ class ExportBundle:
     # -- contents -------------------------------------------------------------------------------------------
     @cached_property
     def class_names(self) -> list[str]:
-        """Names by 0-based class id: from the label map beside the model, else the card, else an ONNX file's
-        own metadata, else ``maskdetect.CLASSES`` (with a warning)."""
+        """Names by 0-based class id: from the label map beside the model, else the card, else the model file's
+        own metadata (ONNX, TFLite), else ``maskdetect.CLASSES`` (with a warning)."""
         from maskdetect.labelmap import read_label_map
 
         if self.label_map is not None:
             return read_label_map(self.label_map)
         if self.card.get("classes"):
             return [str(name) for name in self.card["classes"]]
-        if self.kind == "onnx":
-            return [str(name) for name in self.onnx_metadata["classes"]]
+        if self.file_metadata:
+            return [str(name) for name in self.file_metadata["classes"]]
         import maskdetect
 
         logger.warning("no label_map.pbtxt beside %s; using the default classes %s", self.model,
@@ -483,9 +485,9 @@ class ExportBundle:
 
     @cached_property
     def input(self) -> InputSpec:
-        """How to feed the model: a model file's ``tflite_input.json`` (without one: an ONNX file's own
-        metadata; else pixels to [-1, 1], squeezed to the square input, whose size the file itself gives); a SavedModel's resizer from its
-        ``pipeline.config``, and the letterbox and normalisation its card's ``input`` records."""
+        """How to feed the model: a model file's ``tflite_input.json`` (without one: the file's own metadata; else
+        pixels to [-1, 1], squeezed to the square input, whose size the file itself gives); a SavedModel's resizer
+        from its ``pipeline.config``, and the letterbox and normalisation its card's ``input`` records."""
         if self.kind == "saved_model":
             resizer = Resizer.of(self.pipeline) if self.pipeline is not None else None
             size = pipeline_input_size(self.pipeline) if self.pipeline is not None else None
@@ -501,24 +503,30 @@ class ExportBundle:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"{self.input_spec_path}: malformed ({exc}); export the model again") from exc
             return InputSpec.from_json(spec, self.input_spec_path)
-        if self.kind == "onnx":  # the file carries it
-            return InputSpec.from_json(self.onnx_metadata["input"], self.model)
+        if self.file_metadata:  # the file carries it
+            return InputSpec.from_json(self.file_metadata["input"], self.model)
         logger.info("no %s beside %s: feeding pixels scaled to [-1, 1], squeezed to the square input", INPUT_SPEC,
                     self.model)
         return InputSpec(None)
 
     @cached_property
-    def onnx_metadata(self) -> dict[str, Any]:
-        """An ONNX file's own ``metadata_props`` (classes, input, post-processing), read when a sidecar is missing.
+    def file_metadata(self) -> dict[str, Any]:
+        """What the model file says of itself (classes, input; an ONNX file also its post-processing), read when a
+        sidecar is missing: an ONNX file's ``metadata_props``, a TFLite file's ``maskdetect`` metadata entry
+        (``{}`` for a SavedModel, or a TFLite file exported before those entries were written).
 
         Raises:
-            ConfigError: not an ONNX bundle, onnxruntime missing (naming its pip line), or no such metadata.
+            ConfigError: onnxruntime missing (naming its pip line), or metadata that is missing (ONNX) or malformed.
         """
-        from maskdetect.infer.onnx_model import file_metadata
+        if self.kind == "onnx":
+            from maskdetect.infer.onnx_model import file_metadata
 
-        if self.kind != "onnx":
-            raise ConfigError(f"{self.model}: a {self.kind} model has no ONNX metadata")
-        return file_metadata(self.model)
+            return file_metadata(self.model)
+        if self.kind == "tflite":
+            from maskdetect.infer import tflite_metadata
+
+            return tflite_metadata.read(self.model) or {}
+        return {}
 
     @property
     def operating_point(self) -> OperatingPoint | None:

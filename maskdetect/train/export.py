@@ -251,6 +251,7 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
     from object_detection import export_tflite_graph_lib_tf2
     from object_detection.builders import model_builder
 
+    from maskdetect.infer import tflite_metadata
     from maskdetect.infer.predictor import tflite_input
 
     unknown = [q for q in precisions if q not in QUANTIZATIONS]
@@ -281,7 +282,8 @@ def export_tflite_precisions(run_dir: Run | str | Path, precisions: Sequence[str
             set_precision(converter, quantize, lambda: (
                 [tflite_input(image, spec.size, scale, offset, spec.letterboxes(image.shape[1], image.shape[0]))[0]]
                 for image in images))
-            model_bytes = converter.convert()
+            model_bytes = tflite_metadata.embed(converter.convert(), {"classes": run.class_names,
+                                                                   "input": spec.to_json()})
             destination = run.tflite_path(quantize)
             with atomic_path(destination) as tmp:
                 tmp.write_bytes(model_bytes)
