@@ -16,7 +16,7 @@ from maskdetect.errors import ConfigError, OutputError
 from maskdetect.guard import MARKER
 from maskdetect.infer.loop import predict_source
 from maskdetect.infer.sinks import (DisplaySink, FrameResult, JsonSink, VideoSink, check_outputs, has_gui, in_notebook,
-                                    open_sinks, output_path, why_no_window)
+                                    open_sinks, opencv_has_gui, output_path, why_no_window)
 from maskdetect.infer.sources import Frame, open_source
 from maskdetect.infer.video import count_frames, probe_video
 from test_loop import SAMPLE_IMAGES, OneFace
@@ -130,10 +130,15 @@ def test_check_outputs_is_the_one_check_and_open_sinks_checks_nothing(small_clip
     assert list(tmp_path.iterdir()) == []
 
 
-def test_headless_here():
-    assert has_gui() is False  # opencv-python-headless: no window, a live source's display="auto" shows nothing
-    assert in_notebook() is False
-    assert "pip install opencv-python" in why_no_window()
+def test_headless_here(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert has_gui() is False  # no display: no window, a live source's display="auto" shows nothing
+    assert in_notebook() is False and opencv_has_gui() is False  # the pinned opencv-python-headless
+    assert "there is no display" in why_no_window()
+    monkeypatch.setenv("DISPLAY", ":0")  # a display, but neither OpenCV's GUI nor tkinter: the fix is named
+    monkeypatch.setattr("maskdetect.infer.window.why_no_tk", lambda: "this Python has no tkinter")
+    assert "opencv-python-headless) and this Python has no tkinter" in why_no_window()
 
 
 def shown_frame() -> FrameResult:
@@ -141,10 +146,12 @@ def shown_frame() -> FrameResult:
     return FrameResult(Frame(image, 0), Detections.empty(), annotated=image)
 
 
-def test_show_without_a_window_says_why_and_goes_on(caplog):
+def test_show_without_a_window_says_why_and_goes_on(monkeypatch, caplog):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     view = DisplaySink("window", "t")
     assert view.mode == "none" and view.write(shown_frame()) is True
-    assert "no window: this OpenCV is a build without a GUI" in caplog.text
+    assert "no window: there is no display" in caplog.text
     caplog.clear()
     assert DisplaySink("auto", "t").mode == "none" and caplog.text == ""  # auto: silent
 
@@ -167,6 +174,7 @@ def test_a_window_that_fails_is_dropped_not_fatal(monkeypatch, caplog):
     import cv2
 
     monkeypatch.setattr("maskdetect.infer.sinks.why_no_window", lambda: None)
+    monkeypatch.setattr("maskdetect.infer.sinks.opencv_has_gui", lambda: True)
     keys = iter([ord("x"), ord("q")])
     monkeypatch.setattr(cv2, "imshow", lambda title, frame: None)
     monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))

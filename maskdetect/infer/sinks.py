@@ -269,27 +269,45 @@ class JsonSink:
 
 # -- display ------------------------------------------------------------------------------------------------
 def has_gui() -> bool:
-    """True when ``cv2.imshow`` can open a window: OpenCV built with a GUI backend, and (on Linux) a display."""
+    """True when ``--show`` can open a window here: a display, and OpenCV built with a GUI or else Tk
+    (:func:`window_kind`)."""
     return why_no_window() is None
 
 
-def why_no_window() -> str | None:
-    """Why no OpenCV window can open here, with the fix; None when one can."""
-    import os
-    import sys
-
+def opencv_has_gui() -> bool:
+    """True when this OpenCV is built with a GUI backend (``opencv-python``, not ``-headless``)."""
     import cv2
 
     for line in cv2.getBuildInformation().splitlines():
         if line.strip().startswith("GUI:"):
-            if line.split(":", 1)[1].strip().upper() in ("", "NONE", "NO"):
-                return ("this OpenCV is a build without a GUI (opencv-python-headless, which servers and Colab need). "
-                        "For a window on a desktop: pip uninstall -y opencv-python-headless && "
-                        "pip install opencv-python")
-            break
+            return line.split(":", 1)[1].strip().upper() not in ("", "NONE", "NO")
+    return False
+
+
+def window_kind() -> str | None:
+    """The window ``--show`` opens here: ``"opencv"`` (OpenCV with a GUI), ``"tk"`` (the headless OpenCV's
+    fallback, :class:`~maskdetect.infer.window.TkWindow`), or None (:func:`why_no_window` says why)."""
+    if why_no_window() is not None:
+        return None
+    return "opencv" if opencv_has_gui() else "tk"
+
+
+def why_no_window() -> str | None:
+    """Why no window can open here, with the fix; None when one can (OpenCV's, or a Tk window where OpenCV is the
+    headless build that servers and Colab need)."""
+    import os
+    import sys
+
+    from maskdetect.infer.window import why_no_tk
+
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "there is no display (DISPLAY and WAYLAND_DISPLAY are unset): a window needs a desktop session"
-    return None
+    if opencv_has_gui():
+        return None
+    tk = why_no_tk()
+    if tk is None:
+        return None
+    return f"this OpenCV is a build without a GUI (opencv-python-headless) and {tk}"
 
 
 def in_notebook() -> bool:
@@ -303,7 +321,8 @@ def in_notebook() -> bool:
 
 
 class DisplaySink:
-    """Shows the annotated frames: an OpenCV window, an updating image in Jupyter, a `show` callable, or nothing.
+    """Shows the annotated frames: a window (OpenCV's, or Tk's where OpenCV is headless), an updating image in
+    Jupyter, a `show` callable, or nothing.
 
     It never stops the loop by failing: ``"window"`` (or True, ``--show``) where no window can open logs the
     reason and its fix and shows the frames inline in Jupyter or nowhere; a window that fails later (display
@@ -338,6 +357,11 @@ class DisplaySink:
         if mode not in ("window", "notebook", "none", "callback"):
             raise ConfigError(f"display={mode!r}: use 'auto', 'window', 'notebook' or 'none'")
         self.mode, self.title, self._show, self._handle = mode, title, show, None
+        self.tk = None
+        if mode == "window" and not opencv_has_gui():
+            from maskdetect.infer.window import TkWindow
+
+            self.tk = TkWindow(title)
         self.needs_image = mode != "none"
 
     def write(self, result: FrameResult) -> bool:
@@ -347,6 +371,14 @@ class DisplaySink:
         frame = result.annotated
         if self.mode == "callback":
             self._show(frame)
+        elif self.mode == "window" and self.tk is not None:
+            import tkinter
+
+            try:
+                return self.tk.show(frame, hold=self.hold)
+            except tkinter.TclError as exc:
+                logger.warning("the window failed (%s); going on without it", str(exc).strip())
+                self.mode = "none"
         elif self.mode == "window":
             try:
                 cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -366,7 +398,9 @@ class DisplaySink:
         return True
 
     def close(self) -> None:
-        if self.mode == "window":
+        if self.tk is not None:
+            self.tk.close()
+        elif self.mode == "window":
             import cv2
 
             try:
@@ -473,4 +507,5 @@ def open_sinks(source: Source, out: str | Path | None = None, json_path: str | P
 
 
 __all__ = ["FrameResult", "Sink", "ImageSink", "VideoSink", "JsonSink", "DisplaySink", "check_outputs", "open_sinks",
-           "output_path", "write_image", "has_gui", "in_notebook", "why_no_window"]
+           "output_path", "write_image", "has_gui", "in_notebook", "opencv_has_gui", "window_kind",
+           "why_no_window"]
