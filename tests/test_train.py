@@ -128,4 +128,4 @@ def test_fine_tune_from_zoo_archive_restores_backbone_not_class_head(tiny_run, t
             assert a.shape != b.shape or not np.array_equal(a, b), f"{name} was restored"
             diverged += 1
     assert restored > 100 and pyramid > 10, (restored, pyramid)
-    assert diverged >= 6  # the class head (tower + 2-class predictor) starts fresh
+    assert diverged >= 3  # the 2-class predictor starts fresh (FPNLite's tower is shared with the boxes: restored)
