@@ -147,12 +147,12 @@ def main() -> None:
     predictor = Predictor(None)
     folder = Path(tempfile.mkdtemp(prefix="bench-site-"))
     report = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2)},
-              "model": str(predictor.model_path.name), "watch": [], "batch": []}
+              "model": str(predictor.model_path.name)}
     try:
         if args.rss_minutes:
             report["rss"] = watch_rss(predictor, folder, args.cameras, args.rss_minutes)
-            del report["watch"], report["batch"]
             return
+        report["watch"], report["batch"] = [], []
         for every in (1, 3):
             report["watch"].append(watch_fps(predictor, folder, args.cameras, args.seconds, every))
         for mode in ("1", "2") + (() if args.skip_ray else ("ray",)):

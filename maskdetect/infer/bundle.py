@@ -147,6 +147,11 @@ class InputSpec:
     resizer: Resizer | None = None
     letterbox_wider_than: float | None = None
 
+    def __post_init__(self) -> None:
+        wider = self.letterbox_wider_than
+        if wider is not None and not 1.0 <= wider < 100:
+            raise ValueError(f"letterbox_wider_than {wider!r} is not an aspect ratio from 1 to 100")
+
     def letterboxes(self, width: int, height: int) -> bool:
         """Whether a frame of this size is letterboxed: always with `letterbox`; else when its longer side is more
         than `letterbox_wider_than` times its shorter (frames far wider than the training photos keep their
@@ -174,8 +179,8 @@ class InputSpec:
                 raise ValueError("scale and offset need 3 values each")
             size = spec.get("input_size")
             wider = spec.get("letterbox_wider_than")
-            if wider is not None and not (isinstance(wider, (int, float)) and 1.0 <= float(wider) < 100):
-                raise ValueError(f"letterbox_wider_than {wider!r} is not an aspect ratio of at least 1")
+            if wider is not None and not isinstance(wider, (int, float)):
+                raise ValueError(f"letterbox_wider_than {wider!r} is not a number")
             return cls(None if size is None else int(size), bool(spec.get("letterbox", False)), scale, offset,
                        resizer, None if wider is None else float(wider))
         except (ValueError, KeyError, TypeError) as exc:

@@ -270,7 +270,7 @@ class JsonSink:
 # -- display ------------------------------------------------------------------------------------------------
 def has_gui() -> bool:
     """True when ``--show`` can open a window here: a display, and OpenCV built with a GUI or else Tk
-    (:func:`window_kind`)."""
+    (:class:`~maskdetect.infer.window.TkWindow`)."""
     return why_no_window() is None
 
 
@@ -282,14 +282,6 @@ def opencv_has_gui() -> bool:
         if line.strip().startswith("GUI:"):
             return line.split(":", 1)[1].strip().upper() not in ("", "NONE", "NO")
     return False
-
-
-def window_kind() -> str | None:
-    """The window ``--show`` opens here: ``"opencv"`` (OpenCV with a GUI), ``"tk"`` (the headless OpenCV's
-    fallback, :class:`~maskdetect.infer.window.TkWindow`), or None (:func:`why_no_window` says why)."""
-    if why_no_window() is not None:
-        return None
-    return "opencv" if opencv_has_gui() else "tk"
 
 
 def why_no_window() -> str | None:
@@ -507,5 +499,4 @@ def open_sinks(source: Source, out: str | Path | None = None, json_path: str | P
 
 
 __all__ = ["FrameResult", "Sink", "ImageSink", "VideoSink", "JsonSink", "DisplaySink", "check_outputs", "open_sinks",
-           "output_path", "write_image", "has_gui", "in_notebook", "opencv_has_gui", "window_kind",
-           "why_no_window"]
+           "output_path", "write_image", "has_gui", "in_notebook", "opencv_has_gui", "why_no_window"]

@@ -27,7 +27,7 @@ def embed(model: bytes, values: Mapping[str, Any]) -> bytes:
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     data = np.frombuffer(json.dumps(dict(values), sort_keys=True).encode("utf-8"), np.uint8)
     tree.metadata = tree.metadata or []
-    earlier = [entry for entry in tree.metadata if entry.name in (METADATA_NAME, METADATA_NAME.encode())]
+    earlier = [entry for entry in tree.metadata if entry.name == METADATA_NAME.encode()]  # names unpack as bytes
     if earlier:  # its buffer is rewritten in place
         tree.buffers[earlier[0].buffer].data = data
     else:
@@ -50,16 +50,16 @@ def read(path: str | os.PathLike) -> dict[str, Any] | None:
     Raises:
         ConfigError: an entry that is not the JSON object :func:`embed` writes.
     """
-    path = Path(path)
     from ai_edge_litert import schema_py_generated as schema
 
+    path = Path(path)
     data = path.read_bytes()
     if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
         return None
     model = schema.Model.GetRootAs(data, 0)
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
-        if entry.Name() in (METADATA_NAME.encode(), METADATA_NAME):
+        if entry.Name() == METADATA_NAME.encode():
             raw = model.Buffers(entry.Buffer()).DataAsNumpy()
             try:
                 values = json.loads(bytes(raw).decode("utf-8"))

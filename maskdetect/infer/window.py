@@ -15,7 +15,8 @@ STOP_KEYS = ("q", "Q", "Escape")
 
 
 def why_no_tk() -> str | None:
-    """Why no Tk window can open here (None when one can): tkinter missing from this Python, or no display."""
+    """Why no Tk window can open here, with the fix (None when one can): tkinter missing from this Python (the
+    display is :func:`~maskdetect.infer.sinks.why_no_window`'s to check)."""
     try:
         import tkinter  # noqa: F401
         from PIL import ImageTk  # noqa: F401

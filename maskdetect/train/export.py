@@ -104,9 +104,10 @@ def input_spec(model, pipeline, letterbox: bool | float | None) -> InputSpec:
         letterbox = bool(resizer and resizer.letterboxes)
     if isinstance(letterbox, bool):
         return InputSpec(size, letterbox, scale, offset)
-    if not 1.0 <= float(letterbox) < 100:
-        raise ConfigError(f"letterbox ratio {letterbox!r}: expected an aspect ratio from 1 to 100, e.g. 1.5")
-    return InputSpec(size, False, scale, offset, letterbox_wider_than=float(letterbox))
+    try:
+        return InputSpec(size, False, scale, offset, letterbox_wider_than=float(letterbox))
+    except ValueError as exc:
+        raise ConfigError(f"letterbox={letterbox!r}: {exc}, e.g. 1.5") from exc
 
 
 def export_saved_model(run_dir: Run | str | Path, *, image_size: int | None = None,
