@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from children import default_signals
 from clips import make_test_clip
 from maskdetect.infer.video import count_frames, probe_video
 
@@ -114,7 +115,8 @@ def test_cli_on_an_http_stream_with_a_password_stops_cleanly_on_sigint(tiny_expo
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "maskdetect", "-v", "predict", "--model", str(tiny_export.tflite),
                              "--source", url, "--out", str(out), "--json", str(tmp_path / "rec.json")],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 120
         # wait until encoded frames reach the partial file (a loaded machine may take a while to get there)

@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 from data_fixtures import serve
-from test_signals import default_signals
+from children import default_signals
 from maskdetect.cli import build_parser, main
 from maskdetect.cli.options import Number
 

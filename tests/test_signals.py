@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from children import default_signals
 from clips import make_test_clip
 from maskdetect.infer.video import count_frames, probe_video
 
@@ -59,13 +60,6 @@ def start_predict(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "maskdetect", "predict", "--threads", "1", *args], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_signals)
-
-
-def default_signals() -> None:
-    """In the child: SIGINT and SIGHUP as a terminal's foreground command has them (a suite started with
-    ``nohup ... &`` passes them on ignored, and maskdetect keeps an ignored signal ignored)."""
-    for sig in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def test_an_ignored_sighup_stays_ignored_while_the_loop_runs():
