@@ -1,8 +1,10 @@
 """Stand-in cameras for the site tests: short clips made from the bundled sample photos, served on loopback as
-HTTP MPEG-TS by ffmpeg (killed and restarted to test reconnects)."""
+HTTP MPEG-TS by ffmpeg, or as RTSP by GStreamer's RTSP server (killed and restarted to test reconnects)."""
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import subprocess
 import time
@@ -61,13 +63,35 @@ def listening(port: int) -> bool:
     return any(f":{port:04X}" == line.split()[1][-5:] and line.split()[3] == "0A" for line in lines)
 
 
-class StandinStream:
+class _Server:
+    """A stand-in server process: :meth:`start` it, :meth:`stop` (kill) it, and start it again on the same port."""
+
+    process: subprocess.Popen | None = None
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class StandinStream(_Server):
     """``ffmpeg -re -stream_loop -1 -i CLIP -f mpegts -listen 1 http://127.0.0.1:PORT/x.ts`` (one reader)."""
 
     def __init__(self, clip: Path, port: int | None = None) -> None:
         self.clip, self.port = clip, port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/x.ts"
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> "StandinStream":
         import imageio_ffmpeg
@@ -81,14 +105,56 @@ class StandinStream:
             time.sleep(0.05)
         return self
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
-    def __enter__(self) -> "StandinStream":
-        return self.start()
+#: The RTSP stand-in runs on the system Python: Debian's PyGObject (python3-gi) and GStreamer's RTSP server
+#: (gir1.2-gst-rtsp-server-1.0, which .ci/run installs) are not in the project's venv.
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_standin.py"
+RTSP_APT_PACKAGE = "gir1.2-gst-rtsp-server-1.0"
 
-    def __exit__(self, *exc) -> None:
+
+def rtsp_server_missing() -> str | None:
+    """Why GStreamer's RTSP server cannot run here, or None if it can."""
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"{SYSTEM_PYTHON} is missing"
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+                              "from gi.repository import GstRtspServer"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    if probe.returncode:
+        why = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit code {probe.returncode}"
+        return (f"GStreamer's RTSP server or PyGObject is missing ({why}): apt-get install {RTSP_APT_PACKAGE} "
+                "python3-gi (.ci/run installs them)")
+    return None
+
+
+class RtspStandin(_Server):
+    """A camera at ``rtsp://USER:PASSWORD@127.0.0.1:PORT/cam``: GStreamer's RTSP server (``rtsp_standin.py``)
+    plays the H.264 clip to each reader from its start, over RTP on TCP (OpenCV's choice) or UDP, and refuses a
+    reader without the password. The server is its own publisher, so killing it drops the camera entirely.
+
+    Args:
+        clip: an H.264 MP4 (:func:`make_clip`), long enough for one connection (a reader sees it end).
+        user, password: the credentials it requires (the password goes to it in its environment).
+        port: the RTSP port (default: a free one); kept across restarts.
+    """
+
+    def __init__(self, clip: Path, user: str, password: str, port: int | None = None) -> None:
+        self.clip, self.user, self._password, self.port = clip, user, password, port or free_port()
+        self.url = f"rtsp://{user}:{password}@127.0.0.1:{self.port}/cam"
+
+    def start(self, timeout_s: float = 30.0) -> "RtspStandin":
+        """Start the server and wait until it listens. Raises RuntimeError (with its log) if it does not."""
+        log = self.clip.with_name(f"rtsp-{self.port}.log")
+        with log.open("ab") as err:
+            self.process = subprocess.Popen(
+                [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), str(self.clip), str(self.port), "/cam", self.user],
+                env={**os.environ, "RTSP_STANDIN_PASSWORD": self._password},
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if select.select([self.process.stdout], [], [], 0.1)[0]:
+                if self.process.stdout.readline().strip() == b"ready":
+                    return self
         self.stop()
+        raise RuntimeError(f"the RTSP stand-in did not start: {log.read_text(errors='replace')[-2000:]}")
