@@ -311,11 +311,12 @@ def ssd_decoding(pipeline, max_detections: int):
                        nms.score_threshold, max_detections)
 
 
-def raw_ssd_graph(model, pipeline, checkpoints: Path):
+def raw_ssd_graph(model, pipeline, checkpoints: Path, batch: int = 1):
     """The detection `model` (built from `pipeline`) at the newest checkpoint in `checkpoints` as the TFLite
-    export's graph without its post-processing op, frozen: a ``GraphDef`` from the normalised ``[1, S, S, 3]``
+    export's graph without its post-processing op, frozen: a ``GraphDef`` from the normalised ``[batch, S, S, 3]``
     input (``input:0``) to the raw ``box_encodings``, the ``class_predictions`` (after the score conversion) and
-    the anchors (centre-size, ``[N, 4]``, a constant); returns it and the names of those three tensors."""
+    the anchors (centre-size, ``[N, 4]``, a constant); returns it and the names of those three tensors. The
+    exports are traced at batch 1 (the graph's reshapes keep it); ``bench/bench_batch_inference.py`` traces more."""
     import tensorflow as tf
     from object_detection.builders import post_processing_builder
     from object_detection.core import box_list
@@ -329,7 +330,7 @@ def raw_ssd_graph(model, pipeline, checkpoints: Path):
     y, x, h, w = box_list.BoxList(corners).get_center_coordinates_and_sizes()
     anchors = np.stack([y, x, h, w], axis=1).astype(np.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="input")])
+    @tf.function(input_signature=[tf.TensorSpec([batch, size, size, 3], tf.float32, name="input")])
     def raw(image):
         predicted = model.predict(image, true_image_shapes=None)
         return (tf.identity(predicted["box_encodings"]),
