@@ -231,10 +231,10 @@ def reconnect_time(predictor: Any, folder: Path, cameras: int, down_seconds: flo
 
 
 #: On a busy machine a Ray node's Python agents take longer to start than its raylet waits for them to write
-#: their ports (15 s, then it aborts): so each node gets its agents' ports, and a longer patience.
+#: their ports (15 s, then it aborts): so each node starts no process it does not need (no dashboard, autoscaler
+#: monitor or log monitor), and gets its agents' ports. It can still fail on a machine as loaded as ~18 on 2 cores.
 AGENT_PORTS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
                "--metrics-export-port")
-RAY_PATIENCE = {"RAY_agent_register_timeout_ms": "120000", "RAY_raylet_start_wait_time_s": "120"}
 
 
 class LocalRayCluster:
@@ -252,33 +252,31 @@ class LocalRayCluster:
         log = (self.folder / f"ray-node-{len(self.processes)}.log").open("ab")
         self.processes.append(subprocess.Popen(
             [str(ray), "start", *role, "--block", "--num-cpus", "1", "--disable-usage-stats",
-             "--object-store-memory", str(200 * 1024 ** 2),
+             "--object-store-memory", str(200 * 1024 ** 2), "--include-log-monitor", "false",
              *[arg for option in AGENT_PORTS for arg in (option, str(free_port()))]],
-            env={**os.environ, **RAY_PATIENCE}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True))
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        log.close()  # (the node has its own copy)
 
     def __enter__(self) -> "LocalRayCluster":
-        import ray
-
         port = self.address.rsplit(":", 1)[1]
         self._start_node("--head", "--port", port, "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
-                         "--ray-client-server-port", str(free_port()), "--temp-dir", str(self.folder / "ray"))
+                         "--no-monitor", "--ray-client-server-port", str(free_port()),
+                         "--temp-dir", str(self.folder / "ray"))
         try:
-            wait_for(lambda: self._alive_nodes() >= 1, 120, "the Ray head node")
+            wait_for(lambda: self._started(0), 180, "the Ray head node")
             self._start_node("--address", self.address, "--node-ip-address", "127.0.0.1")
-            wait_for(lambda: self._alive_nodes() >= 2, 120, "the second Ray node")
+            wait_for(lambda: self._started(1), 180, "the second Ray node")
         except BaseException:
             self.__exit__()
             raise
         return self
 
-    def _alive_nodes(self) -> int:
-        dead = [p.args for p in self.processes if p.poll() is not None]
-        if dead:
-            raise RuntimeError(f"a Ray node exited; see {self.folder}/ray-node-*.log")
-        status = subprocess.run([str(Path(sys.executable).with_name("ray")), "status", "--address", self.address],
-                                capture_output=True, text=True, timeout=60)
-        return status.stdout.count(" node_") if status.returncode == 0 else 0
+    def _started(self, node: int) -> bool:
+        """``ray start`` of node `node` printed that its node runs; RuntimeError with its log if it exited."""
+        log = (self.folder / f"ray-node-{node}.log").read_text(errors="replace")
+        if self.processes[node].poll() is not None:
+            raise RuntimeError(f"Ray node {node} exited: {log[-600:]}")
+        return "Ray runtime started" in log
 
     def __exit__(self, *exc: Any) -> None:
         import psutil
