@@ -281,10 +281,10 @@ class LocalRayCluster:
     def __exit__(self, *exc: Any) -> None:
         import psutil
 
-        family = []
+        family = []  # psutil's Process objects: a pid reused meanwhile is not killed
         for process in self.processes:
             try:
-                family += [process.pid] + [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
+                family += psutil.Process(process.pid).children(recursive=True)
             except psutil.NoSuchProcess:
                 pass
             process.terminate()
@@ -294,9 +294,9 @@ class LocalRayCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for pid in family:  # what the nodes started and left behind (each by its id)
+        for child in family:  # what the nodes started and left behind (each by its id)
             try:
-                psutil.Process(pid).kill()
+                child.kill()
             except psutil.NoSuchProcess:
                 pass
 
