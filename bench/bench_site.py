@@ -1,7 +1,9 @@
-"""Many cameras, one site: the figures of the site issue, measured on stand-in cameras (720p clips of the bundled
-sample photos served by ffmpeg on loopback as HTTP MPEG-TS, ``tests/site_streams.py``). Prints JSON; each figure
-is measured ``--repeats`` times (interleaved, so a change in the machine's load spreads over every figure) and
-reported as its median with all values.
+"""Many cameras, one site: watch FPS, alert latency, reconnect time, batch throughput (local and Ray) and RSS.
+
+Measured on stand-in cameras (720p clips of the bundled sample photos served by ffmpeg on loopback as HTTP
+MPEG-TS, ``tests/site_streams.py``), for the site issue's goals. Prints JSON; each figure is measured
+``--repeats`` times (interleaved, so a change in the machine's load spreads over every figure) and reported as its
+median with all values.
 
     python bench/bench_site.py [--parts watch,alert,reconnect,batch] [--repeats 3] [--cameras 4] [--seconds 40]
                                [--alert-seconds 3] [--down-seconds 4] [--clips 8] [--clip-seconds 8]
@@ -275,7 +277,8 @@ class LocalRayCluster:
         """``ray start`` of node `node` printed that its node runs; RuntimeError with its log if it exited."""
         log = (self.folder / f"ray-node-{node}.log").read_text(errors="replace")
         if self.processes[node].poll() is not None:
-            raise RuntimeError(f"Ray node {node} exited: {log[-600:]}")
+            last = [line for line in log.splitlines() if line.strip()][-1:] or ["(no output)"]
+            raise RuntimeError(f"Ray node {node} exited ({self.folder}/ray-node-{node}.log): {last[0]}")
         return "Ray runtime started" in log
 
     def __exit__(self, *exc: Any) -> None:
