@@ -330,7 +330,7 @@ def batch_rate(archive: Path, folder: Path, mode: str, ray_address: str | None =
         try:
             nodes = len([n for n in ray.nodes() if n["Alive"]])
             started = time.perf_counter()  # Ray's start-up and connection are not the batch's
-            result = batch(archive, out, ray=ray_address or True, progress=False)
+            result = batch(archive, out, ray=ray_address if mode == "ray-cluster" else True, progress=False)
         finally:
             ray.shutdown()
     else:
