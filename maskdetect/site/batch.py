@@ -159,9 +159,10 @@ def batch(source: str | Path, out_dir: str | Path, *, model: str | None = None, 
     names = [n for v in videos for n in output_names(v.stem)] + [REPORT_CSV, REPORT_HTML, REPORT_PLOT]
     check_new_files(out_dir, names, COMMAND)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lanes = 1 if ray else workers
     settings = {"model": str(Path(model).resolve()) if model else None}  # what the results depend on
-    threads = max(1, (os.cpu_count() or 1) // lanes)  # the same results with any count (the test proves it)
+    # model threads per video, the same results with any count (the test proves it): a Ray task reserves one CPU
+    # (`_ray_task`), so it uses one; local workers share this machine's cores
+    threads = 1 if ray else max(1, (os.cpu_count() or 1) // workers)
     started = time.perf_counter()
     hashes = {v: sha256_file(v) for v in videos}
     todo = [v for v in videos if not is_done(v, out_dir, hashes[v], settings)]
