@@ -260,6 +260,9 @@ class LocalRayCluster:
         log.close()  # (the node has its own copy)
 
     def __enter__(self) -> "LocalRayCluster":
+        # token authentication for the nodes and this driver alike: left unset, a new head turns it on while a
+        # joining node decides from ~/.ray/auth_token, and may be refused ("InvalidAuthToken")
+        os.environ["RAY_AUTH_MODE"] = "token"
         port = self.address.rsplit(":", 1)[1]
         self._start_node("--head", "--port", port, "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
                          "--no-monitor", "--ray-client-server-port", str(free_port()),

@@ -138,6 +138,28 @@ def predictor():
     return Predictor(None)
 
 
+def drop_and_restore(stream, seen: list[str], down_s: float = 0.0):
+    """A `watch` ``on_ready`` hook: after 3 frames of camera "door" it stops `stream`, waits for the camera to
+    show "reconnecting", starts the stream again `down_s` later, waits for 3 frames after the reconnect, and stops
+    the watch; what it saw goes to `seen`."""
+    def chaos(handle):
+        state = handle.cameras["door"]
+        try:
+            _wait(lambda: state.frames >= 3, 60, "frames from the stream")
+            stream.stop()
+            _wait(lambda: state.status == "reconnecting", 20, "the camera to show reconnecting")
+            seen.append(state.status)
+            time.sleep(down_s)
+            stream.start()
+            before = state.frames
+            _wait(lambda: state.reconnects == 1 and state.frames >= before + 3, 60, "frames after the reconnect")
+            seen.append("resumed")
+        finally:
+            handle.stop()
+
+    return lambda handle: threading.Thread(target=chaos, args=(handle,), daemon=True).start()
+
+
 def test_watch_survives_a_dropped_stream_in_a_new_segment_keeps_secrets_and_blurs(tmp_path, predictor, caplog,
                                                                                  monkeypatch):
     """A real stream on loopback, killed and restarted: the camera shows "reconnecting", reconnects, and its
@@ -152,28 +174,10 @@ def test_watch_survives_a_dropped_stream_in_a_new_segment_keeps_secrets_and_blur
                     "    zones: [{name: left, polygon: [[0, 0], [160, 0], [160, 240], [0, 240]]},"
                     " {name: right, polygon: [[160, 0], [320, 0], [320, 240], [160, 240]]}]\n")
     seen: list[str] = []
-
-    def chaos(handle):
-        state = handle.cameras["door"]
-        try:
-            _wait(lambda: state.frames >= 3, 60, "frames from the stream")
-            stream.stop()
-            _wait(lambda: state.status == "reconnecting", 20, "the camera to show reconnecting")
-            seen.append(state.status)
-            time.sleep(1.0)
-            stream.start()
-            before = state.frames
-            _wait(lambda: state.reconnects == 1 and state.frames >= before + 3, 60, "frames after the reconnect")
-            seen.append("resumed")
-        finally:
-            handle.stop()
-
-    def ready(handle):
-        threading.Thread(target=chaos, args=(handle,), daemon=True).start()
-
     out = tmp_path / "site"
     try:
-        result = watch(load_site(site), out, predictor=predictor, privacy="blur", on_ready=ready, duration_s=150)
+        result = watch(load_site(site), out, predictor=predictor, privacy="blur", duration_s=150,
+                       on_ready=drop_and_restore(stream, seen, down_s=1.0))
     finally:
         stream.stop()
     assert seen == ["reconnecting", "resumed"]
@@ -208,25 +212,10 @@ def test_watch_reads_an_rtsp_camera_with_a_password_and_survives_its_server_rest
     password = "pw-7Qk2x9vR"
     server = RtspStandin(make_clip(tmp_path / "unmasked.mp4", UNMASKED, seconds=30), "viewer", password).start()
     seen: list[str] = []
-
-    def chaos(handle):
-        state = handle.cameras["door"]
-        try:
-            _wait(lambda: state.frames >= 3, 60, "frames from the RTSP server")
-            server.stop()
-            _wait(lambda: state.status == "reconnecting", 20, "the camera to show reconnecting")
-            seen.append(state.status)
-            server.start()
-            before = state.frames
-            _wait(lambda: state.reconnects == 1 and state.frames >= before + 3, 60, "frames after the reconnect")
-            seen.append("resumed")
-        finally:
-            handle.stop()
-
     out = tmp_path / "site"
     try:
         result = watch(cameras_from_sources([f"door={server.url}"]), out, predictor=predictor, duration_s=120,
-                       on_ready=lambda handle: threading.Thread(target=chaos, args=(handle,), daemon=True).start())
+                       on_ready=drop_and_restore(server, seen))
     finally:
         server.stop()
     assert seen == ["reconnecting", "resumed"]
