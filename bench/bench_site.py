@@ -61,7 +61,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' stand-in cameras
 
-from site_streams import MASKED, UNMASKED, StandinStream, free_port, make_clip  # noqa: E402
+from site_streams import MASKED, UNMASKED, StandinStream, free_port, make_clip, wait_for  # noqa: E402
 
 PARTS = ("watch", "alert", "reconnect", "batch")
 RAY_MODES = {"cluster": ("ray-cluster",), "inprocess": ("ray-inprocess",),
@@ -107,16 +107,6 @@ class FrameClock:
         times = self.times.get(camera, [])
         at = bisect.bisect_left(times, moment)
         return times[at] if at < len(times) else None
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `condition` every 10 ms until it is true; its value. RuntimeError naming `what` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.01)
-    return value
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -47,6 +47,16 @@ def make_clip(path: Path, photo: str, *, seconds: float = 2.0, fps: int = 10,
     return path
 
 
+def wait_for(condition, timeout_s: float, what: str):
+    """Poll `condition` every 10 ms until it is true; its value. TimeoutError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.01)
+    return value
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

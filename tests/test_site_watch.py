@@ -19,7 +19,8 @@ from maskdetect.site.camera import CarryingPredictor, JsonLinesSink, blur_boxes,
 from maskdetect.site.config import Zone, cameras_from_sources, load_site
 from maskdetect.site.watch import Retention, watch
 
-from site_streams import MASKED, UNMASKED, RtspStandin, StandinStream, make_clip, rtsp_server_missing
+from site_streams import (MASKED, UNMASKED, RtspStandin, StandinStream, make_clip, rtsp_server_missing,
+                          wait_for)
 
 
 def test_site_file_reads_secrets_from_the_environment_and_checks_every_value(tmp_path):
@@ -123,14 +124,6 @@ def test_retention_deletes_the_oldest_closed_segments_first(tmp_path):
                                                      "events.jsonl", "notes.mp4"]
 
 
-def _wait(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def predictor():
     from maskdetect.infer.predictor import Predictor
@@ -145,14 +138,14 @@ def drop_and_restore(stream, seen: list[str], down_s: float = 0.0):
     def chaos(handle):
         state = handle.cameras["door"]
         try:
-            _wait(lambda: state.frames >= 3, 60, "frames from the stream")
+            wait_for(lambda: state.frames >= 3, 60, "frames from the stream")
             stream.stop()
-            _wait(lambda: state.status == "reconnecting", 20, "the camera to show reconnecting")
+            wait_for(lambda: state.status == "reconnecting", 20, "the camera to show reconnecting")
             seen.append(state.status)
             time.sleep(down_s)
             stream.start()
             before = state.frames
-            _wait(lambda: state.reconnects == 1 and state.frames >= before + 3, 60, "frames after the reconnect")
+            wait_for(lambda: state.reconnects == 1 and state.frames >= before + 3, 60, "frames after the reconnect")
             seen.append("resumed")
         finally:
             handle.stop()
