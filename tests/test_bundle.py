@@ -274,24 +274,30 @@ def test_predict_names_the_model_folder_case_and_its_fix(tmp_path, capsys):
     assert len(error.splitlines()) == 1 and f"run `maskdetect export {run}` first" in error
 
 
-def test_the_bundled_model_letterboxes_frames_wider_than_its_training_photos_and_squeezes_the_others():
-    """The bundled input spec letterboxes a frame whose longer side is over 1.5x its shorter (a 16:9 camera) and
-    squeezes a 4:3 one as its training photos were: the default gives exactly what each explicit choice gives."""
+def test_the_bundled_model_letterboxes_every_frame_as_it_was_trained_and_the_ratio_rule_holds():
+    """The bundled model was trained letterboxed (a keep-aspect resizer padded to a square), so its input spec
+    letterboxes every frame, 16:9 and 4:3 alike: the default gives exactly what ``letterbox=True`` gives. The
+    ratio rule (``export --letterbox R``: letterbox only frames whose longer side is over R x the shorter) is
+    checked on the spec itself."""
     import cv2
 
     from maskdetect.infer.bundle import ExportBundle, InputSpec
     from maskdetect.infer.predictor import Predictor
     from maskdetect.infer.sources import read_image
 
-    assert ExportBundle.open(None).input.letterbox_wider_than == 1.5
+    bundled = ExportBundle.open(None).input
+    assert (bundled.letterbox, bundled.letterbox_wider_than) == (True, None)
+    assert all(bundled.letterboxes(w, h) for w, h in ((1280, 720), (720, 1280), (640, 480), (10, 10)))
     spec = InputSpec(320, letterbox_wider_than=1.5)
     assert [spec.letterboxes(w, h) for w, h in ((1280, 720), (720, 1280), (640, 480), (600, 400), (601, 400))] == \
         [True, True, False, False, True]
-    assert InputSpec(320, letterbox=True).letterboxes(10, 10) and not InputSpec(320).letterboxes(1280, 720)
+    assert not InputSpec(320).letterboxes(1280, 720)
     default = Predictor(threshold=0.3, classifier=None)
     image = read_image(maskdetect_root() / "sample" / "face-mask" / "images" / "maksssksksss155.jpg")
-    for size, explicit in (((1280, 720), True), ((640, 480), False)):
+    for size in ((1280, 720), (640, 480)):
         frame = cv2.resize(image, size)
-        assert default.predict(frame) == Predictor(threshold=0.3, classifier=None, letterbox=explicit).predict(frame)
+        assert default.predict(frame) == Predictor(threshold=0.3, classifier=None, letterbox=True).predict(frame)
+        squeezed = Predictor(threshold=0.3, classifier=None, letterbox=False).predict(frame)
+        assert not np.array_equal(default.predict(frame).xyxy, squeezed.xyxy)
     with pytest.raises(maskdetect.errors.ConfigError, match="letterbox_wider_than"):
         InputSpec.from_json({"scale": [1, 1, 1], "offset": [0, 0, 0], "letterbox_wider_than": 0.5}, Path("x.json"))

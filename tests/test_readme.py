@@ -367,7 +367,8 @@ def imagenet_stand_in(tmp_path: Path, monkeypatch) -> None:
 def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, capsys):
     """The CPU recipe's block (the bundled model's), every line as written, in a project folder holding a
     ``face-mask-kaggle/`` that is the sample, with options appended that only shrink the work (SHRINK: 4 training
-    steps instead of 2,000 and 600, so the continuation names ``ckpt-4`` where the recipe says ``ckpt-2000``;
+    steps instead of 2,000, 600 and 2,400, so the continuations name ``ckpt-4`` where the recipe says ``ckpt-2000``
+    and ``ckpt-600``, and a warmup of 1 step instead of 100;
     fewer BatchNorm and int8 calibration batches; one classifier epoch), so that it takes minutes instead of an
     hour, and the ImageNet weights from a stand-in. Each line leaves what the recipe says it makes; the
     continuation restores every weight of the first run and counts its steps from 0."""
@@ -387,7 +388,8 @@ def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, ca
     project = recipe_project(tmp_path, monkeypatch)
     imagenet_stand_in(tmp_path, monkeypatch)
     for line in lines:
-        words = shlex.split(line.replace("/ckpt-2000", "/ckpt-4"))[1:]
+        words = shlex.split(line.replace("/ckpt-2000", "/ckpt-4").replace("/ckpt-600", "/ckpt-4")
+                            .replace("warmup_steps=100", "warmup_steps=1"))[1:]
         assert main(words + SHRINK.get(words[0], [])) == 0, f"{line}\n{capsys.readouterr().err[-3000:]}"
         if words[0] == "configure":  # what the line asked for, in the run's config
             option = dict(zip(words, words[1:]))
@@ -417,6 +419,9 @@ def test_the_cpu_recipe_runs_verbatim_with_fewer_steps(tmp_path, monkeypatch, ca
     model = run / "export" / ("model-int8.tflite" if option.get("--quantize") == "int8" else "model.tflite")
     card = json.loads(model.with_name(model.stem + ".card.json").read_text())
     assert card["input_size"] == int(option.get("--image-size", card["trained_input_size"]))
+    if "--letterbox" not in option:  # the exported run trained letterboxed (keep-aspect resizer): so is every frame
+        assert load_pipeline(run / "pipeline.config").model.ssd.image_resizer.HasField("keep_aspect_ratio_resizer")
+        assert json.loads((run / "export" / "tflite_input.json").read_text())["letterbox"] is True
     point = json.loads((run / "metrics-val-export-model-int8-classifier.json").read_text())["operating_point"]
     if point is not None:  # None when a 4-step model finds no face right: then there is nothing to choose
         assert card["operating_point"] == point and point["second_stage"] is True

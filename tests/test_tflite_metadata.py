@@ -25,7 +25,9 @@ def bundled_bytes() -> bytes:
 
 
 def test_embedded_values_read_back_and_a_second_embed_replaces_the_first(bundled_bytes, tmp_path):
-    assert tflite_metadata.read(bundled_model()) is None  # exported before the entry existed
+    embedded = tflite_metadata.read(bundled_model())  # the export wrote the sidecars' values into the file too
+    sidecar = json.loads((bundled_model().parent / "tflite_input.json").read_text())
+    assert embedded["input"] == sidecar and embedded["classes"] == ExportBundle.open(None).class_names
     once = tmp_path / "once.tflite"
     once.write_bytes(tflite_metadata.embed(bundled_bytes, VALUES))
     assert tflite_metadata.read(once) == VALUES
@@ -53,7 +55,7 @@ def test_the_model_computes_the_same_with_its_metadata(bundled_bytes, tmp_path):
 
 def test_a_model_file_alone_runs_from_its_own_metadata(bundled_bytes, tmp_path):
     """No label map, input spec or card beside it: the classes and the input (here a letterbox ratio) come from
-    the file; the same file without the entry falls back to the defaults, as before."""
+    the file; a file without the entry falls back to the defaults, as before."""
     from maskdetect.infer.predictor import Predictor
 
     alone = tmp_path / "alone" / "model.tflite"
@@ -65,9 +67,10 @@ def test_a_model_file_alone_runs_from_its_own_metadata(bundled_bytes, tmp_path):
     predictor = Predictor(alone, threshold=0.5, classifier=None)
     assert predictor.class_names == VALUES["classes"]
     assert predictor.letterboxes(1280, 720) and not predictor.letterboxes(640, 480)
-    plain = tmp_path / "plain" / "model.tflite"
+    plain = tmp_path / "plain" / "model.tflite"  # a TFLite file written by TF's converter alone: no entry
     plain.parent.mkdir()
-    shutil.copyfile(bundled_model(), plain)
+    shutil.copyfile(bundled_model().parent / "classifier.tflite", plain)
+    assert tflite_metadata.read(plain) is None
     assert ExportBundle.open(plain).input.letterbox_wider_than is None
 
 
