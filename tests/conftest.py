@@ -78,21 +78,6 @@ def missing_detections(a, b, *, box_px: float, score: float) -> list[int]:
     return [int(i) for i in np.flatnonzero(~close.any(axis=1))]
 
 
-def without_maskdetect_metadata(model: bytes) -> bytes:
-    """`model` (a ``.tflite`` flatbuffer) without maskdetect's metadata entry: a model as exported before the entry
-    existed, or by another tool (the converter's own entries and every weight kept)."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    from maskdetect.infer.tflite_metadata import FILE_IDENTIFIER, METADATA_NAME
-
-    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    tree.metadata = [entry for entry in tree.metadata or [] if entry.name != METADATA_NAME.encode()]
-    builder = flatbuffers.Builder(len(model) + 4096)
-    builder.Finish(tree.Pack(builder), file_identifier=FILE_IDENTIFIER)
-    return bytes(builder.Output())
-
-
 @dataclass
 class TinyExport:
     run_dir: Path

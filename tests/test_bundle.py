@@ -296,8 +296,9 @@ def test_the_bundled_model_letterboxes_every_frame_as_it_was_trained_and_the_rat
     image = read_image(maskdetect_root() / "sample" / "face-mask" / "images" / "maksssksksss155.jpg")
     for size in ((1280, 720), (640, 480)):
         frame = cv2.resize(image, size)
-        assert default.predict(frame) == Predictor(threshold=0.3, classifier=None, letterbox=True).predict(frame)
+        found = default.predict(frame)
+        assert found == Predictor(threshold=0.3, classifier=None, letterbox=True).predict(frame)
         squeezed = Predictor(threshold=0.3, classifier=None, letterbox=False).predict(frame)
-        assert not np.array_equal(default.predict(frame).xyxy, squeezed.xyxy)
+        assert not np.array_equal(found.xyxy, squeezed.xyxy)
     with pytest.raises(maskdetect.errors.ConfigError, match="letterbox_wider_than"):
         InputSpec.from_json({"scale": [1, 1, 1], "offset": [0, 0, 0], "letterbox_wider_than": 0.5}, Path("x.json"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import maskdetect
-from conftest import missing_detections, without_maskdetect_metadata
+from conftest import missing_detections
 from maskdetect.detections import Detections
 from maskdetect.errors import ConfigError, DataError
 from maskdetect.infer.predictor import Predictor, tflite_output_indices
@@ -150,6 +150,7 @@ def test_class_names_fall_back_without_a_label_map(tiny_export, tmp_path, caplog
     """Without a label map (or card) beside it, a TFLite export names its classes from its own metadata; a model
     without that metadata (exported before it existed, or by another tool) falls back to the default, with a
     warning."""
+    from maskdetect.infer import tflite_metadata
     from maskdetect.infer.bundle import bundled_model
 
     lonely = tmp_path / "model.tflite"
@@ -159,7 +160,7 @@ def test_class_names_fall_back_without_a_label_map(tiny_export, tmp_path, caplog
     assert predictor.class_names == list(maskdetect.CLASSES) and "no label_map.pbtxt" not in caplog.text
     older = tmp_path / "older" / "model.tflite"
     older.parent.mkdir()
-    older.write_bytes(without_maskdetect_metadata(bundled_model().read_bytes()))
+    older.write_bytes(tflite_metadata.remove(bundled_model().read_bytes()))
     with caplog.at_level("WARNING"):
         assert Predictor(older, classifier=None).class_names == list(maskdetect.CLASSES)
     assert "no label_map.pbtxt" in caplog.text

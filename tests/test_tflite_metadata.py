@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, without_maskdetect_metadata
+from conftest import SAMPLE
 from maskdetect.errors import ConfigError
 import maskdetect.infer.tflite_metadata as tflite_metadata
 from maskdetect.infer.bundle import ExportBundle, bundled_model
@@ -69,7 +69,7 @@ def test_a_model_file_alone_runs_from_its_own_metadata(bundled_bytes, tmp_path):
     assert predictor.letterboxes(1280, 720) and not predictor.letterboxes(640, 480)
     plain = tmp_path / "plain" / "model.tflite"
     plain.parent.mkdir()
-    plain.write_bytes(without_maskdetect_metadata(bundled_bytes))
+    plain.write_bytes(tflite_metadata.remove(bundled_bytes))
     assert tflite_metadata.read(plain) is None
     assert ExportBundle.open(plain).input.letterbox_wider_than is None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from maskdetect.errors import ConfigError
 
@@ -17,29 +17,50 @@ METADATA_KEYS = ("classes", "input")
 FILE_IDENTIFIER = b"TFL3"
 
 
-def embed(model: bytes, values: Mapping[str, Any]) -> bytes:
-    """`model` (a ``.tflite`` flatbuffer) with `values` as JSON under :data:`METADATA_NAME` (an earlier entry of
-    that name is replaced); every other part of the model is kept, so it computes the same."""
+def _rewritten(model: bytes, edit: Callable[[Any], None]) -> bytes:
+    """`model` (a ``.tflite`` flatbuffer) unpacked, changed by `edit` (given the schema's ``ModelT``), packed again;
+    every part `edit` leaves alone is kept, so the model computes the same."""
     import flatbuffers
-    import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    data = np.frombuffer(json.dumps(dict(values), sort_keys=True).encode("utf-8"), np.uint8)
     tree.metadata = tree.metadata or []
-    earlier = [entry for entry in tree.metadata if entry.name == METADATA_NAME.encode()]  # names unpack as bytes
-    if earlier:  # its buffer is rewritten in place
-        tree.buffers[earlier[0].buffer].data = data
-    else:
-        buffer = schema.BufferT()
-        buffer.data = data
-        tree.buffers.append(buffer)
-        entry = schema.MetadataT()
-        entry.name, entry.buffer = METADATA_NAME, len(tree.buffers) - 1
-        tree.metadata.append(entry)
+    edit(tree)
     builder = flatbuffers.Builder(len(model) + 4096)
     builder.Finish(tree.Pack(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+def embed(model: bytes, values: Mapping[str, Any]) -> bytes:
+    """`model` (a ``.tflite`` flatbuffer) with `values` as JSON under :data:`METADATA_NAME` (an earlier entry of
+    that name is replaced); every other part of the model is kept, so it computes the same."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = np.frombuffer(json.dumps(dict(values), sort_keys=True).encode("utf-8"), np.uint8)
+
+    def put(tree) -> None:
+        earlier = [entry for entry in tree.metadata if entry.name == METADATA_NAME.encode()]  # names unpack as bytes
+        if earlier:  # its buffer is rewritten in place
+            tree.buffers[earlier[0].buffer].data = data
+        else:
+            buffer = schema.BufferT()
+            buffer.data = data
+            tree.buffers.append(buffer)
+            entry = schema.MetadataT()
+            entry.name, entry.buffer = METADATA_NAME, len(tree.buffers) - 1
+            tree.metadata.append(entry)
+
+    return _rewritten(model, put)
+
+
+def remove(model: bytes) -> bytes:
+    """`model` without the :data:`METADATA_NAME` entry (the converter's own entries and every weight kept): a model
+    as exported before the entry existed, or by another tool."""
+    def drop(tree) -> None:
+        tree.metadata = [entry for entry in tree.metadata if entry.name != METADATA_NAME.encode()]
+
+    return _rewritten(model, drop)
 
 
 def read(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -73,4 +94,4 @@ def read(path: str | os.PathLike) -> dict[str, Any] | None:
     return None
 
 
-__all__ = ["METADATA_KEYS", "METADATA_NAME", "embed", "read"]
+__all__ = ["METADATA_KEYS", "METADATA_NAME", "embed", "read", "remove"]
